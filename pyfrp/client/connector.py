@@ -1,0 +1,95 @@
+"""How pyfrpc reaches frps (client/connector.go): TCP, optional 0x17 + TLS, optional yamux.
+
+With tcp_mux every logical connection (control first, then work connections) is a stream of one
+session; without it each is a new TCP (+TLS) connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from pyfrp.config.model import ClientConfig
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.mux import MuxSession
+from pyfrp.net.tls import client_context
+from pyfrp.proto.detect import FRP_TLS_HEAD_BYTE
+
+
+class _Placeholder(asyncio.Protocol):
+    """Protocol for a transport until its real owner attaches."""
+
+
+class Connector:
+    def __init__(self, cfg: ClientConfig) -> None:
+        self.cfg = cfg
+        self._tls = (
+            client_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file)
+            if cfg.tls_enable
+            else None
+        )
+        self.session: MuxSession | None = None
+
+    async def _dial(self) -> asyncio.Transport:
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        sock = await asyncio.wait_for(self._tcp(), cfg.dial_server_timeout)
+        try:
+            if self._tls is None:
+                transport, _ = await loop.create_connection(_Placeholder, sock=sock)
+                return transport
+            if not cfg.disable_custom_tls_first_byte:
+                await loop.sock_sendall(sock, bytes([FRP_TLS_HEAD_BYTE]))
+            name = cfg.tls_server_name or cfg.server_addr
+            # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
+            transport, _ = await loop.create_connection(
+                _Placeholder,
+                sock=sock,
+                ssl=self._tls,
+                server_hostname=name,
+                ssl_handshake_timeout=cfg.dial_server_timeout,
+            )
+            return transport
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _tcp(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self.cfg.server_addr, self.cfg.server_port, type=socket.SOCK_STREAM
+        )
+        last: OSError | None = None
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, addr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        raise last or OSError(f"cannot resolve {self.cfg.server_addr}")
+
+    async def open(self) -> None:
+        """Establish the session (tcp_mux) before the control connection is opened."""
+        if self.cfg.tcp_mux:
+            transport = await self._dial()
+            session = MuxSession(
+                client=True, keepalive_interval=self.cfg.tcp_mux_keepalive_interval
+            )
+            transport.set_protocol(session)
+            session.connection_made(transport)
+            self.session = session
+
+    async def connect(self) -> MessageConn:
+        """A new logical connection to frps in message mode."""
+        if self.session is not None:
+            return MessageConn.attach(self.session.open_stream())
+        return MessageConn.attach(await self._dial())
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()

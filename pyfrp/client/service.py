@@ -1,0 +1,262 @@
+"""pyfrpc: login, the control loop, work connections and reconnection (client/service.go,
+client/control.go)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import sys
+import time
+from typing import Any
+
+from pyfrp import FRP_VERSION
+from pyfrp.client.connector import Connector
+from pyfrp.client.proxy import TcpProxy
+from pyfrp.config.model import ClientConfig, ProxyConfig
+from pyfrp.errors import AuthError, ProtocolError
+from pyfrp.log import PrefixLogger
+from pyfrp.net.layer import CryptoLayer
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.proto.auth import privilege_key
+from pyfrp.proto.crypto import derive_key
+from pyfrp.proto.msg import (
+    CloseProxy,
+    Login,
+    LoginResp,
+    NewProxy,
+    NewProxyResp,
+    NewWorkConn,
+    Ping,
+    Pong,
+    ReqWorkConn,
+    StartWorkConn,
+)
+
+log = logging.getLogger(__name__)
+
+LOGIN_RESP_TIMEOUT = 10.0
+_GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+           "i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm"}  # fmt: skip
+
+
+def wire_name(user: str, name: str) -> str:
+    return f"{user}.{name}" if user else name
+
+
+def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
+    return NewProxy(
+        proxy_name=wire_name(user, p.name),
+        proxy_type=p.type,
+        use_encryption=p.use_encryption,
+        use_compression=p.use_compression,
+        bandwidth_limit=p.bandwidth_limit,
+        bandwidth_limit_mode="" if p.bandwidth_limit_mode == "client" else p.bandwidth_limit_mode,
+        group=p.group,
+        group_key=p.group_key,
+        metas=dict(p.metas),
+        remote_port=p.remote_port,
+        custom_domains=list(p.custom_domains),
+        subdomain=p.subdomain,
+        locations=list(p.locations),
+        http_user=p.http_user,
+        http_pwd=p.http_pwd,
+        host_header_rewrite=p.host_header_rewrite,
+        headers=dict(p.request_headers),
+        response_headers=dict(p.response_headers),
+        route_by_http_user=p.route_by_http_user,
+    )
+
+
+class Session:
+    """One login to frps: the control connection and everything that rides on it."""
+
+    def __init__(
+        self, client: Client, connector: Connector, conn: MessageConn, run_id: str
+    ) -> None:
+        self.client = client
+        self.connector = connector
+        self.conn = conn
+        self.run_id = run_id
+        self.log = PrefixLogger(log, run_id)
+        self.proxies = {p.name: TcpProxy(p, client.cfg.token, self.log) for p in client.cfg.proxies}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.last_pong = time.monotonic()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        cfg = self.client.cfg
+        self.conn.push_layer(CryptoLayer, derive_key(cfg.token))
+        for p in cfg.proxies:
+            self.conn.send(new_proxy_msg(p, cfg.user))
+        if cfg.heartbeat_interval > 0:
+            self.spawn(self._heartbeat())
+        try:
+            while True:
+                msg = await self.conn.recv()
+                if isinstance(msg, ReqWorkConn):
+                    self.spawn(self._work_conn())
+                elif isinstance(msg, NewProxyResp):
+                    self._proxy_resp(msg)
+                elif isinstance(msg, Pong):
+                    if msg.error:
+                        self.log.warning("pong contains error: %s", msg.error)
+                        return
+                    self.last_pong = time.monotonic()
+        except ProtocolError as exc:
+            self.log.warning("control connection error: %s", exc)
+        except (ConnectionError, OSError) as exc:
+            self.log.debug("control connection closed: %s", exc)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.connector.close()
+        for t in list(self._tasks):
+            t.cancel()
+
+    def send_close_proxies(self) -> None:
+        cfg = self.client.cfg
+        for p in cfg.proxies:
+            try:
+                self.conn.send(CloseProxy(proxy_name=wire_name(cfg.user, p.name)))
+            except ConnectionError:
+                return
+
+    async def _heartbeat(self) -> None:
+        cfg = self.client.cfg
+        # With tcp_mux, liveness is yamux's job; frp checks the Pong timeout only without it.
+        check = cfg.heartbeat_timeout > 0 and not cfg.tcp_mux
+        while True:
+            try:
+                self.conn.send(Ping())
+            except ConnectionError:
+                return
+            await asyncio.sleep(cfg.heartbeat_interval)
+            if check and time.monotonic() - self.last_pong > cfg.heartbeat_timeout:
+                self.log.warning("heartbeat timeout")
+                self.conn.abort()
+                return
+
+    def _proxy_resp(self, msg: NewProxyResp) -> None:
+        user = self.client.cfg.user
+        name = msg.proxy_name.removeprefix(f"{user}.") if user else msg.proxy_name
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            return
+        if msg.error:
+            proxy.running = False
+            self.log.warning("[%s] start error: %s", name, msg.error)
+        else:
+            proxy.running = True
+            self.log.info("[%s] start proxy success", name)
+
+    async def _work_conn(self) -> None:
+        try:
+            conn = await self.connector.connect()
+            conn.send(NewWorkConn(run_id=self.run_id))
+            start = await conn.recv_as(StartWorkConn)
+        except (ConnectionError, OSError, ProtocolError, TimeoutError) as exc:
+            self.log.warning("start new work connection error: %s", exc)
+            return
+        if start.error:
+            self.log.warning("StartWorkConn contains error: %s", start.error)
+            conn.close()
+            return
+        user = self.client.cfg.user
+        name = start.proxy_name.removeprefix(f"{user}.") if user else start.proxy_name
+        proxy = self.proxies.get(name)
+        if proxy is None or not proxy.running:
+            self.log.warning("[%s] no proxy found for work connection", name)
+            conn.close()
+            return
+        await proxy.handle_work_conn(conn, start)
+
+
+class Client:
+    def __init__(self, cfg: ClientConfig) -> None:
+        self.cfg = cfg
+        self.run_id = ""
+        self.session: Session | None = None
+        self._stopping = False
+
+    async def _login(self) -> Session:
+        cfg = self.cfg
+        connector = Connector(cfg)
+        try:
+            await connector.open()
+            conn = await connector.connect()
+            ts = int(time.time())
+            conn.send(
+                Login(
+                    version=FRP_VERSION,
+                    os=sys.platform if sys.platform != "win32" else "windows",
+                    arch=_GOARCH.get(platform.machine().lower(), platform.machine().lower()),
+                    user=cfg.user,
+                    privilege_key=privilege_key(cfg.token, ts),
+                    timestamp=ts,
+                    run_id=self.run_id,
+                    metas=dict(cfg.metas),
+                    pool_count=cfg.pool_count,
+                )
+            )
+            resp = await asyncio.wait_for(conn.recv_as(LoginResp), LOGIN_RESP_TIMEOUT)
+        except BaseException:
+            connector.close()
+            raise
+        if resp.error:
+            connector.close()
+            raise AuthError(resp.error)
+        self.run_id = resp.run_id
+        session = Session(self, connector, conn, resp.run_id)
+        session.log.info("login to server success, get run id [%s]", resp.run_id)
+        return session
+
+    async def run(self) -> int:
+        """Log in and keep the session up until stopped. Returns the process exit code."""
+        cfg = self.cfg
+        first = True
+        failures = 0
+        while not self._stopping:
+            try:
+                log.info("try to connect to server...")
+                self.session = await self._login()
+            except (OSError, TimeoutError, ProtocolError, AuthError) as exc:
+                if isinstance(exc, AuthError):
+                    log.warning("login to the server failed: %s", exc)
+                else:
+                    log.warning("connect to server error: %s", exc or type(exc).__name__)
+                if first and cfg.login_fail_exit:
+                    log.error(
+                        "login to server failed: %s. With loginFailExit enabled, "
+                        "no additional retries "
+                        "will be attempted", exc or type(exc).__name__,
+                    )  # fmt: skip
+                    return 1
+                failures += 1
+                await asyncio.sleep(_backoff(failures))
+                continue
+            first = False
+            failures = 0
+            await self.session.run()
+            if not self._stopping:
+                log.warning("control connection to server lost, reconnecting")
+        return 0
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.session is not None:
+            self.session.send_close_proxies()
+            self.session.close()
+
+
+def _backoff(failures: int) -> float:
+    """frpc's fast-then-exponential retry: 3 quick tries, then 1 s doubling, capped at 20 s."""
+    if failures <= 3:
+        return 0.2
+    return float(min(20, 2 ** (failures - 4)))

@@ -1,0 +1,105 @@
+"""The typed configuration every other layer uses. Formats (INI, TOML, ...) load into these.
+
+Field names are frp's legacy INI names; defaults are frp's (pkg/config/v1/server.go, client.go,
+proxy.go) as of the wire version pyfrp speaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class LogConfig:
+    to: str = "console"
+    level: str = "info"
+    max_days: int = 3
+    disable_color: bool = False
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    bind_addr: str = "0.0.0.0"
+    bind_port: int = 7000
+    proxy_bind_addr: str = ""  # empty: same as bind_addr
+    vhost_http_port: int = 0
+    vhost_https_port: int = 0
+    vhost_http_timeout: int = 60
+    subdomain_host: str = ""
+    custom_404_page: str = ""
+    token: str = ""
+    tcp_mux: bool = True
+    tcp_mux_keepalive_interval: int = 30
+    tcp_keepalive: int = 7200
+    max_pool_count: int = 5
+    heartbeat_timeout: int | None = None  # None: frp's default (90, or -1 with tcp_mux)
+    tls_force: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_trusted_ca_file: str = ""
+    allow_ports: list[tuple[int, int]] = field(default_factory=list)  # inclusive ranges
+    max_ports_per_client: int = 0
+    user_conn_timeout: int = 10
+    udp_packet_size: int = 1500
+    detailed_errors_to_client: bool = True
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def effective_heartbeat_timeout(self) -> int:
+        if self.heartbeat_timeout is not None:
+            return self.heartbeat_timeout
+        return -1 if self.tcp_mux else 90
+
+    @property
+    def effective_proxy_bind_addr(self) -> str:
+        return self.proxy_bind_addr or self.bind_addr
+
+
+@dataclass(slots=True)
+class ProxyConfig:
+    name: str
+    type: str = "tcp"
+    local_ip: str = "127.0.0.1"
+    local_port: int = 0
+    remote_port: int = 0
+    use_encryption: bool = False
+    use_compression: bool = False
+    bandwidth_limit: str = ""
+    bandwidth_limit_mode: str = ""
+    group: str = ""
+    group_key: str = ""
+    custom_domains: list[str] = field(default_factory=list)
+    subdomain: str = ""
+    locations: list[str] = field(default_factory=list)
+    http_user: str = ""
+    http_pwd: str = ""
+    host_header_rewrite: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    route_by_http_user: str = ""
+    metas: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ClientConfig:
+    server_addr: str = "0.0.0.0"
+    server_port: int = 7000
+    user: str = ""
+    token: str = ""
+    pool_count: int = 1
+    tcp_mux: bool = True
+    tcp_mux_keepalive_interval: int = 30
+    # pyfrpc pings every 30 s even with tcp_mux: frps < 0.39 requires it and every frps answers.
+    heartbeat_interval: int = 30
+    heartbeat_timeout: int = 90
+    tls_enable: bool = True
+    disable_custom_tls_first_byte: bool = True
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_trusted_ca_file: str = ""
+    tls_server_name: str = ""
+    dial_server_timeout: int = 10
+    login_fail_exit: bool = True
+    metas: dict[str, str] = field(default_factory=dict)
+    log: LogConfig = field(default_factory=LogConfig)
+    proxies: list[ProxyConfig] = field(default_factory=list)

@@ -1,0 +1,139 @@
+"""Accepting frp connections on bind_port: plaintext, bare TLS and 0x17+TLS on one port.
+
+Accepted sockets are classified by peeking at their first byte (so a bare ClientHello is not
+consumed) before asyncio sees them; TLS then runs in the event loop's own TLS transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+from pyfrp.proto.detect import FirstByte, classify_first_byte
+
+log = logging.getLogger(__name__)
+
+# golib mux DefaultTimeout / CheckAndEnableTLSServerConnWithTimeout: 10 s for the first bytes.
+FIRST_BYTE_TIMEOUT = 10.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+def bind_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A listening, non-blocking TCP socket; raises OSError like Go's net.Listen would fail."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _wait_readable(sock: socket.socket, seconds: float) -> bool:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await asyncio.wait_for(fut, seconds)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+class FrpListener:
+    """Accept loop; hands each classified connection to ``protocol_factory`` via the loop."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        *,
+        tls_context: ssl.SSLContext,
+        tls_force: bool,
+    ) -> None:
+        self.sock = sock
+        self.protocol_factory = protocol_factory
+        self.tls_context = tls_context
+        self.tls_force = tls_force
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._accept_loop())
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._task, *self._pending) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.sock.close()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _addr = await loop.sock_accept(self.sock)
+            except OSError as exc:  # EMFILE and friends: keep serving
+                log.warning("accept on bind port failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._handshake(conn))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _handshake(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = conn.getpeername()
+        try:
+            if not await _wait_readable(conn, FIRST_BYTE_TIMEOUT):
+                log.info(
+                    "connection from %s sent nothing for %.0f s, closing", peer, FIRST_BYTE_TIMEOUT
+                )
+                conn.close()
+                return
+            first = conn.recv(1, socket.MSG_PEEK)
+            if not first:
+                conn.close()
+                return
+            kind = classify_first_byte(first[0])
+            if kind is FirstByte.PLAIN:
+                if self.tls_force:
+                    log.warning("non-TLS connection received on a TlsOnly server from %s", peer)
+                    conn.close()
+                    return
+                await loop.connect_accepted_socket(self.protocol_factory, conn)
+                return
+            if kind is FirstByte.CUSTOM_TLS:
+                conn.recv(1)
+            await loop.connect_accepted_socket(
+                self.protocol_factory,
+                conn,
+                ssl=self.tls_context,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.info(
+                "connection from %s closed during handshake: %s", peer, exc or type(exc).__name__
+            )
+            conn.close()
+        except asyncio.CancelledError:
+            conn.close()
+            raise

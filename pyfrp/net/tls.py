@@ -1,0 +1,82 @@
+"""TLS contexts as frp builds them (pkg/transport/tls.go).
+
+frps without a configured certificate makes an RSA-2048 self-signed one at start-up. frpc verifies
+nothing unless a trusted CA file is given (Go's InsecureSkipVerify), and sends its own certificate
+when one is configured. frps with a trusted CA file requires and verifies client certificates.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import ssl
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+
+def self_signed_pem() -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM): RSA-2048, random serial, valid 10 years."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pyfrp")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def _load_pem_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    # ssl can only load certificates from files.
+    with tempfile.TemporaryDirectory() as d:
+        cert_path, key_path = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        with open(cert_path, "wb") as f:
+            f.write(cert_pem)
+        with open(key_path, "wb") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cert_path, key_path)
+
+
+def server_context(
+    cert_file: str = "", key_file: str = "", trusted_ca_file: str = ""
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if cert_file and key_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    else:
+        _load_pem_pair(ctx, *self_signed_pem())
+    if trusted_ca_file:
+        ctx.load_verify_locations(trusted_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_context(
+    cert_file: str = "", key_file: str = "", trusted_ca_file: str = ""
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if trusted_ca_file:
+        ctx.load_verify_locations(trusted_ca_file)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert_file and key_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx

@@ -1,0 +1,172 @@
+"""One Control per logged-in frpc (server/control.go): its message loop, work-connection pool
+and proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pyfrp.errors import ProtocolError
+from pyfrp.log import PrefixLogger
+from pyfrp.net.layer import CryptoLayer
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.proto.crypto import derive_key
+from pyfrp.proto.msg import (
+    CloseProxy,
+    Login,
+    NewProxy,
+    NewProxyResp,
+    Ping,
+    Pong,
+    ReqWorkConn,
+    StartWorkConn,
+)
+from pyfrp.server.ports import PortError
+from pyfrp.server.proxy import TcpProxy
+
+if TYPE_CHECKING:
+    from pyfrp.server.service import Server
+
+log = logging.getLogger(__name__)
+
+
+class Control:
+    def __init__(self, service: Server, conn: MessageConn, login: Login, run_id: str) -> None:
+        self.service = service
+        self.conn = conn
+        self.login = login
+        self.run_id = run_id
+        cfg = service.cfg
+        self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
+        self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
+        self.proxies: dict[str, TcpProxy] = {}
+        self.log = PrefixLogger(log, run_id)
+        self.last_ping = time.monotonic()
+        self.closed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        # Control-channel encryption starts right after LoginResp (both directions, token key).
+        self.conn.push_layer(CryptoLayer, derive_key(self.service.cfg.token))
+        for _ in range(self.pool_count):
+            self.conn.send(ReqWorkConn())
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        hb_timeout = self.service.cfg.effective_heartbeat_timeout
+        checker = None
+        if hb_timeout > 0:
+            checker = asyncio.get_running_loop().create_task(self._heartbeat_check(hb_timeout))
+        try:
+            while True:
+                msg = await self.conn.recv()
+                if isinstance(msg, NewProxy):
+                    await self._new_proxy(msg)
+                elif isinstance(msg, CloseProxy):
+                    await self._close_proxy(msg.proxy_name)
+                elif isinstance(msg, Ping):
+                    self.last_ping = time.monotonic()
+                    self.conn.send(Pong())
+                else:
+                    self.log.debug("ignoring message %s on control", type(msg).__name__)
+        except ProtocolError as exc:
+            self.log.warning("control connection error: %s", exc)
+        except (ConnectionError, OSError) as exc:
+            self.log.debug("control connection closed: %s", exc)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if checker is not None:
+                checker.cancel()
+            await self._teardown()
+
+    async def _heartbeat_check(self, limit: int) -> None:
+        while True:
+            await asyncio.sleep(1)
+            if time.monotonic() - self.last_ping > limit:
+                self.log.warning("heartbeat timeout")
+                self.conn.abort()
+                return
+
+    async def _teardown(self) -> None:
+        self.conn.close()
+        for name in list(self.proxies):
+            await self._close_proxy(name)
+        while not self.pool.empty():
+            self.pool.get_nowait().close()
+        self.service.control_closed(self)
+        self.closed.set()
+        self.log.info("client exit success")
+
+    async def replace(self) -> None:
+        """A newer login with our run id took over: close everything of ours."""
+        self.log.info("replaced by a new control with the same run id")
+        self.conn.abort()
+        if self._task is not None:
+            self._task.cancel()
+        await self.closed.wait()
+
+    # -- proxies
+    async def _new_proxy(self, msg: NewProxy) -> None:
+        name = msg.proxy_name
+        try:
+            proxy = await self.service.register_proxy(self, msg)
+        except PortError as exc:
+            err = str(exc)
+        else:
+            self.proxies[name] = proxy
+            self.conn.send(NewProxyResp(proxy_name=name, remote_addr=proxy.remote_addr))
+            self.log.info("new proxy [%s] type [%s] success", name, msg.proxy_type or "tcp")
+            return
+        self.log.warning("new proxy [%s] type [%s] error: %s", name, msg.proxy_type or "tcp", err)
+        if not self.service.cfg.detailed_errors_to_client:
+            err = f"new proxy [{name}] error"
+        self.conn.send(NewProxyResp(proxy_name=name, error=err))
+
+    async def _close_proxy(self, name: str) -> None:
+        proxy = self.proxies.pop(name, None)
+        if proxy is None:
+            return
+        self.service.proxies.pop(name, None)
+        await proxy.close()
+
+    @property
+    def port_count(self) -> int:
+        return len(self.proxies)
+
+    # -- work connections
+    def add_work_conn(self, conn: MessageConn) -> None:
+        if self.closed.is_set():
+            conn.close()
+            return
+        try:
+            self.pool.put_nowait(conn)
+        except asyncio.QueueFull:
+            self.log.warning("work connection pool is full, discarding")
+            conn.close()
+
+    async def get_work_conn(self, start: StartWorkConn) -> MessageConn | None:
+        """Take a pooled work connection (asking for one if none), send StartWorkConn on it."""
+        timeout = self.service.cfg.user_conn_timeout
+        for _ in range(self.pool_count + 1):
+            try:
+                conn = self.pool.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    self.conn.send(ReqWorkConn())
+                    conn = await asyncio.wait_for(self.pool.get(), timeout)
+                except (TimeoutError, ConnectionError):
+                    self.log.warning("timeout trying to get work connection")
+                    return None
+            # Refill the pool for the next user.
+            try:
+                self.conn.send(ReqWorkConn())
+            except ConnectionError:
+                pass
+            if conn.transport is None or conn.transport.is_closing():
+                continue
+            conn.send(start)
+            return conn
+        return None

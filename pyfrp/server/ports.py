@@ -1,0 +1,67 @@
+"""Remote ports for tcp proxies (server/ports/ports.go): allow list, per-client quota, binding."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+from pyfrp.net.listen import bind_socket
+
+# frps tries this many random ports for remote_port = 0.
+_RANDOM_TRIES = 5
+
+
+class PortError(Exception):
+    """Text is frp's error text for NewProxyResp."""
+
+
+class PortManager:
+    def __init__(self, bind_addr: str, allow_ports: list[tuple[int, int]]) -> None:
+        self.bind_addr = bind_addr
+        self.allow = allow_ports
+        self.used: set[int] = set()
+
+    def allowed(self, port: int) -> bool:
+        return not self.allow or any(a <= port <= b for a, b in self.allow)
+
+    def acquire(self, port: int) -> tuple[int, socket.socket]:
+        """Bind ``port`` (0: a random allowed free port) for a tcp proxy; returns (port, socket)."""
+        if port == 0:
+            return self._acquire_random()
+        if not self.allowed(port):
+            raise PortError("port not allowed")
+        if port in self.used:
+            raise PortError("port already used")
+        try:
+            sock = bind_socket(self.bind_addr, port)
+        except OSError:
+            raise PortError("port unavailable") from None
+        self.used.add(port)
+        return port, sock
+
+    def _acquire_random(self) -> tuple[int, socket.socket]:
+        candidates: list[int] = []
+        if self.allow:
+            for a, b in self.allow:
+                candidates.extend(random.randint(a, b) for _ in range(_RANDOM_TRIES))
+            random.shuffle(candidates)
+            candidates = candidates[: _RANDOM_TRIES * 4]
+        else:
+            candidates = [0] * _RANDOM_TRIES  # let the kernel pick
+        for cand in candidates:
+            if cand in self.used:
+                continue
+            try:
+                sock = bind_socket(self.bind_addr, cand)
+            except OSError:
+                continue
+            port = sock.getsockname()[1]
+            if port in self.used or not self.allowed(port):
+                sock.close()
+                continue
+            self.used.add(port)
+            return port, sock
+        raise PortError("no available port")
+
+    def release(self, port: int) -> None:
+        self.used.discard(port)

@@ -1,0 +1,108 @@
+"""Server-side proxies (server/proxy/): one object per registered NewProxy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from pyfrp.log import PrefixLogger
+from pyfrp.net.splice import HoldProtocol, splice
+from pyfrp.net.workconn import wrap_work_transport
+from pyfrp.proto.msg import NewProxy, StartWorkConn
+
+if TYPE_CHECKING:
+    from pyfrp.server.control import Control
+
+log = logging.getLogger(__name__)
+
+
+class _UserConn(HoldProtocol):
+    """A user connection on a proxy's port, held until its work connection is ready."""
+
+    def __init__(self, proxy: TcpProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def on_held(self, transport: asyncio.Transport) -> None:
+        self.proxy.spawn_user(self)
+
+
+class TcpProxy:
+    """A ``type = tcp`` proxy: listens on remote_port and joins each user to a work connection."""
+
+    def __init__(self, control: Control, msg: NewProxy, port: int, sock: socket.socket) -> None:
+        self.control = control
+        self.msg = msg
+        self.name = msg.proxy_name
+        self.port = port
+        self._sock = sock
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.log = PrefixLogger(log, control.run_id, self.name)
+
+    @property
+    def remote_addr(self) -> str:
+        return f":{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _UserConn(self), sock=self._sock)
+        self.log.info("tcp proxy listen port [%d]", self.port)
+
+    def spawn_user(self, held: _UserConn) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle_user(held))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle_user(self, held: _UserConn) -> None:
+        user = held.transport
+        assert user is not None
+        src = user.get_extra_info("peername") or ("", 0)
+        dst = user.get_extra_info("sockname") or ("", 0)
+        self.log.debug("get a user connection [%s:%d]", src[0], src[1])
+        conn = await self.control.get_work_conn(
+            StartWorkConn(
+                proxy_name=self.name,
+                src_addr=src[0],
+                src_port=src[1],
+                dst_addr=dst[0],
+                dst_port=dst[1],
+            )
+        )
+        if conn is None:
+            self.log.warning("failed to get work connection for user [%s:%d]", src[0], src[1])
+            user.close()
+            return
+        transport, pending, ended = conn.detach()
+        top, pending = wrap_work_transport(
+            transport,
+            pending,
+            token=self.control.service.cfg.token,
+            use_encryption=self.msg.use_encryption,
+            use_compression=self.msg.use_compression,
+        )
+        self.log.debug("join connections, user [%s:%d]", src[0], src[1])
+        try:
+            await splice(
+                user,
+                top,
+                a_pending=held.take(),
+                a_ended=held.ended,
+                b_pending=pending,
+                b_ended=ended,
+            )
+        finally:
+            user.close()
+            top.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._sock.close()
+        self.control.service.ports.release(self.port)
+        for t in list(self._tasks):
+            t.cancel()
+        self.log.info("proxy closed")

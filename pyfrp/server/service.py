@@ -1,0 +1,201 @@
+"""pyfrps: the listener on bind_port, logins, work connections and the proxy registry
+(server/service.go)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from pyfrp import FRP_VERSION
+from pyfrp.config.model import ServerConfig
+from pyfrp.errors import ProtocolError
+from pyfrp.net.listen import FrpListener, bind_socket
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.mux import MuxSession, MuxStream
+from pyfrp.net.tls import server_context
+from pyfrp.proto.auth import verify_privilege_key
+from pyfrp.proto.msg import (
+    Login,
+    LoginResp,
+    NewProxy,
+    NewVisitorConn,
+    NewVisitorConnResp,
+    NewWorkConn,
+    StartWorkConn,
+)
+from pyfrp.server.control import Control
+from pyfrp.server.ports import PortError, PortManager
+from pyfrp.server.proxy import TcpProxy
+
+log = logging.getLogger(__name__)
+
+# server/service.go connReadTimeout: the first message must arrive within 10 s.
+CONN_READ_TIMEOUT = 10.0
+
+
+class _PlainConn(MessageConn):
+    """A non-mux connection on bind_port: it is itself the frp connection."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.spawn(self.server.handle_connection(self))
+
+
+class Server:
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.controls: dict[str, Control] = {}
+        self.proxies: dict[str, TcpProxy] = {}
+        self.ports = PortManager(cfg.effective_proxy_bind_addr, cfg.allow_ports)
+        self._listener: FrpListener | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.bind_port = cfg.bind_port
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        tls_ctx = server_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file)
+        sock = bind_socket(cfg.bind_addr, cfg.bind_port)
+        self.bind_port = sock.getsockname()[1]
+        self._listener = FrpListener(
+            sock,
+            self._protocol_factory,
+            tls_context=tls_ctx,
+            tls_force=cfg.tls_force or bool(cfg.tls_trusted_ca_file),
+        )
+        self._listener.start()
+        log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
+        log.info("frps started successfully")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+        for ctl in list(self.controls.values()):
+            await ctl.replace()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _protocol_factory(self) -> asyncio.Protocol:
+        if self.cfg.tcp_mux:
+            return MuxSession(
+                client=False,
+                on_stream=self._on_stream,
+                keepalive_interval=self.cfg.tcp_mux_keepalive_interval,
+            )
+        return _PlainConn(self)
+
+    def _on_stream(self, stream: MuxStream) -> None:
+        conn = MessageConn.attach(stream)
+        self.spawn(self.handle_connection(conn))
+
+    async def handle_connection(self, conn: MessageConn) -> None:
+        peer = conn.peername
+        try:
+            msg = await asyncio.wait_for(conn.recv(), CONN_READ_TIMEOUT)
+        except TimeoutError:
+            log.info(
+                "connection from %s sent no message within %.0f s, closing", peer, CONN_READ_TIMEOUT
+            )
+            conn.abort()
+            return
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: %s", peer, exc)
+            conn.abort()
+            return
+        except ConnectionError:
+            conn.close()
+            return
+        if isinstance(msg, Login):
+            await self._login(conn, msg)
+        elif isinstance(msg, NewWorkConn):
+            self._work_conn(conn, msg)
+        elif isinstance(msg, NewVisitorConn):
+            conn.send(
+                NewVisitorConnResp(
+                    proxy_name=msg.proxy_name, error="visitors are not supported yet"
+                )
+            )
+            log.warning(
+                "visitor connection from %s for [%s]: not supported yet", peer, msg.proxy_name
+            )
+            conn.close()
+        else:
+            log.warning(
+                "closing connection from %s: unexpected first message %s", peer, type(msg).__name__
+            )
+            conn.close()
+
+    async def _login(self, conn: MessageConn, login: Login) -> None:
+        peer = conn.peername
+        log.info(
+            "client login info: ip [%s] version [%s] hostname [%s] os [%s] arch [%s]",
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            login.version, login.hostname, login.os, login.arch,
+        )  # fmt: skip
+        if not verify_privilege_key(self.cfg.token, login.timestamp, login.privilege_key):
+            err = "token in login doesn't match token from configuration"
+            log.warning("register control error: %s", err)
+            text = err if self.cfg.detailed_errors_to_client else "register control error"
+            conn.send(LoginResp(version=FRP_VERSION, error=text))
+            conn.close()
+            return
+        run_id = login.run_id or secrets.token_hex(8)
+        old = self.controls.get(run_id)
+        if old is not None:
+            await old.replace()
+        conn.send(LoginResp(version=FRP_VERSION, run_id=run_id))
+        ctl = Control(self, conn, login, run_id)
+        self.controls[run_id] = ctl
+        ctl.start()
+        ctl.log.info("client login success, user [%s] pool_count [%d]", login.user, ctl.pool_count)
+
+    def control_closed(self, ctl: Control) -> None:
+        if self.controls.get(ctl.run_id) is ctl:
+            del self.controls[ctl.run_id]
+
+    def _work_conn(self, conn: MessageConn, msg: NewWorkConn) -> None:
+        ctl = self.controls.get(msg.run_id)
+        if ctl is None:
+            err = f"no client control found for run id [{msg.run_id}]"
+            log.warning("%s, closing work connection from %s", err, conn.peername)
+            conn.send(StartWorkConn(error=err))
+            conn.close()
+            return
+        ctl.add_work_conn(conn)
+
+    async def register_proxy(self, ctl: Control, msg: NewProxy) -> TcpProxy:
+        name = msg.proxy_name
+        ptype = msg.proxy_type or "tcp"
+        if name in self.proxies:
+            raise PortError(f"proxy [{name}] already exists")
+        if ptype in ("http", "https") and not (
+            self.cfg.vhost_http_port if ptype == "http" else self.cfg.vhost_https_port
+        ):
+            raise PortError(f"type [{ptype}] not supported when vhost {ptype} port is not set")
+        if ptype != "tcp":
+            raise PortError(f"proxy type [{ptype}] is not supported by pyfrps yet")
+        limit = self.cfg.max_ports_per_client
+        if limit > 0 and ctl.port_count >= limit:
+            raise PortError("exceed the max_ports_per_client")
+        port, sock = self.ports.acquire(msg.remote_port)
+        proxy = TcpProxy(ctl, msg, port, sock)
+        try:
+            await proxy.start()
+        except OSError as exc:
+            self.ports.release(port)
+            sock.close()
+            raise PortError("port unavailable") from exc
+        self.proxies[name] = proxy
+        return proxy
