@@ -1,0 +1,235 @@
+"""Real processes on loopback: pyfrps/pyfrpc (and the Go peers), echo servers, byte checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind((HOST, 0))
+        socks.append(s)
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Proc:
+    """A child process whose output goes to a file (never a pipe: wine peers hold pipes open)."""
+
+    def __init__(self, name: str, argv: Sequence[str | os.PathLike[str]], log: Path, cwd: Path) -> None:
+        self.name = name
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.p = subprocess.Popen(
+            [str(a) for a in argv], stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def log(self) -> str:
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.log_path.read_text(errors="replace"))
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def wait_log(self, pattern: str, timeout: float = 20.0, count: int = 1) -> str:
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            text = self.log()
+            if len(rx.findall(text)) >= count:
+                return text
+            if not self.alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{self.name}: no log line matching {pattern!r} (x{count}) within {timeout}s; "
+            f"exit={self.p.poll()}\n--- log ---\n{self.log()[-4000:]}"
+        )
+
+    def wait_port(self, port: int, timeout: float = 20.0) -> None:
+        wait_port(port, timeout, self)
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.p.terminate()
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self._log.close()
+        return self.p.returncode
+
+    def kill(self) -> None:
+        if self.alive():
+            self.p.kill()
+            self.p.wait(5)
+
+
+def wait_port(port: int, timeout: float = 20.0, proc: Proc | None = None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"{proc.name} exited ({proc.p.returncode}):\n{proc.log()[-3000:]}")
+        try:
+            socket.create_connection((HOST, port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.03)
+    raise AssertionError(f"{HOST}:{port} not accepting after {timeout}s")
+
+
+def wait_port_closed(port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection((HOST, port), 0.5).close()
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{HOST}:{port} still accepting after {timeout}s")
+
+
+class Pyfrp:
+    """Starts pyfrps/pyfrpc from INI text in a directory."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[Proc] = []
+        self.n = 0
+
+    def _start(self, module: str, name: str, config: str, suffix: str, extra: Sequence[str]) -> Proc:
+        self.n += 1
+        cfg = self.tmp / f"{name}-{self.n}{suffix}"
+        cfg.write_text(config)
+        argv = [sys.executable, "-m", module, "-c", str(cfg), *extra]
+        proc = Proc(name, argv, self.tmp / f"{name}-{self.n}.log", self.tmp)
+        self.procs.append(proc)
+        return proc
+
+    def frps(self, config: str, suffix: str = ".ini", extra: Sequence[str] = ()) -> Proc:
+        return self._start("pyfrp.server", "pyfrps", config, suffix, extra)
+
+    def frpc(self, config: str, suffix: str = ".ini", extra: Sequence[str] = ()) -> Proc:
+        return self._start("pyfrp.client", "pyfrpc", config, suffix, extra)
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+
+
+# ---------------------------------------------------------------------------- local services
+
+
+class _EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while True:
+            try:
+                data = self.request.recv(262144)
+            except OSError:
+                return
+            if not data:
+                return
+            self.request.sendall(data)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+@contextmanager
+def echo_server() -> Iterator[int]:
+    srv = _Server((HOST, 0), _EchoHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def echo_roundtrip(port: int, payload: bytes, timeout: float = 60.0) -> bytes:
+    """Send ``payload`` through ``port`` (an echo behind a tunnel) and read it all back.
+
+    frp has no half-close, so the sender runs in a thread and we close only after reading.
+    """
+    with socket.create_connection((HOST, port), timeout=timeout) as c:
+        c.settimeout(timeout)
+        err: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                c.sendall(payload)
+            except OSError as exc:
+                err.append(exc)
+
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        got = bytearray()
+        while len(got) < len(payload):
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            got += d
+        t.join(timeout)
+    return bytes(got)
+
+
+def assert_echo(port: int, payload: bytes, timeout: float = 60.0) -> None:
+    got = echo_roundtrip(port, payload, timeout)
+    assert len(got) == len(payload), f"got {len(got)} of {len(payload)} bytes back"
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def wait_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) -> None:
+    """Poll until a small echo works through ``port`` (the tunnel is up end to end)."""
+    end = time.monotonic() + timeout
+    last = "no attempt"
+    while time.monotonic() < end:
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"{proc.name} exited:\n{proc.log()[-3000:]}")
+        try:
+            if echo_roundtrip(port, b"ping", 3) == b"ping":
+                return
+            last = "short echo"
+        except OSError as exc:
+            last = repr(exc)
+        time.sleep(0.05)
+    raise AssertionError(f"tunnel on {port} not working after {timeout}s: {last}")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
