@@ -1,0 +1,497 @@
+"""The relay benchmark: throughput, connection rate, latency and memory through a tcp proxy.
+
+Every configuration is started fresh in the same run and compared with the ceilings measured in
+that run (direct loopback, a two-hop socat chain, native Go frp when its binaries are given):
+
+    python benchmarks/relay.py --size-mib 1024 --repeat 3 \\
+        --frps-go /path/to/frps --frpc-go /path/to/frpc --json results.json
+
+Only 127.0.0.1 is ever used. The wine/qemu peers in ../shared/peers are not a speed reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+CHUNK = 1024 * 1024
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind((HOST, 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection((HOST, port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"port {port} not up after {timeout}s")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Setup:
+    """A running path from the load generator to the backend: connect to ``port``."""
+
+    name: str
+    port: int
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    rss_pids: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def _recv_exact(s: socket.socket, n: int, buf: bytearray) -> None:
+    view = memoryview(buf)
+    while n > 0:
+        got = s.recv_into(view, min(n, len(buf)))
+        if not got:
+            raise ConnectionError("closed early")
+        n -= got
+
+
+def upload(port: int, size: int, payload: bytes) -> None:
+    with socket.create_connection((HOST, port)) as s:
+        s.sendall(b"U" + struct.pack(">Q", size))
+        left = size
+        while left > 0:
+            n = min(left, len(payload))
+            s.sendall(payload[:n] if n < len(payload) else payload)
+            left -= n
+        if s.recv(1) != b"K":
+            raise ConnectionError("no ack")
+
+
+def download(port: int, size: int) -> None:
+    with socket.create_connection((HOST, port)) as s:
+        s.sendall(b"D" + struct.pack(">Q", size))
+        _recv_exact(s, size, bytearray(CHUNK))
+
+
+def throughput(port: int, size: int, streams: int, direction: str, payload: bytes) -> float:
+    """MB/s (10^6) moved by ``streams`` parallel connections of ``size`` bytes each."""
+    fn: Callable[[], None] = (
+        (lambda: upload(port, size, payload))
+        if direction == "up"
+        else (lambda: download(port, size))
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(streams)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return size * streams / dt / 1e6
+
+
+def conn_rate(port: int, seconds: float, workers: int = 8) -> float:
+    """New tunnelled connections per second, each a 64-byte echo then close."""
+    msg = os.urandom(64)
+    count = [0] * workers
+    stop = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        while time.perf_counter() < stop:
+            with socket.create_connection((HOST, port)) as s:
+                s.sendall(b"E" + msg)
+                got = b""
+                while len(got) < 64:
+                    d = s.recv(64 - len(got))
+                    if not d:
+                        raise ConnectionError("closed early")
+                    got += d
+            count[i] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(count) / (time.perf_counter() - t0)
+
+
+def latency(port: int, n: int) -> tuple[float, float]:
+    """p50, p99 in microseconds of 64-byte round trips over one connection."""
+    msg = os.urandom(64)
+    out = []
+    with socket.create_connection((HOST, port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"E")
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s.sendall(msg)
+            got = 0
+            while got < 64:
+                got += len(s.recv(64 - got))
+            out.append((time.perf_counter() - t0) * 1e6)
+    out.sort()
+    return out[len(out) // 2], out[int(len(out) * 0.99)]
+
+
+@contextlib.contextmanager
+def idle_conns(port: int, n: int) -> Iterator[None]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection((HOST, port))
+            s.sendall(b"E")
+            socks.append(s)
+        # one round trip on the last proves they are all established end to end
+        socks[-1].sendall(b"x")
+        socks[-1].recv(1)
+        yield
+    finally:
+        for s in socks:
+            s.close()
+
+
+# ---------------------------------------------------------------------------- setups
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="pyfrp-bench-"))
+        self.backend_port = free_ports(1)[0]
+        self.backend = self._spawn(
+            [sys.executable, str(HERE / "backend.py"), str(self.backend_port), "--uvloop"],
+            "backend",
+        )
+        wait_port(self.backend_port)
+
+    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+
+    def close(self) -> None:
+        self.backend.terminate()
+        self.backend.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def direct(self) -> Iterator[Setup]:
+        yield Setup("direct", self.backend_port)
+
+    @contextlib.contextmanager
+    def socat(self) -> Iterator[Setup]:
+        if not shutil.which("socat"):
+            raise RuntimeError("socat not installed")
+        a, b = free_ports(2)
+        hop2 = self._spawn(
+            [
+                "socat",
+                f"TCP-LISTEN:{b},bind={HOST},reuseaddr,fork",
+                f"TCP:{HOST}:{self.backend_port}",
+            ],
+            "socat2",
+        )
+        hop1 = self._spawn(
+            ["socat", f"TCP-LISTEN:{a},bind={HOST},reuseaddr,fork", f"TCP:{HOST}:{b}"], "socat1"
+        )
+        try:
+            wait_port(b)
+            wait_port(a)
+            yield Setup("socat x2", a, [hop1, hop2])
+        finally:
+            for p in (hop1, hop2):
+                p.terminate()
+                p.wait()
+
+    @contextlib.contextmanager
+    def frp(
+        self, name: str, frps: list[str], frpc: list[str], opts: dict[str, str], toml: bool
+    ) -> Iterator[Setup]:
+        bind, remote = free_ports(2)
+        tls = opts.get("tls", "true")
+        mux = opts.get("mux", "true")
+        enc = opts.get("enc", "false")
+        comp = opts.get("comp", "false")
+        if toml:
+            s_cfg = (
+                f'bindAddr = "{HOST}"\nbindPort = {bind}\nauth.token = "bench"\n'
+                f'transport.tcpMux = {mux}\nlog.level = "warn"\n'
+            )
+            c_cfg = (
+                f'serverAddr = "{HOST}"\nserverPort = {bind}\nauth.token = "bench"\n'
+                f"transport.tcpMux = {mux}\ntransport.tls.enable = {tls}\ntransport.poolCount = 8\n"
+                f'log.level = "warn"\n[[proxies]]\nname = "b"\ntype = "tcp"\nlocalIP = "{HOST}"\n'
+                f"localPort = {self.backend_port}\nremotePort = {remote}\n"
+                f"transport.useEncryption = {enc}\ntransport.useCompression = {comp}\n"
+            )
+            ext = ".toml"
+        else:
+            s_cfg = (
+                f"[common]\nbind_addr = {HOST}\nbind_port = {bind}\ntoken = bench\n"
+                f"tcp_mux = {mux}\nlog_level = warn\n"
+            )
+            c_cfg = (
+                f"[common]\nserver_addr = {HOST}\nserver_port = {bind}\ntoken = bench\n"
+                f"tcp_mux = {mux}\ntls_enable = {tls}\npool_count = 8\nlog_level = warn\n"
+                f"[b]\ntype = tcp\nlocal_ip = {HOST}\n"
+                f"local_port = {self.backend_port}\nremote_port = {remote}\n"
+                f"use_encryption = {enc}\nuse_compression = {comp}\n"
+            )
+            ext = ".ini"
+        tag = name.replace(" ", "_")
+        (self.tmp / f"{tag}-s{ext}").write_text(s_cfg)
+        (self.tmp / f"{tag}-c{ext}").write_text(c_cfg)
+        ps = self._spawn([*frps, "-c", str(self.tmp / f"{tag}-s{ext}")], f"{tag}-frps")
+        try:
+            wait_port(bind)
+            pc = self._spawn([*frpc, "-c", str(self.tmp / f"{tag}-c{ext}")], f"{tag}-frpc")
+            try:
+                wait_port(remote)
+                # the tunnel is up end to end once an echo passes
+                end = time.monotonic() + 20
+                while True:
+                    try:
+                        with socket.create_connection((HOST, remote), 2) as s:
+                            s.settimeout(2)
+                            s.sendall(b"Eok")
+                            if s.recv(2) == b"ok":
+                                break
+                    except OSError:
+                        if time.monotonic() > end:
+                            raise
+                    time.sleep(0.05)
+                yield Setup(name, remote, [ps, pc], {"server": ps.pid, "client": pc.pid})
+            finally:
+                pc.terminate()
+                pc.wait()
+        finally:
+            ps.terminate()
+            ps.wait()
+
+
+# ---------------------------------------------------------------------------- main
+
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "default": {},  # TLS on, tcp_mux on
+    "no-tls": {"tls": "false"},
+    "no-tls-no-mux": {"tls": "false", "mux": "false"},
+    "encryption": {"enc": "true"},
+    "compression": {"comp": "true"},
+}
+
+
+def median_spread(xs: list[float]) -> tuple[float, float]:
+    return statistics.median(xs), (max(xs) - min(xs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--size-mib", type=int, default=256, help="bytes per stream per direction (MiB)"
+    )
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--streams", default="1,8")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="pyfrp/Go frp settings to run")
+    ap.add_argument(
+        "--frps-go", default=os.environ.get("FRPS_GO", ""), help="native Go frps binary"
+    )
+    ap.add_argument(
+        "--frpc-go", default=os.environ.get("FRPC_GO", ""), help="native Go frpc binary"
+    )
+    ap.add_argument("--rate-seconds", type=float, default=3.0)
+    ap.add_argument("--latency-n", type=int, default=2000)
+    ap.add_argument("--idle-conns", type=int, default=1000)
+    ap.add_argument("--skip", default="", help="comma list of: throughput,rate,latency,memory")
+    ap.add_argument("--json", default="", help="write results here")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    size = args.size_mib * 1024 * 1024
+    streams = [int(x) for x in args.streams.split(",")]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    random_payload = os.urandom(CHUNK)
+    text_payload = (b"The quick brown fox jumps over the lazy dog. " * 30000)[:CHUNK]
+
+    runner = Runner(args)
+    py = sys.executable
+    setups: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Setup]], bool]] = [
+        ("direct", runner.direct, False),
+        ("socat x2", runner.socat, False),
+    ]
+    pyfrp_cmds = ([py, "-m", "pyfrp.server"], [py, "-m", "pyfrp.client"])
+    for v in variants:
+        setups.append(
+            (
+                f"pyfrp {v}",
+                functools.partial(runner.frp, f"pyfrp {v}", *pyfrp_cmds, VARIANTS[v], False),
+                True,
+            )
+        )
+        if args.frps_go and args.frpc_go:
+            go_cmds = ([args.frps_go], [args.frpc_go])
+            setups.append(
+                (
+                    f"go-frp {v}",
+                    functools.partial(runner.frp, f"go-frp {v}", *go_cmds, VARIANTS[v], True),
+                    True,
+                )
+            )
+
+    results: list[dict[str, object]] = []
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
+        f"{args.size_mib} MiB per stream per direction, repeat {args.repeat}"
+    )
+    try:
+        for name, make, is_frp in setups:
+            row: dict[str, object] = {"setup": name}
+            try:
+                with make() as st:
+                    if "throughput" not in skip:
+                        for n in streams:
+                            for direction in ("up", "down"):
+                                payloads = [random_payload]
+                                if "compression" in name and direction == "up":
+                                    payloads = [random_payload, text_payload]
+                                for payload in payloads:
+                                    key = f"{direction} x{n}" + (
+                                        " text" if payload is text_payload else ""
+                                    )
+                                    xs = [
+                                        throughput(st.port, size, n, direction, payload)
+                                        for _ in range(args.repeat)
+                                    ]
+                                    row[key] = median_spread(xs)
+                    if "rate" not in skip:
+                        row["conn/s"] = median_spread(
+                            [conn_rate(st.port, args.rate_seconds) for _ in range(args.repeat)]
+                        )
+                    if "latency" not in skip:
+                        lat = [latency(st.port, args.latency_n) for _ in range(args.repeat)]
+                        row["p50 us"] = median_spread([a for a, _ in lat])
+                        row["p99 us"] = median_spread([b for _, b in lat])
+                    if is_frp and "memory" not in skip:
+                        for role, pid in st.rss_pids.items():
+                            row[f"{role} rss idle KiB"] = rss_kib(pid)
+                        with idle_conns(st.port, args.idle_conns):
+                            time.sleep(0.5)
+                            for role, pid in st.rss_pids.items():
+                                row[f"{role} rss +{args.idle_conns} KiB"] = rss_kib(pid)
+                        for role in st.rss_pids:
+                            idle, loaded = (
+                                row[f"{role} rss idle KiB"],
+                                row[f"{role} rss +{args.idle_conns} KiB"],
+                            )
+                            row[f"{role} KiB/conn"] = round((loaded - idle) / args.idle_conns, 2)  # type: ignore[operator]
+            except Exception as exc:  # a broken setup must not hide the others
+                row["error"] = repr(exc)
+            results.append(row)
+            print_row(row)
+    finally:
+        runner.close()
+    print()
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"when": time.time(), "args": vars(args), "results": results}, indent=1, default=str
+            )
+        )
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, tuple):
+        return f"{v[0]:.0f} ±{v[1] / 2:.0f}"
+    return str(v)
+
+
+def print_row(row: dict[str, object]) -> None:
+    print(
+        f"{row['setup']}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "setup"),
+        flush=True,
+    )
+
+
+def print_table(results: list[dict[str, object]]) -> None:
+    """One row per setup; pyfrp rows show their ratio to Go frp with the same settings when it
+    ran, otherwise to direct loopback (higher is better for MB/s and conn/s, lower for latency
+    and memory)."""
+    keys: list[str] = []
+    for r in results:
+        keys.extend(k for k in r if k not in keys and k != "setup")
+    by_name = {str(r["setup"]): r for r in results}
+    width = max(len(str(r["setup"])) for r in results)
+    print("setup".ljust(width) + " | " + " | ".join(keys))
+    for r in results:
+        name = str(r["setup"])
+        ref, ref_tag = by_name.get(name.replace("pyfrp ", "go-frp ", 1)), "go"
+        if ref is None or not name.startswith("pyfrp "):
+            ref, ref_tag = (by_name.get("direct"), "direct") if name != "direct" else (None, "")
+        cells = []
+        for k in keys:
+            v = r.get(k, "")
+            cell = _fmt(v)
+            base = ref.get(k) if ref is not None else None
+            a, b = _num(v), _num(base)
+            if a is not None and b:
+                cell += f" ({a / b:.2f}x {ref_tag})"
+            cells.append(cell)
+        print(name.ljust(width) + " | " + " | ".join(cells))
+    print("MB/s = 10^6 bytes/s; values are medians with ± half the spread of the repeats")
+
+
+def _num(v: object) -> float | None:
+    if isinstance(v, tuple):
+        return float(v[0])
+    if isinstance(v, int | float):
+        return float(v)
+    return None
+
+
+if __name__ == "__main__":
+    main()
