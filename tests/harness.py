@@ -39,7 +39,9 @@ def free_ports(n: int) -> list[int]:
 class Proc:
     """A child process whose output goes to a file (never a pipe: wine peers hold pipes open)."""
 
-    def __init__(self, name: str, argv: Sequence[str | os.PathLike[str]], log: Path, cwd: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str | os.PathLike[str]], log: Path, cwd: Path
+    ) -> None:
         self.name = name
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -129,7 +131,9 @@ class Pyfrp:
         self.procs: list[Proc] = []
         self.n = 0
 
-    def _start(self, module: str, name: str, config: str, suffix: str, extra: Sequence[str]) -> Proc:
+    def _start(
+        self, module: str, name: str, config: str, suffix: str, extra: Sequence[str]
+    ) -> Proc:
         self.n += 1
         cfg = self.tmp / f"{name}-{self.n}{suffix}"
         cfg.write_text(config)
@@ -167,6 +171,7 @@ class _EchoHandler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets bursts of 50 connects
 
 
 @contextmanager

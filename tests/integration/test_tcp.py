@@ -26,7 +26,7 @@ remote_port = {remote}
 
 
 def test_seed_configs_unchanged_carry_traffic(pyfrp: Pyfrp, echo: int) -> None:
-    """The guide's frps.ini/frpc.ini, with only addresses and ports changed, tunnel a TCP service."""
+    """The guide's frps.ini/frpc.ini, only addresses and ports changed, tunnel a TCP service."""
     bind, remote = free_ports(2)
     frps = pyfrp.frps(SEED_FRPS.format(bind=bind))
     frps.wait_port(bind)
