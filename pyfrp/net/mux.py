@@ -34,6 +34,7 @@ class MuxStream(asyncio.Transport):
     __slots__ = (
         "_closing",
         "_eof_pending",
+        "_eof_requested",
         "_fin_sent",
         "_high",
         "_lost",
@@ -55,11 +56,12 @@ class MuxStream(asyncio.Transport):
         self._protocol: asyncio.BaseProtocol | None = None
         self._pending: collections.deque[bytes | memoryview] = collections.deque()
         self._pending_size = 0
-        self._recv_queue: collections.deque[bytes | memoryview] = collections.deque()
+        self._recv_queue: collections.deque[bytes] = collections.deque()
         self._reading_paused = False
         self._write_paused = False
         self._eof_pending = False
         self._closing = False
+        self._eof_requested = False
         self._fin_sent = False
         self._lost = False
         self._high = DEFAULT_HIGH_WATER
@@ -82,7 +84,7 @@ class MuxStream(asyncio.Transport):
         return self._closing or self._lost
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self._lost:
+        if self._closing or self._lost or self._eof_requested:
             return
         if not data:
             return
@@ -103,7 +105,11 @@ class MuxStream(asyncio.Transport):
         return True
 
     def write_eof(self) -> None:
-        self.close()
+        """Half-close: FIN once pending data is out; reading goes on until the peer's FIN."""
+        if self._closing or self._lost or self._eof_requested:
+            return
+        self._eof_requested = True
+        self._maybe_finish()
 
     def close(self) -> None:
         if self._closing or self._lost:
@@ -175,14 +181,19 @@ class MuxStream(asyncio.Transport):
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
-        if self._closing and not self._pending and not self._fin_sent and not self._lost:
+        if self._lost or self._pending:
+            return
+        if (self._closing or self._eof_requested) and not self._fin_sent:
             self._fin_sent = True
             self.session.close_stream(self.stream_id)
+        if self._closing:
             self._connection_lost(None)
 
     def _data(self, data: bytes | memoryview) -> None:
         if self._lost:
             return
+        # Protocols are promised bytes; a copy also stops a queued slice pinning its whole chunk.
+        data = bytes(data)
         if self._reading_paused or self._recv_queue:
             self._recv_queue.append(data)
             return
@@ -199,7 +210,7 @@ class MuxStream(asyncio.Transport):
         if self._lost:
             return
         keep_open = self._protocol.eof_received()  # type: ignore[union-attr]
-        if not keep_open:
+        if not keep_open or self._fin_sent:  # FIN both ways: the stream is over
             self.close()
 
     def _connection_lost(self, exc: Exception | None) -> None:

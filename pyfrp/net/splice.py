@@ -121,8 +121,8 @@ async def splice(
         b.resume_reading()
     try:
         await done
-    finally:
-        if not done.done():  # cancelled: tear both down
-            a.abort()
-            b.abort()
+    except asyncio.CancelledError:
+        a.abort()
+        b.abort()
+        raise
     return end_a.bytes_in, end_b.bytes_in

@@ -16,4 +16,6 @@ def verify_privilege_key(token: str, timestamp: int, key: str) -> bool:
 
     Like frps, the timestamp's freshness is not checked.
     """
-    return hmac.compare_digest(privilege_key(token, timestamp).encode(), key.encode())
+    return hmac.compare_digest(
+        privilege_key(token, timestamp).encode(), key.encode("utf-8", "surrogatepass")
+    )

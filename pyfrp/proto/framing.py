@@ -38,8 +38,10 @@ def decode_body(type_byte: bytes, body: bytes | bytearray | memoryview) -> Messa
     cls = MESSAGE_TYPES[type_byte]
     try:
         obj = json.loads(bytes(body))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 5000-digit ints
         raise MessageError(f"{cls.__name__} body is not valid JSON: {exc}") from exc
+    if obj is None:  # Go unmarshals `null` into a zero-valued struct
+        obj = {}
     if not isinstance(obj, dict):
         raise MessageError(f"{cls.__name__} body must be a JSON object, got {type(obj).__name__}")
     return cls.from_json(obj)

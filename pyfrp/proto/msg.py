@@ -43,7 +43,12 @@ class _Codec:
 
 def _is_zero(value: Any) -> bool:
     return (
-        value is None or value is False or value == 0 or value == "" or value == {} or value == []
+        value is None
+        or value is False
+        or value == 0
+        or value in ("", b"")
+        or value == {}
+        or value == []
     )
 
 
@@ -93,6 +98,10 @@ def _from_json(hint: Any, value: Any, where: str) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise MessageError(f"{where}: expected a JSON string, got {_type_name(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape: Go decodes it as U+FFFD
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return value
     if hint is bytes:
         if not isinstance(value, str):
