@@ -1,4 +1,14 @@
-"""Command lines of pyfrps and pyfrpc, shaped like frps and frpc."""
+"""Command lines of pyfrps and pyfrpc, shaped like frps and frpc (cmd/frps, cmd/frpc/sub).
+
+    pyfrps [-c FILE | --bind_port 7000 --token x ...]    pyfrpc [-c FILE]
+    pyfrps verify -c FILE                                pyfrpc verify -c FILE
+                                                         pyfrpc tcp|udp|http|https|... [flags]
+
+Common to both: ``--strict_config`` (also ``--strict_config=false``), ``-v/--version``. As in
+frp (cobra/pflag), ``--bind-port`` and ``--bind_port`` are the same flag, and a boolean flag
+takes ``--flag`` or ``--flag=false``. A bad configuration prints one message (file, line, key)
+to stderr and exits 1; it never shows a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +18,100 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
 
 from pyfrp import FRP_VERSION, __version__
+from pyfrp.config.decode import Strict, convert_text
+from pyfrp.config.flags import CLIENT_FLAGS, PROXY_FLAGS, SERVER_FLAGS, Flag
+from pyfrp.config.model import ClientConfig, ServerConfig
+from pyfrp.config.schema import Kind, Opt
 from pyfrp.errors import ConfigError
 
 log = logging.getLogger("pyfrp")
+
+_UNSUPPORTED_COMMANDS = ("reload", "status", "stop", "nathole", "completion")
 
 
 def _version() -> str:
     return f"pyfrp {__version__} (frp wire protocol {FRP_VERSION})"
 
 
-def _parser(prog: str, what: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description=f"{what} of pyfrp, a drop-in frp replacement"
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 1 on a usage error (cobra's code), not 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _spellings(name: str) -> list[str]:
+    names = [f"--{name}"]
+    for alt in (name.replace("_", "-"), name.replace("-", "_")):
+        if f"--{alt}" not in names:
+            names.append(f"--{alt}")
+    return names
+
+
+def _add_flag(p: argparse.ArgumentParser, f: Flag, dest_prefix: str = "") -> None:
+    names = _spellings(f.name) + ([f"-{f.short}"] if f.short else [])
+    dest = dest_prefix + f.name.replace("-", "_")
+    p.add_argument(
+        *names, dest=dest, default=argparse.SUPPRESS, metavar="BOOL" if f.boolean else "VALUE"
     )
-    p.add_argument("-c", "--config", default=f"./{prog.removeprefix('py')}.ini", help="config file")
+
+
+def _bool_spellings() -> set[str]:
+    flags = [*SERVER_FLAGS, *CLIENT_FLAGS, *(f for fs in PROXY_FLAGS.values() for f in fs)]
+    names = {n for f in flags if f.boolean for n in _spellings(f.name)}
+    return names | set(_spellings("strict_config"))
+
+
+def _normalize(argv: Sequence[str]) -> list[str]:
+    """pflag booleans: a bare ``--tls_only`` means ``--tls_only=true`` and takes no argument."""
+    bools = _bool_spellings()
+    return [f"{a}=true" if a in bools else a for a in argv]
+
+
+def _globals(p: argparse.ArgumentParser, default_config: str | None) -> None:
+    # SUPPRESS keeps a subcommand's parser from resetting what the root parser already read.
+    p.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help=f"config file (default: {default_config or 'none, use flags'})",
+    )
+    p.add_argument(
+        *_spellings("strict_config"),
+        dest="strict_config",
+        default=argparse.SUPPRESS,
+        metavar="BOOL",
+        help="reject options pyfrp does not implement; =false ignores unknown keys",
+    )
     p.add_argument("-v", "--version", action="version", version=_version())
-    return p
+
+
+def _strict(args: argparse.Namespace) -> Strict:
+    raw = getattr(args, "strict_config", None)
+    if raw is None:
+        return None
+    value = convert_text(Opt(Kind.BOOL), raw, "command line: --strict_config")
+    return bool(value)
+
+
+def _given(args: argparse.Namespace, flags: Sequence[Flag], prefix: str = "") -> dict[str, str]:
+    out = {}
+    for f in flags:
+        value = getattr(args, prefix + f.name.replace("-", "_"), None)
+        if value is not None:
+            out[f.name] = value
+    return out
+
+
+def _fail(exc: ConfigError) -> int:
+    print(exc, file=sys.stderr)
+    return 1
 
 
 def _install_loop() -> None:
@@ -39,76 +124,215 @@ def _install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _run(coro_factory: object) -> int:
+def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     _install_loop()
-    return asyncio.run(coro_factory())  # type: ignore[operator, no-any-return]
+    return asyncio.run(main())
+
+
+def _start_logging(cfg: ServerConfig | ClientConfig, notices: list[str]) -> bool:
+    from pyfrp.log import setup_logging
+
+    try:
+        setup_logging(cfg.log.to, cfg.log.level, cfg.log.max_days, cfg.log.disable_color)
+    except OSError as exc:
+        print(f"cannot open log file {cfg.log.to}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    for n in notices:
+        log.warning("%s", n)
+    return True
+
+
+def _verify(who: str, path: str, load: Callable[[], list[str]]) -> int:
+    try:
+        notices = load()
+    except ConfigError as exc:
+        return _fail(exc)
+    for n in notices:
+        print(f"WARNING: {n}")
+    print(f"{who}: the configuration file {path} syntax is ok")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- frps
+
+
+def _frps_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="pyfrps",
+        description="the server (frps) of pyfrp, a drop-in frp replacement",
+        allow_abbrev=False,
+    )
+    _globals(p, None)
+    p.add_argument("command", nargs="?", choices=["verify"], help="verify: check the config file")
+    for f in SERVER_FLAGS:
+        _add_flag(p, f)
+    return p
+
+
+def frps_config(argv: Sequence[str]) -> tuple[ServerConfig, list[str]]:
+    """What ``pyfrps ARGV`` would run with: from ``-c FILE``, or from flags alone (as frps,
+    flags are ignored when a file is given). Raises ConfigError."""
+    from pyfrp.config.flags import server_from_flags
+    from pyfrp.config.load import load_server_config
+
+    args = _frps_parser().parse_args(_normalize(argv))
+    path: str | None = getattr(args, "config", None)
+    strict = _strict(args)
+    given = _given(args, SERVER_FLAGS)
+    if not path:
+        return server_from_flags(given, strict)
+    cfg, notices = load_server_config(path, strict)
+    if given:
+        notices.append(
+            f"command line: --{next(iter(given))}: options other than -c are ignored when a"
+            " config file is given, as in frps"
+        )
+    return cfg, notices
 
 
 def frps_main(argv: Sequence[str] | None = None) -> int:
     from pyfrp.config.load import load_server_config
-    from pyfrp.log import setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _frps_parser().parse_args(_normalize(argv))
+    path: str | None = getattr(args, "config", None)
+    try:
+        if args.command == "verify":
+            if not path:
+                print("frps: the configuration file is not specified")
+                return 0
+            strict = _strict(args)
+            return _verify("frps", path, lambda: load_server_config(path, strict)[1])
+        cfg, notices = frps_config(argv)
+    except ConfigError as exc:
+        return _fail(exc)
+    if not _start_logging(cfg, notices):
+        return 1
+    if path:
+        log.info("frps uses config file: %s", path)
+    else:
+        log.info("frps uses command line arguments for config")
+    return _run(lambda: _serve(cfg))
+
+
+async def _serve(cfg: ServerConfig) -> int:
     from pyfrp.server.service import Server
 
-    args = _parser("pyfrps", "the server (frps)").parse_args(argv)
+    server = Server(cfg)
     try:
-        cfg, notices = load_server_config(args.config)
-    except ConfigError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        await server.start()
+    except OSError as exc:
+        log.error("create server listener error, %s", exc)
         return 1
-    setup_logging(cfg.log.to, cfg.log.level, cfg.log.disable_color)
-    for n in notices:
-        log.warning("%s", n)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("frps is stopping")
+    await server.close()
+    return 0
 
-    async def main() -> int:
-        server = Server(cfg)
-        try:
-            await server.start()
-        except OSError as exc:
-            log.error("create server listener error, %s", exc)
-            return 1
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("frps is stopping")
-        await server.close()
-        return 0
 
-    return _run(main)
+# ------------------------------------------------------------------------------------- frpc
+
+
+def _frpc_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="pyfrpc",
+        description="the client (frpc) of pyfrp, a drop-in frp replacement",
+        allow_abbrev=False,
+    )
+    _globals(p, "./frpc.ini")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    v = sub.add_parser("verify", help="verify that the config file is valid", allow_abbrev=False)
+    _globals(v, "./frpc.ini")
+    for ptype, flags in PROXY_FLAGS.items():
+        q = sub.add_parser(ptype, help=f"run frpc with a single {ptype} proxy", allow_abbrev=False)
+        _globals(q, None)
+        for f in CLIENT_FLAGS:
+            _add_flag(q, f, "c_")
+        for f in flags:
+            _add_flag(q, f, "p_")
+    for name in _UNSUPPORTED_COMMANDS:
+        sub.add_parser(name, help="not supported yet", allow_abbrev=False)
+    return p
+
+
+def _positionals(argv: Sequence[str]) -> list[str]:
+    """The words of ``argv`` that are not options or an option's value (close enough to tell
+    the command before argparse sees flags it does not know)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = "=" not in a and a not in _bool_spellings() and a not in ("-h", "--help")
+        else:
+            out.append(a)
+    return out
+
+
+def frpc_config(argv: Sequence[str]) -> tuple[ClientConfig, list[str]]:
+    """What ``pyfrpc ARGV`` would run with: ``-c FILE`` or a quick command (``tcp ...``).
+    Raises ConfigError."""
+    from pyfrp.config.flags import client_from_flags
+    from pyfrp.config.load import load_client_config
+
+    args = _frpc_parser().parse_args(_normalize(argv))
+    strict = _strict(args)
+    if args.command in PROXY_FLAGS:
+        common = _given(args, CLIENT_FLAGS, "c_")
+        proxy = _given(args, PROXY_FLAGS[args.command], "p_")
+        return client_from_flags(args.command, common, proxy, strict)
+    return load_client_config(getattr(args, "config", None) or "./frpc.ini", strict)
 
 
 def frpc_main(argv: Sequence[str] | None = None) -> int:
-    from pyfrp.client.service import Client
     from pyfrp.config.load import load_client_config
-    from pyfrp.log import setup_logging
 
-    args = _parser("pyfrpc", "the client (frpc)").parse_args(argv)
-    try:
-        cfg, notices = load_client_config(args.config)
-    except ConfigError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words = _positionals(argv)
+    if words and words[0] in _UNSUPPORTED_COMMANDS:
+        print(f"frpc {words[0]}: not supported yet by pyfrpc", file=sys.stderr)
         return 1
-    setup_logging(cfg.log.to, cfg.log.level, cfg.log.disable_color)
-    for n in notices:
-        log.warning("%s", n)
+    if words[1:2] == ["visitor"]:
+        print(f"frpc {words[0]} visitor: visitors are not supported yet by pyfrpc", file=sys.stderr)
+        return 1
+    args = _frpc_parser().parse_args(_normalize(argv))
+    command = args.command
+    path: str = getattr(args, "config", None) or "./frpc.ini"
+    try:
+        if command == "verify":
+            strict = _strict(args)
+            return _verify("frpc", path, lambda: load_client_config(path, strict)[1])
+        cfg, notices = frpc_config(argv)
+    except ConfigError as exc:
+        return _fail(exc)
+    if not _start_logging(cfg, notices):
+        return 1
+    if command is None:
+        log.info("start frpc service for config file [%s]", path)
+    return _run(lambda: _client(cfg))
 
-    async def main() -> int:
-        client = Client(cfg)
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(client.run())
 
-        def on_signal() -> None:
-            log.info("frpc is stopping")
-            client.stop()
-            task.cancel()
+async def _client(cfg: ClientConfig) -> int:
+    from pyfrp.client.service import Client
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            await asyncio.sleep(0.05)  # let CloseProxy and FIN frames leave
-            return 0
+    client = Client(cfg)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(client.run())
 
-    return _run(main)
+    def on_signal() -> None:
+        log.info("frpc is stopping")
+        client.stop()
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.05)  # let CloseProxy and FIN frames leave
+        return 0

@@ -45,7 +45,8 @@ def wire_name(user: str, name: str) -> str:
 
 
 def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
-    return NewProxy(
+    """NewProxy as Go frpc's MarshalToMsg fills it: base fields, then only the type's own."""
+    msg = NewProxy(
         proxy_name=wire_name(user, p.name),
         proxy_type=p.type,
         use_encryption=p.use_encryption,
@@ -55,17 +56,22 @@ def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
         group=p.group,
         group_key=p.group_key,
         metas=dict(p.metas),
-        remote_port=p.remote_port,
-        custom_domains=list(p.custom_domains),
-        subdomain=p.subdomain,
-        locations=list(p.locations),
-        http_user=p.http_user,
-        http_pwd=p.http_pwd,
-        host_header_rewrite=p.host_header_rewrite,
-        headers=dict(p.request_headers),
-        response_headers=dict(p.response_headers),
-        route_by_http_user=p.route_by_http_user,
     )
+    known = p.type in ("tcp", "udp", "http", "https")
+    if p.type in ("tcp", "udp") or not known:
+        msg.remote_port = p.remote_port
+    if p.type in ("http", "https") or not known:
+        msg.custom_domains = list(p.custom_domains)
+        msg.subdomain = p.subdomain
+    if p.type == "http" or not known:
+        msg.locations = list(p.locations)
+        msg.http_user = p.http_user
+        msg.http_pwd = p.http_pwd
+        msg.host_header_rewrite = p.host_header_rewrite
+        msg.headers = dict(p.request_headers)
+        msg.response_headers = dict(p.response_headers)
+        msg.route_by_http_user = p.route_by_http_user
+    return msg
 
 
 class Session:
@@ -160,9 +166,15 @@ class Session:
         try:
             conn = await self.connector.connect()
             conn.send(NewWorkConn(run_id=self.run_id))
-            start = await conn.recv_as(StartWorkConn)
         except (ConnectionError, OSError, ProtocolError, TimeoutError) as exc:
             self.log.warning("start new work connection error: %s", exc)
+            return
+        try:
+            start = await conn.recv_as(StartWorkConn)
+        except (ConnectionError, OSError, ProtocolError) as exc:
+            # frps closes surplus work connections (pool full); frpc logs this at trace level.
+            self.log.debug("work connection closed before response StartWorkConn message: %s", exc)
+            conn.close()
             return
         if start.error:
             self.log.warning("StartWorkConn contains error: %s", start.error)
@@ -233,10 +245,10 @@ class Client:
                     log.warning("connect to server error: %s", exc or type(exc).__name__)
                 if first and cfg.login_fail_exit:
                     log.error(
-                        "login to server failed: %s. With loginFailExit enabled, "
-                        "no additional retries "
-                        "will be attempted", exc or type(exc).__name__,
-                    )  # fmt: skip
+                        "login to the server failed: %s. With loginFailExit enabled, "
+                        "no additional retries will be attempted",
+                        exc or type(exc).__name__,
+                    )
                     return 1
                 failures += 1
                 await asyncio.sleep(_backoff(failures))

@@ -1,18 +1,38 @@
 """frp's legacy INI format (pkg/config/legacy): ``[common]`` plus one section per proxy.
 
-Parsed by hand rather than with configparser so that every error can name the file, line and key,
-and so that values keep go-ini's rules frp relies on (no inline comments: ``22 # ssh`` is a bad
-port in frp too).
+Parsed by hand rather than with configparser so that every error can name the file, line and
+key, and so that values keep go-ini's rules as frp sets them (IgnoreInlineComment,
+AllowBooleanKeys): no inline comments (``22 # ssh`` is a bad port in frp too), a bare key means
+true, ``=`` or ``:`` separate key and value, and one pair of surrounding quotes is removed.
+
+Sections become ``Settings`` keyed by the v1 names (schema.py holds the INI spelling of each),
+so the model is built by the same code as for TOML, YAML and JSON. INI-only shapes are handled
+here: ``meta_*``/``header_*``/``plugin_*`` prefixes, ``authenticate_heartbeats``, ``[plugin.X]``
+server plugin sections, ``role = visitor`` sections and ``[range:NAME]`` port-range sections.
 """
 
 from __future__ import annotations
 
-import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyfrp.config.model import ClientConfig, LogConfig, ProxyConfig, ServerConfig
+from pyfrp.config import schema
+from pyfrp.config.decode import (
+    ClientSettings,
+    Notices,
+    Settings,
+    convert_text,
+    proxy_schema,
+    q,
+    suggest,
+    visitor_schema,
+)
+from pyfrp.config.formats import LineMap, same_line
+from pyfrp.config.model import PROXY_TYPES, VISITOR_TYPES
+from pyfrp.config.schema import Kind, Opt
+from pyfrp.config.template import parse_range_numbers
 from pyfrp.errors import ConfigError
 
 
@@ -26,306 +46,330 @@ class IniValue:
 class IniSection:
     name: str
     line: int
+    path: str
     values: dict[str, IniValue] = field(default_factory=dict)
 
+    def where(self, key: str) -> str:
+        line = self.values[key].line if key in self.values else self.line
+        return f"{self.path}:{line}: [{self.name}] {key}"
 
-def parse_ini(text: str, path: str) -> list[IniSection]:
+
+def _unquote(v: str) -> str:
+    for mark in ('"', "'", "`"):
+        if len(v) >= 2 and v[0] == mark and v[-1] == mark and mark not in v[1:-1]:
+            return v[1:-1]
+    return v
+
+
+def parse_ini(
+    text: str, path: str, notices: Notices, lines: LineMap = same_line
+) -> list[IniSection]:
     sections: list[IniSection] = []
     current: IniSection | None = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.splitlines(), 1):
+        lineno = lines(n)
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
         if line.startswith("["):
-            if not line.endswith("]") or len(line) < 3:
-                raise ConfigError(f"{path}:{lineno}: malformed section header {line!r}")
-            current = IniSection(line[1:-1].strip(), lineno)
+            end = line.find("]")
+            if end < 2:
+                raise ConfigError(f"{path}:{lineno}: malformed section header {q(line)}")
+            current = IniSection(line[1:end].strip(), lineno, path)
             sections.append(current)
             continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if cut == 0:
+            raise ConfigError(f"{path}:{lineno}: a key is missing before {q(line[0])}")
+        key, value = (line, "true") if cut < 0 else (line[:cut].strip(), line[cut + 1 :].strip())
         if current is None:
-            raise ConfigError(f"{path}:{lineno}: key outside of any section: {line!r}")
-        key, sep, value = line.partition("=")
-        if not sep:  # go-ini AllowBooleanKeys: a bare key means true
-            key, value = line, "true"
-        key = key.strip()
+            notices.add(
+                f"default:{path}:{lineno}",
+                f"{path}:{lineno}: {key}: outside of any section, ignored",
+            )
+            continue
         if key in current.values:
-            raise ConfigError(f"{path}:{lineno}: [{current.name}] duplicate key {key!r}")
-        current.values[key] = IniValue(value.strip(), lineno)
+            first = current.values[key].line
+            notices.add(
+                f"dup:{path}:{lineno}",
+                f"{path}:{lineno}: [{current.name}] {key}: "
+                f"set twice (first at line {first}); the last value wins",
+            )
+        current.values[key] = IniValue(_unquote(value), lineno)
     return sections
 
 
-def _parse_bool(s: str) -> bool:
-    if s in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if s in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise ValueError("is not a boolean (true/false)")
+# Prefix keys: "meta_var1 = x" -> metadatas.var1. (key prefix, v1 map key)
+_Prefixes = dict[str, str]
+_CLIENT_PREFIXES: _Prefixes = {
+    "meta_": "metadatas",
+    "oidc_additional_endpoint_params_": "auth.oidc.additionalEndpointParams",
+}
+_PROXY_PREFIXES: _Prefixes = {"meta_": "metadatas"}
+_HTTP_PREFIXES: _Prefixes = {"meta_": "metadatas", "header_": "requestHeaders.set"}
 
-
-def _parse_int(s: str) -> int:
-    try:
-        return int(s, 10)
-    except ValueError:
-        raise ValueError("is not an integer") from None
-
-
-def _parse_port(s: str) -> int:
-    n = _parse_int(s)
-    if not 0 <= n <= 65535:
-        raise ValueError("is not a port (0-65535)")
-    return n
-
-
-def _parse_list(s: str) -> list[str]:
-    return [p.strip() for p in s.split(",") if p.strip()]
-
-
-def parse_port_ranges(s: str) -> list[tuple[int, int]]:
-    """``2000-3000,3001`` -> [(2000, 3000), (3001, 3001)]."""
-    out: list[tuple[int, int]] = []
-    for part in _parse_list(s):
-        lo, sep, hi = part.partition("-")
-        a = _parse_port(lo.strip())
-        b = _parse_port(hi.strip()) if sep else a
-        if a > b:
-            raise ValueError(f"range {part} has its start after its end")
-        out.append((a, b))
-    return out
-
-
-_Setter = Callable[[Any, str], None]
-
-
-def _attr(name: str, conv: Callable[[str], Any]) -> _Setter:
-    def set_(obj: Any, raw: str) -> None:
-        setattr(obj, name, conv(raw))
-
-    return set_
-
-
-def _log_attr(name: str, conv: Callable[[str], Any]) -> _Setter:
-    def set_(obj: Any, raw: str) -> None:
-        setattr(obj.log, name, conv(raw))
-
-    return set_
-
-
-_LOG_KEYS: dict[str, _Setter] = {
-    "log_file": _log_attr("to", str),
-    "log_level": _log_attr("level", str),
-    "log_max_days": _log_attr("max_days", _parse_int),
-    "disable_log_color": _log_attr("disable_color", _parse_bool),
+# legacy conversion.go: plugin_* INI params -> v1 plugin options.
+_PLUGIN_PARAMS = {
+    "plugin_local_addr": "localAddr",
+    "plugin_host_header_rewrite": "hostHeaderRewrite",
+    "plugin_http_user": "httpUser",
+    "plugin_http_passwd": "httpPassword",
+    "plugin_crt_path": "crtPath",
+    "plugin_key_path": "keyPath",
+    "plugin_user": "username",
+    "plugin_passwd": "password",
+    "plugin_local_path": "localPath",
+    "plugin_strip_prefix": "stripPrefix",
+    "plugin_unix_path": "unixPath",
 }
 
-_SERVER_KEYS: dict[str, _Setter] = {
-    "bind_addr": _attr("bind_addr", str),
-    "bind_port": _attr("bind_port", _parse_port),
-    "proxy_bind_addr": _attr("proxy_bind_addr", str),
-    "vhost_http_port": _attr("vhost_http_port", _parse_port),
-    "vhost_https_port": _attr("vhost_https_port", _parse_port),
-    "vhost_http_timeout": _attr("vhost_http_timeout", _parse_int),
-    "subdomain_host": _attr("subdomain_host", str),
-    "custom_404_page": _attr("custom_404_page", str),
-    "token": _attr("token", str),
-    "tcp_mux": _attr("tcp_mux", _parse_bool),
-    "tcp_mux_keepalive_interval": _attr("tcp_mux_keepalive_interval", _parse_int),
-    "tcp_keepalive": _attr("tcp_keepalive", _parse_int),
-    "max_pool_count": _attr("max_pool_count", _parse_int),
-    "heartbeat_timeout": _attr("heartbeat_timeout", _parse_int),
-    "tls_only": _attr("tls_force", _parse_bool),
-    "tls_cert_file": _attr("tls_cert_file", str),
-    "tls_key_file": _attr("tls_key_file", str),
-    "tls_trusted_ca_file": _attr("tls_trusted_ca_file", str),
-    "allow_ports": _attr("allow_ports", parse_port_ranges),
-    "max_ports_per_client": _attr("max_ports_per_client", _parse_int),
-    "user_conn_timeout": _attr("user_conn_timeout", _parse_int),
-    "udp_packet_size": _attr("udp_packet_size", _parse_int),
-    "detailed_errors_to_client": _attr("detailed_errors_to_client", _parse_bool),
-    **_LOG_KEYS,
+Extra = Callable[[Settings, str, str], None]  # (settings, raw value, where)
+
+
+def _scopes(scope: str) -> Extra:
+    def add(s: Settings, raw: str, where: str) -> None:
+        if convert_text(Opt(Kind.BOOL), raw, where):
+            scopes = s.values.setdefault("auth.additionalScopes", [])
+            scopes.append(scope)
+            s.where.setdefault("auth.additionalScopes", where)
+
+    return add
+
+
+def _accept(s: Settings, raw: str, where: str) -> None:
+    """INI keys with no effect in pyfrp or in frp (dashboard TLS without a dashboard port)."""
+
+
+_AUTH_EXTRA: dict[str, Extra] = {
+    "authenticate_heartbeats": _scopes("HeartBeats"),
+    "authenticate_new_work_conns": _scopes("NewWorkConns"),
+    "log_way": _accept,
 }
-
-# Keys frp knows that pyfrp does not implement yet: accepted, reported once at start-up.
-_SERVER_UNSUPPORTED = {
-    "kcp_bind_port", "quic_bind_port", "quic_keepalive_period", "quic_max_idle_timeout",
-    "quic_max_incoming_streams", "tcpmux_httpconnect_port", "tcpmux_passthrough",
-    "authentication_method", "authenticate_heartbeats", "authenticate_new_work_conns",
-    "oidc_issuer", "oidc_audience", "oidc_skip_expiry_check", "oidc_skip_issuer_check",
-    "dashboard_addr", "dashboard_port", "dashboard_user", "dashboard_pwd", "dashboard_tls_mode",
-    "dashboard_tls_cert_file", "dashboard_tls_key_file", "assets_dir", "enable_prometheus",
-    "nat_hole_analysis_data_reserve_hours", "api_enable",
-}  # fmt: skip
-
-_CLIENT_KEYS: dict[str, _Setter] = {
-    "server_addr": _attr("server_addr", str),
-    "server_port": _attr("server_port", _parse_port),
-    "user": _attr("user", str),
-    "token": _attr("token", str),
-    "pool_count": _attr("pool_count", _parse_int),
-    "tcp_mux": _attr("tcp_mux", _parse_bool),
-    "tcp_mux_keepalive_interval": _attr("tcp_mux_keepalive_interval", _parse_int),
-    "heartbeat_interval": _attr("heartbeat_interval", _parse_int),
-    "heartbeat_timeout": _attr("heartbeat_timeout", _parse_int),
-    "tls_enable": _attr("tls_enable", _parse_bool),
-    "disable_custom_tls_first_byte": _attr("disable_custom_tls_first_byte", _parse_bool),
-    "tls_cert_file": _attr("tls_cert_file", str),
-    "tls_key_file": _attr("tls_key_file", str),
-    "tls_trusted_ca_file": _attr("tls_trusted_ca_file", str),
-    "tls_server_name": _attr("tls_server_name", str),
-    "dial_server_timeout": _attr("dial_server_timeout", _parse_int),
-    "login_fail_exit": _attr("login_fail_exit", _parse_bool),
-    **_LOG_KEYS,
+_SERVER_EXTRA: dict[str, Extra] = {
+    **_AUTH_EXTRA,
+    "dashboard_tls_mode": _accept,
+    "dashboard_tls_cert_file": _accept,
+    "dashboard_tls_key_file": _accept,
 }
-
-_CLIENT_UNSUPPORTED = {
-    "protocol", "authentication_method", "authenticate_heartbeats", "authenticate_new_work_conns",
-    "oidc_client_id", "oidc_client_secret", "oidc_audience", "oidc_scope",
-    "oidc_token_endpoint_url", "dial_server_keepalive", "connect_server_local_ip", "http_proxy",
-    "admin_addr", "admin_port", "admin_user", "admin_pwd", "assets_dir", "pprof_enable",
-    "start", "includes", "dns_server", "nat_hole_stun_server", "udp_packet_size",
-    "quic_keepalive_period", "quic_max_idle_timeout", "quic_max_incoming_streams",
-}  # fmt: skip
-
-_PROXY_KEYS: dict[str, _Setter] = {
-    "type": _attr("type", str),
-    "local_ip": _attr("local_ip", str),
-    "local_port": _attr("local_port", _parse_port),
-    "remote_port": _attr("remote_port", _parse_port),
-    "use_encryption": _attr("use_encryption", _parse_bool),
-    "use_compression": _attr("use_compression", _parse_bool),
-    "bandwidth_limit": _attr("bandwidth_limit", str),
-    "bandwidth_limit_mode": _attr("bandwidth_limit_mode", str),
-    "group": _attr("group", str),
-    "group_key": _attr("group_key", str),
-    "custom_domains": _attr("custom_domains", _parse_list),
-    "subdomain": _attr("subdomain", str),
-    "locations": _attr("locations", _parse_list),
-    "http_user": _attr("http_user", str),
-    "http_pwd": _attr("http_pwd", str),
-    "host_header_rewrite": _attr("host_header_rewrite", str),
-    "route_by_http_user": _attr("route_by_http_user", str),
-}
-
-_PROXY_UNSUPPORTED = {
-    "proxy_protocol_version", "health_check_type", "health_check_timeout_s",
-    "health_check_max_failed", "health_check_interval_s", "health_check_url", "plugin",
-    "sk", "allow_users", "multiplexer", "role", "server_name", "server_user", "bind_addr",
-    "bind_port",
-}  # fmt: skip
-
-_PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
+_PROXY_EXTRA: dict[str, Extra] = {"role": _accept, "name": _accept, "type": _accept}
 
 
-def _suggest(key: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _apply(
-    obj: Any,
-    section: IniSection,
-    keys: dict[str, _Setter],
-    unsupported: set[str],
-    path: str,
-    notices: list[str],
-    prefixes: dict[str, Callable[[Any, str, str], None]] | None = None,
-) -> None:
-    for key, iv in section.values.items():
-        where = f"{path}:{iv.line}: [{section.name}] {key}"
-        setter = keys.get(key)
-        if setter is not None:
-            try:
-                setter(obj, iv.value)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: {iv.value!r} {exc}") from None
+def _settings(
+    sec: IniSection,
+    flat: dict[str, Opt],
+    notices: Notices,
+    prefixes: _Prefixes,
+    extra: dict[str, Extra],
+    skip: tuple[str, ...] = (),
+) -> Settings:
+    index = schema.ini_index(flat)
+    names = {v1: ini for ini, v1 in index.items()}
+    for ini_key, v1_key in prefixes.items():
+        names[v1_key] = f"{ini_key}*"
+    s = Settings(
+        origin=f"{sec.path}:{sec.line}",
+        prefix=f"[{sec.name}] ",
+        name_of=lambda k: names.get(k, k),
+    )
+    for key, iv in sec.values.items():
+        where = sec.where(key)
+        if key in skip:
             continue
-        if key in unsupported or key.startswith("plugin_"):
-            notices.append(f"{where}: not supported yet, ignored")
+        if key in index:
+            canon = index[key]
+            value = convert_text(flat[canon], iv.value, where)
+            if value is not None:
+                s.set(canon, value, where)
             continue
-        handled = False
-        for prefix, fn in (prefixes or {}).items():
+        if key in extra:
+            extra[key](s, iv.value, where)
+            continue
+        for prefix, canon in prefixes.items():
             if key.startswith(prefix) and len(key) > len(prefix):
-                fn(obj, key[len(prefix) :], iv.value)
-                handled = True
+                s.values.setdefault(canon, {})[key[len(prefix) :]] = iv.value
+                s.where.setdefault(canon, where)
                 break
-        if not handled:
-            raise ConfigError(f"{where}: unknown key{_suggest(key, set(keys) | unsupported)}")
+        else:
+            known = [*index, *extra]
+            v1 = flat.get(key)
+            hint = (
+                f" (did you mean {q(v1.ini)}? {q(key)} is its TOML/YAML/JSON name)"
+                if (v1 and v1.ini)
+                else suggest(key, known)
+            )
+            if notices.strict is False:
+                notices.add(f"unknown:{where}", f"{where}: unknown key{hint}, ignored")
+                continue
+            raise ConfigError(f"{where}: unknown key{hint}")
+    return s
 
 
 def _common(sections: list[IniSection], path: str) -> IniSection:
+    """[common], with repeated [common] sections merged as go-ini does."""
+    merged: IniSection | None = None
     for s in sections:
         if s.name == "common":
-            return s
-    raise ConfigError(f"{path}: invalid configuration file, not found [common] section")
+            if merged is None:
+                merged = IniSection("common", s.line, s.path, dict(s.values))
+            else:
+                merged.values.update(s.values)
+    if merged is None:
+        raise ConfigError(f"{path}: invalid configuration file, not found [common] section")
+    return merged
 
 
-def load_server_ini(text: str, path: str) -> tuple[ServerConfig, list[str]]:
-    """(config, notices): notices are start-up warnings about keys pyfrp does not implement."""
-    sections = parse_ini(text, path)
-    cfg = ServerConfig(log=LogConfig())
-    notices: list[str] = []
-    _apply(cfg, _common(sections, path), _SERVER_KEYS, _SERVER_UNSUPPORTED, path, notices)
-    notices.extend(
-        f"{path}:{s.line}: section [{s.name}] not supported yet, ignored"
-        for s in sections
-        if s.name != "common"
-    )
-    return cfg, notices
+# ----------------------------------------------------------------------------------- server
 
 
-def _set_meta(obj: Any, name: str, value: str) -> None:
-    obj.metas[name] = value
-
-
-def _set_header(obj: Any, name: str, value: str) -> None:
-    obj.request_headers[name] = value
-
-
-def load_client_ini(text: str, path: str) -> tuple[ClientConfig, list[str]]:
-    sections = parse_ini(text, path)
-    cfg = ClientConfig(log=LogConfig())
-    notices: list[str] = []
-    common = _common(sections, path)
-    _apply(cfg, common, _CLIENT_KEYS, _CLIENT_UNSUPPORTED, path, notices, {"meta_": _set_meta})
-    seen: dict[str, int] = {}
-    for s in sections:
-        if s.name == "common":
-            continue
-        if s.name.startswith("range:"):
-            notices.append(f"{path}:{s.line}: [{s.name}] range sections not supported yet, ignored")
-            continue
-        if s.name in seen:
-            raise ConfigError(
-                f"{path}:{s.line}: duplicate proxy name [{s.name}] (first at line {seen[s.name]})"
+def server_settings(text: str, path: str, notices: Notices, lines: LineMap) -> Settings:
+    sections = parse_ini(text, path, notices, lines)
+    s = _settings(_common(sections, path), schema.SERVER, notices, {}, _SERVER_EXTRA)
+    plugins: list[dict[str, Any]] = []
+    item = schema.SERVER["httpPlugins"].item
+    assert item is not None
+    for sec in sections:
+        if sec.name.startswith("plugin."):
+            p = _settings(sec, item, notices, {}, {}).values
+            plugins.append({"name": sec.name.removeprefix("plugin.").strip(), **p})
+            s.where.setdefault("httpPlugins", f"{path}:{sec.line}: [{sec.name}]")
+        elif sec.name != "common":
+            notices.add(
+                f"section:{path}:{sec.line}",
+                f"{path}:{sec.line}: section [{sec.name}] has no meaning for frps, ignored",
             )
-        seen[s.name] = s.line
-        proxy = ProxyConfig(name=s.name)
-        _apply(
-            proxy,
-            s,
-            _PROXY_KEYS,
-            _PROXY_UNSUPPORTED,
-            path,
-            notices,
-            {"meta_": _set_meta, "header_": _set_header},
-        )
-        if "role" in s.values and s.values["role"].value == "visitor":
+    if plugins:
+        s.values["httpPlugins"] = plugins
+    return s
+
+
+# ----------------------------------------------------------------------------------- client
+
+
+def client_settings(text: str, path: str, notices: Notices, lines: LineMap) -> ClientSettings:
+    sections = parse_ini(text, path, notices, lines)
+    common = _settings(
+        _common(sections, path), schema.CLIENT, notices, _CLIENT_PREFIXES, _AUTH_EXTRA
+    )
+    out = ClientSettings(common)
+    add_proxy_sections(out, [s for s in sections if s.name != "common"], notices)
+    return out
+
+
+def add_proxy_sections(out: ClientSettings, sections: list[IniSection], notices: Notices) -> None:
+    """Proxy and visitor sections (of the main file or an included one) -> ``out``."""
+    seen: dict[str, str] = {}
+    for sec in _expand_ranges(sections):
+        if sec.name == "common":
+            notices.add(
+                f"section:{sec.path}:{sec.line}",
+                f"{sec.path}:{sec.line}: [common] in an included file is ignored",
+            )
             continue
-        _check_proxy(proxy, s, path)
-        cfg.proxies.append(proxy)
-    return cfg, notices
+        if sec.name in seen:
+            raise ConfigError(
+                f"{sec.path}:{sec.line}: proxy name [{sec.name}] is duplicated "
+                f"(first at line {seen[sec.name]})"
+            )
+        seen[sec.name] = str(sec.line)
+        role = sec.values["role"].value if "role" in sec.values else "server"
+        if role == "visitor":
+            out.visitors.append(_visitor(sec, notices))
+        elif role in ("server", ""):
+            out.proxies.append(_proxy(sec, notices))
+        else:
+            raise ConfigError(
+                f"{sec.where('role')}: proxy {sec.name} role should be 'server' or 'visitor'"
+            )
 
 
-def _check_proxy(p: ProxyConfig, s: IniSection, path: str) -> None:
-    line = s.values["type"].line if "type" in s.values else s.line
-    if p.type not in _PROXY_TYPES:
+def _proxy(sec: IniSection, notices: Notices) -> Settings:
+    ptype = sec.values["type"].value if "type" in sec.values else "tcp"
+    if ptype not in PROXY_TYPES:
         raise ConfigError(
-            f"{path}:{line}: [{s.name}] type: unknown proxy type {p.type!r}"
-            f" (one of {', '.join(_PROXY_TYPES)})"
+            f"{sec.where('type')}: unknown proxy type {q(ptype)} (one of {', '.join(PROXY_TYPES)})"
         )
-    if p.type != "tcpmux" and "local_port" not in s.values and "plugin" not in s.values:
-        raise ConfigError(f"{path}:{s.line}: [{s.name}] local_port: required for {p.type} proxies")
-    if p.type in ("http", "https") and not p.custom_domains and not p.subdomain:
+    prefixes = _HTTP_PREFIXES if ptype == "http" else _PROXY_PREFIXES
+    plugin_keys = [k for k in sec.values if k.startswith("plugin_")]
+    s = _settings(
+        sec, proxy_schema(ptype), notices, prefixes, _PROXY_EXTRA, skip=("plugin", *plugin_keys)
+    )
+    s.set("name", sec.name, f"{sec.path}:{sec.line}: [{sec.name}]")
+    s.values["type"] = ptype
+    if "plugin" in sec.values:
+        s.set("plugin", _plugin(sec, plugin_keys), sec.where("plugin"))
+    elif plugin_keys:
+        notices.add(
+            f"plugin:{sec.path}:{sec.line}",
+            f"{sec.where(plugin_keys[0])}: plugin parameters without plugin = ..., ignored",
+        )
+    return s
+
+
+def _plugin(sec: IniSection, keys: list[str]) -> dict[str, Any]:
+    ptype = sec.values["plugin"].value
+    if ptype not in schema.PLUGINS:
         raise ConfigError(
-            f"{path}:{s.line}: [{s.name}] custom_domains and subdomain"
-            " should set at least one of them"
+            f"{sec.where('plugin')}: unknown plugin type {q(ptype)} "
+            f"(one of {', '.join(schema.PLUGINS)})"
         )
+    out: dict[str, Any] = {"type": ptype}
+    for k in keys:
+        value = sec.values[k].value
+        if k.startswith("plugin_header_") and len(k) > len("plugin_header_"):
+            out.setdefault("requestHeaders.set", {})[k.removeprefix("plugin_header_")] = value
+        elif k in _PLUGIN_PARAMS:
+            out[_PLUGIN_PARAMS[k]] = value
+    return out
+
+
+def _visitor(sec: IniSection, notices: Notices) -> Settings:
+    vtype = sec.values["type"].value if "type" in sec.values else ""
+    if not vtype:
+        raise ConfigError(
+            f"{sec.where('type')}: missing: a visitor needs a type "
+            f"(one of {', '.join(VISITOR_TYPES)})"
+        )
+    if vtype not in VISITOR_TYPES:
+        raise ConfigError(
+            f"{sec.where('type')}: unknown visitor type {q(vtype)} "
+            f"(one of {', '.join(VISITOR_TYPES)})"
+        )
+    s = _settings(sec, visitor_schema(vtype), notices, {}, _PROXY_EXTRA)
+    s.set("name", sec.name, f"{sec.path}:{sec.line}: [{sec.name}]")
+    s.values["type"] = vtype
+    return s
+
+
+_RANGE = re.compile(r"^range:")
+
+
+def _expand_ranges(sections: list[IniSection]) -> list[IniSection]:
+    """``[range:web]`` with ``local_port = 6010-6012`` -> sections web_0, web_1, web_2
+    (legacy client.go renderRangeProxyTemplates)."""
+    out: list[IniSection] = []
+    for sec in sections:
+        if not _RANGE.match(sec.name):
+            out.append(sec)
+            continue
+        prefix = sec.name.removeprefix("range:").strip()
+        local, remote = sec.values.get("local_port"), sec.values.get("remote_port")
+        if local is None or remote is None or not local.value or not remote.value:
+            raise ConfigError(
+                f"{sec.path}:{sec.line}: [{sec.name}] local_port or remote_port is empty"
+            )
+        try:
+            locals_ = parse_range_numbers(local.value)
+            remotes = parse_range_numbers(remote.value)
+        except ValueError as exc:
+            raise ConfigError(f"{sec.path}:{sec.line}: [{sec.name}] {exc}") from None
+        if len(locals_) != len(remotes):
+            raise ConfigError(
+                f"{sec.path}:{sec.line}: [{sec.name}] local ports number should "
+                "be same with remote ports number"
+            )
+        for i, (lp, rp) in enumerate(zip(locals_, remotes, strict=True)):
+            values = dict(sec.values)
+            values["local_port"] = IniValue(str(lp), local.line)
+            values["remote_port"] = IniValue(str(rp), remote.line)
+            out.append(IniSection(f"{prefix}_{i}", sec.line, sec.path, values))
+    return out

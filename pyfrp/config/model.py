@@ -1,19 +1,24 @@
-"""The typed configuration every other layer uses. Formats (INI, TOML, ...) load into these.
+"""The typed configuration every other layer uses. Formats (INI, TOML, YAML, JSON, flags) load
+into these, and nothing below pyfrp/config knows which one a value came from.
 
-Field names are frp's legacy INI names; defaults are frp's (pkg/config/v1/server.go, client.go,
-proxy.go) as of the wire version pyfrp speaks.
+Field names are frp's legacy INI names; defaults are frp's after ``Complete()`` (pkg/config/v1
+server.go, client.go, proxy.go, visitor.go) for the wire version pyfrp speaks. The one
+deliberate difference is ``ClientConfig.heartbeat_interval``, see there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
+VISITOR_TYPES = ("stcp", "xtcp", "sudp")
+
 
 @dataclass(slots=True)
 class LogConfig:
-    to: str = "console"
-    level: str = "info"
-    max_days: int = 3
+    to: str = "console"  # "console" or a file path
+    level: str = "info"  # trace, debug, info, warn, error
+    max_days: int = 3  # daily-rotated files older than this are deleted
     disable_color: bool = False
 
 
@@ -58,26 +63,44 @@ class ServerConfig:
 @dataclass(slots=True)
 class ProxyConfig:
     name: str
-    type: str = "tcp"
+    type: str = "tcp"  # one of PROXY_TYPES
     local_ip: str = "127.0.0.1"
     local_port: int = 0
-    remote_port: int = 0
+    remote_port: int = 0  # tcp, udp
     use_encryption: bool = False
     use_compression: bool = False
-    bandwidth_limit: str = ""
-    bandwidth_limit_mode: str = ""
+    bandwidth_limit: str = ""  # "" or e.g. "1MB", "100KB"
+    bandwidth_limit_mode: str = "client"  # client or server
     group: str = ""
     group_key: str = ""
-    custom_domains: list[str] = field(default_factory=list)
+    custom_domains: list[str] = field(default_factory=list)  # http, https, tcpmux
     subdomain: str = ""
-    locations: list[str] = field(default_factory=list)
-    http_user: str = ""
+    locations: list[str] = field(default_factory=list)  # http
+    http_user: str = ""  # http, tcpmux
     http_pwd: str = ""
     host_header_rewrite: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)
     route_by_http_user: str = ""
+    multiplexer: str = ""  # tcpmux: "httpconnect"
+    secret_key: str = ""  # stcp, xtcp, sudp
+    allow_users: list[str] = field(default_factory=list)  # stcp, xtcp, sudp
     metas: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class VisitorConfig:
+    """An stcp/xtcp/sudp visitor. Parsed and checked; pyfrpc does not run visitors yet."""
+
+    name: str
+    type: str = "stcp"  # one of VISITOR_TYPES
+    use_encryption: bool = False
+    use_compression: bool = False
+    secret_key: str = ""
+    server_user: str = ""
+    server_name: str = ""
+    bind_addr: str = "127.0.0.1"
+    bind_port: int = 0  # may be < 0: no listener, only redirected connections
 
 
 @dataclass(slots=True)
@@ -89,7 +112,8 @@ class ClientConfig:
     pool_count: int = 1
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
-    # pyfrpc pings every 30 s even with tcp_mux: frps < 0.39 requires it and every frps answers.
+    # frp >= 0.58 defaults to -1 (no Pings) with tcp_mux. pyfrpc pings every 30 s anyway:
+    # frps < 0.39 requires it and every frps answers. An explicit value in a file wins.
     heartbeat_interval: int = 30
     heartbeat_timeout: int = 90
     tls_enable: bool = True
@@ -103,3 +127,4 @@ class ClientConfig:
     metas: dict[str, str] = field(default_factory=dict)
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)
+    visitors: list[VisitorConfig] = field(default_factory=list)

@@ -24,9 +24,9 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.ports import PortError
-from pyfrp.server.proxy import TcpProxy
 
 if TYPE_CHECKING:
+    from pyfrp.server.proxy_http import ServerProxy
     from pyfrp.server.service import Server
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Control:
         cfg = service.cfg
         self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
         self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
-        self.proxies: dict[str, TcpProxy] = {}
+        self.proxies: dict[str, ServerProxy] = {}
         self.log = PrefixLogger(log, run_id)
         self.last_ping = time.monotonic()
         self.closed = asyncio.Event()
@@ -144,7 +144,7 @@ class Control:
         try:
             self.pool.put_nowait(conn)
         except asyncio.QueueFull:
-            self.log.warning("work connection pool is full, discarding")
+            self.log.debug("work connection pool is full, discarding")  # frps: Debug
             conn.close()
 
     async def get_work_conn(self, start: StartWorkConn) -> MessageConn | None:

@@ -28,6 +28,9 @@ from pyfrp.proto.msg import (
 from pyfrp.server.control import Control
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxy import TcpProxy
+from pyfrp.server.proxy_http import HttpProxy, HttpsProxy, ServerProxy
+from pyfrp.vhost.http import VhostHttpServer
+from pyfrp.vhost.https import VhostHttpsServer
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +50,56 @@ class _PlainConn(MessageConn):
         self.server.spawn(self.server.handle_connection(self))
 
 
+class _MuxConn(MuxSession):
+    """A tcp_mux connection on bind_port. frpc opens its control stream at once, so a session
+    that opens no stream within CONN_READ_TIMEOUT is closed (a slow or idle peer)."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(
+            client=False,
+            on_stream=self._first_stream,
+            keepalive_interval=server.cfg.tcp_mux_keepalive_interval,
+        )
+        self.server = server
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._idle = asyncio.get_running_loop().call_later(CONN_READ_TIMEOUT, self._no_stream)
+
+    def _first_stream(self, stream: MuxStream) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self.on_stream = self.server._on_stream
+        self.server._on_stream(stream)
+
+    def _no_stream(self) -> None:
+        log.info(
+            "connection from %s opened no stream within %.0f s, closing",
+            self.get_extra_info("peername"),
+            CONN_READ_TIMEOUT,
+        )
+        self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        super().connection_lost(exc)
+
+
 class Server:
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.controls: dict[str, Control] = {}
-        self.proxies: dict[str, TcpProxy] = {}
+        self.proxies: dict[str, ServerProxy] = {}
         self.ports = PortManager(cfg.effective_proxy_bind_addr, cfg.allow_ports)
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
+        self.vhost_http: VhostHttpServer | None = None
+        self.vhost_https: VhostHttpsServer | None = None
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -76,11 +120,33 @@ class Server:
         )
         self._listener.start()
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
+        await self._start_vhosts()
         log.info("frps started successfully")
+
+    async def _start_vhosts(self) -> None:
+        cfg = self.cfg
+        addr = cfg.effective_proxy_bind_addr
+        for port in (cfg.vhost_http_port, cfg.vhost_https_port):
+            if port and port == cfg.bind_port and addr == cfg.bind_addr:
+                raise OSError(f"sharing bind_port {port} with a vhost port is not supported yet")
+        if cfg.vhost_http_port:
+            self.vhost_http = VhostHttpServer(
+                response_timeout=cfg.vhost_http_timeout if cfg.vhost_http_timeout > 0 else 60,
+                not_found_page=cfg.custom_404_page,
+            )
+            await self.vhost_http.listen(addr, cfg.vhost_http_port)
+            log.info("http service listen on %s:%d", addr, self.vhost_http.port)
+        if cfg.vhost_https_port:
+            self.vhost_https = VhostHttpsServer()
+            await self.vhost_https.listen(addr, cfg.vhost_https_port)
+            log.info("https service listen on %s:%d", addr, self.vhost_https.port)
 
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
+        for vhost in (self.vhost_http, self.vhost_https):
+            if vhost is not None:
+                await vhost.close()
         for ctl in list(self.controls.values()):
             await ctl.replace()
         for t in list(self._tasks):
@@ -89,11 +155,7 @@ class Server:
 
     def _protocol_factory(self) -> asyncio.Protocol:
         if self.cfg.tcp_mux:
-            return MuxSession(
-                client=False,
-                on_stream=self._on_stream,
-                keepalive_interval=self.cfg.tcp_mux_keepalive_interval,
-            )
+            return _MuxConn(self)
         return _PlainConn(self)
 
     def _on_stream(self, stream: MuxStream) -> None:
@@ -175,7 +237,7 @@ class Server:
             return
         ctl.add_work_conn(conn)
 
-    async def register_proxy(self, ctl: Control, msg: NewProxy) -> TcpProxy:
+    async def register_proxy(self, ctl: Control, msg: NewProxy) -> ServerProxy:
         name = msg.proxy_name
         ptype = msg.proxy_type or "tcp"
         if name in self.proxies:
@@ -184,10 +246,20 @@ class Server:
             self.cfg.vhost_http_port if ptype == "http" else self.cfg.vhost_https_port
         ):
             raise PortError(f"type [{ptype}] not supported when vhost {ptype} port is not set")
+        vhost_proxy: HttpProxy | HttpsProxy | None = None
+        if ptype == "http" and self.vhost_http is not None:
+            vhost_proxy = HttpProxy(ctl, msg, self.vhost_http)
+        elif ptype == "https" and self.vhost_https is not None:
+            vhost_proxy = HttpsProxy(ctl, msg, self.vhost_https)
+        if vhost_proxy is not None:  # vhost proxies use no port of their own
+            await vhost_proxy.start()
+            self.proxies[name] = vhost_proxy
+            return vhost_proxy
         if ptype != "tcp":
             raise PortError(f"proxy type [{ptype}] is not supported by pyfrps yet")
         limit = self.cfg.max_ports_per_client
-        if limit > 0 and ctl.port_count >= limit:
+        tcp_count = sum(isinstance(p, TcpProxy) for p in ctl.proxies.values())
+        if limit > 0 and tcp_count >= limit:
             raise PortError("exceed the max_ports_per_client")
         port, sock = self.ports.acquire(msg.remote_port)
         proxy = TcpProxy(ctl, msg, port, sock)

@@ -1,0 +1,901 @@
+"""The HTTP vhost on ``vhost_http_port`` (frp pkg/util/vhost/http.go), asyncio side.
+
+Each client connection is one ``_ClientConn`` protocol plus one task that walks its requests in
+order: read a bounded head, route it (``router.Router``), check Basic auth, take an upstream (an
+idle pooled work connection of that route, or a new one), send the rewritten head, and then let
+callbacks move the bytes. Bodies never pass through the task: ``data_received`` on either side
+writes each received chunk straight into the other transport, and each side's
+``pause_writing``/``resume_writing`` pauses and resumes the other side's reading, so a 1 GB body
+in either direction costs no more memory than the write buffers (``WRITE_HIGH_WATER``).
+
+Upstreams are pooled per route, as frp's http.Transport does (5 idle per route, 60 s idle
+timeout), so one work connection can carry requests of different clients; a request without a
+body that finds its reused upstream already dead is retried once on a new one. A 101 answer to
+an Upgrade request, and a CONNECT, turn the pair into a plain splice with no timers at all.
+
+Timeouts: a client has ``head_timeout`` (Go's ReadHeaderTimeout, 60 s) to send a complete head,
+counted from the connection for its first request and from the first byte for later ones; an
+idle keep-alive connection has none, as in Go. ``response_timeout`` (vhost_http_timeout) runs
+from the end of the request body to the response head and answers 504.
+
+Answers frps makes itself: 404 with frp's page (or custom_404_page) when no route matches, 401 or
+407 with ``Basic realm="Restricted"``, 400/431/501/505 for bad heads, 502 when the work
+connection or the local service fails before a response head (frp answers 404 there), and 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import cast
+
+from pyfrp import FRP_VERSION
+from pyfrp.net.splice import WRITE_HIGH_WATER, splice
+from pyfrp.vhost.conn import WorkConnOpener, peer_of
+from pyfrp.vhost.http1 import (
+    MAX_HEAD,
+    REASONS,
+    BodyFramer,
+    Framing,
+    HttpError,
+    Request,
+    Response,
+    client_response_head,
+    find_head_end,
+    parse_request_head,
+    parse_response_head,
+    simple_response,
+    upstream_request_head,
+    wire_text,
+)
+from pyfrp.vhost.router import Route, Router, canonical_host
+
+log = logging.getLogger(__name__)
+
+# Go's http.Server ReadHeaderTimeout as frps sets it.
+HEAD_TIMEOUT = 60.0
+# frp's http.Transport: MaxIdleConnsPerHost and IdleConnTimeout.
+MAX_IDLE_PER_ROUTE = 5
+IDLE_TIMEOUT = 60.0
+# Go's rstAvoidanceDelay: how long a connection closed after an error keeps discarding input.
+LINGER = 0.5
+# Go's Transport retries a replayable request that failed on a reused connection.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+# pkg/util/vhost/resource.go
+NOT_FOUND_PAGE = b"""<!DOCTYPE html>
+<html>
+<head>
+<title>Not Found</title>
+<style>
+    body {
+        width: 35em;
+        margin: 0 auto;
+        font-family: Tahoma, Verdana, Arial, sans-serif;
+    }
+</style>
+</head>
+<body>
+<h1>The page you requested was not found.</h1>
+<p>Sorry, the page you are looking for is currently unavailable.<br/>
+Please try again later.</p>
+<p>The server is powered by <a href="https://github.com/fatedier/frp">frp</a>.</p>
+<p><em>Faithfully yours, frp.</em></p>
+</body>
+</html>
+"""
+
+
+@dataclass(eq=False, slots=True)
+class HttpRoute:
+    """The payload of one (domain, location, route user) registration of an http proxy."""
+
+    opener: WorkConnOpener
+    rewrite_host: str = ""
+    username: str = ""
+    password: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    idle: list[_Upstream] = field(default_factory=list)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.rewrite_host = wire_text(self.rewrite_host)
+        self.headers = {wire_text(k): wire_text(v) for k, v in self.headers.items()}
+        self.response_headers = {
+            wire_text(k): wire_text(v) for k, v in self.response_headers.items()
+        }
+
+
+def parse_basic(value: str | None) -> tuple[str, str] | None:
+    """Go's ParseBasicAuth: ``Basic <base64(user:password)>``, scheme case-insensitive."""
+    if value is None or len(value) < 6 or value[:6].lower() != "basic ":
+        return None
+    try:
+        raw = base64.b64decode(value[6:].encode("latin-1"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+    user, colon, password = raw.partition(b":")
+    if not colon:
+        return None
+    return user.decode("utf-8", "surrogateescape"), password.decode("utf-8", "surrogateescape")
+
+
+def route_user(req: Request) -> str:
+    """The user a request is routed by (frp getRequestRouteUser)."""
+    auth = req.get("authorization")
+    if req.url_host:
+        proxy_auth = req.get("proxy-authorization")
+        if proxy_auth is not None:
+            auth = proxy_auth
+    creds = parse_basic(auth)
+    return creds[0] if creds else ""
+
+
+def auth_ok(req: Request, route: HttpRoute) -> bool:
+    """frp checkRouteAuthByRequest: exact user and password, when the route has either."""
+    if not route.username and not route.password:
+        return True
+    creds = parse_basic(req.get("proxy-authorization" if req.url_host else "authorization"))
+    if creds is None:
+        return False
+    user_ok = hmac.compare_digest(
+        creds[0].encode("utf-8", "surrogateescape"), route.username.encode()
+    )
+    pwd_ok = hmac.compare_digest(
+        creds[1].encode("utf-8", "surrogateescape"), route.password.encode()
+    )
+    return user_ok and pwd_ok
+
+
+class _Outcome(Enum):
+    DONE = "done"  # the response went out completely
+    UPGRADE = "upgrade"  # 101: splice from here on
+    FAILED = "failed"  # upstream gone or unreadable before a final response head
+    TIMEOUT = "timeout"  # no response head within vhost_http_timeout
+    ABORT = "abort"  # broken mid-response, or the client went away
+
+
+class _Step(Enum):
+    HEAD = "head"  # a 1xx went by: another response head follows
+    BODY = "body"  # the final head went out: the body follows
+    STOP = "stop"  # the exchange ended (error) or left HTTP (101)
+
+
+class VhostHttpServer:
+    """The listener on vhost_http_port, its routing table and its upstream pools."""
+
+    def __init__(
+        self,
+        *,
+        response_timeout: float = 60.0,
+        head_timeout: float = HEAD_TIMEOUT,
+        not_found_page: str = "",
+    ) -> None:
+        self.router: Router[HttpRoute] = Router()
+        self.response_timeout = response_timeout
+        self.head_timeout = head_timeout
+        self.not_found_path = not_found_page
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[_ClientConn] = set()
+
+    async def listen(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ClientConn(self), host or None, port, reuse_address=True, backlog=1024
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.abort()
+        for task in [c.task for c in self._conns if c.task is not None]:
+            task.cancel()
+        for found in self.router.routes():
+            while found.payload.idle:
+                found.payload.idle.pop().close()
+
+    # -- routes
+    def add_route(
+        self, domain: str, location: str, user: str, route: HttpRoute
+    ) -> Route[HttpRoute]:
+        return self.router.add(domain, location, user, route)
+
+    def remove_route(self, domain: str, location: str, user: str, route: HttpRoute) -> None:
+        self.router.remove(domain, location, user)
+        route.closed = True
+        while route.idle:
+            route.idle.pop().close()
+
+    def not_found_page(self) -> bytes:
+        if self.not_found_path:
+            try:
+                with open(self.not_found_path, "rb") as f:
+                    return f.read()
+            except OSError as exc:
+                log.warning("read custom 404 page error: %s", exc)
+        return NOT_FOUND_PAGE
+
+    # -- upstream pool
+    async def acquire(self, route: HttpRoute, src: tuple[str, int]) -> _Upstream | None:
+        while route.idle:
+            up = route.idle.pop()
+            if up.idle_timer is not None:
+                up.idle_timer.cancel()
+                up.idle_timer = None
+            if not up.closed and not up.transport.is_closing():
+                up.reused = True
+                return up
+        opened = await route.opener.open_work_conn(src)
+        if opened is None:
+            return None
+        up = _Upstream(opened.transport, route)
+        if opened.pending:
+            up.early = opened.pending
+        if opened.ended:
+            up.closed = True
+        return up
+
+    def release(self, up: _Upstream) -> None:
+        route = up.route
+        up.client = None
+        if up.closed or route.closed or len(route.idle) >= MAX_IDLE_PER_ROUTE:
+            up.close()
+            return
+        up.reused = False
+        up.transport.resume_reading()
+        up.idle_timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, up.close)
+        route.idle.append(up)
+
+
+class _Upstream(asyncio.Protocol):
+    """One work connection used as an HTTP/1.1 connection to the local service."""
+
+    __slots__ = ("client", "closed", "early", "idle_timer", "reused", "route", "transport")
+
+    def __init__(self, transport: asyncio.Transport, route: HttpRoute) -> None:
+        self.transport = transport
+        self.route = route
+        self.client: _ClientConn | None = None
+        self.closed = False
+        self.reused = False
+        self.early = b""
+        self.idle_timer: asyncio.TimerHandle | None = None
+        transport.set_protocol(self)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        transport.resume_reading()  # whoever held it may have paused it
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is not None:
+            client.upstream_data(self, data)
+        else:  # an idle connection must stay silent
+            self.close()
+
+    def eof_received(self) -> bool:
+        self._gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.pause("upstream")
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.resume("upstream")
+
+    def _gone(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.client is not None:
+            self.client.upstream_closed(self)
+        elif self in self.route.idle:
+            self.route.idle.remove(self)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        self.transport.close()
+
+
+class _ClientConn(asyncio.Protocol):
+    """One connection from an HTTP client on vhost_http_port."""
+
+    def __init__(self, server: VhostHttpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer = ("", 0)
+        self.task: asyncio.Task[None] | None = None
+        self.buf = bytearray()  # bytes read and not yet consumed (head, pipelined data)
+        self.scan = 0
+        self.eof = False
+        self.lost = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.pauses: set[str] = set()
+        self.write_paused = False
+        # the current exchange
+        self.req: Request | None = None
+        self.up: _Upstream | None = None
+        self.body: BodyFramer | None = None  # the request body, while it is forwarded
+        self.resp_buf = bytearray()
+        self.resp_scan = 0
+        self.resp: Response | None = None
+        self.resp_body: BodyFramer | None = None
+        self.resp_timer: asyncio.TimerHandle | None = None
+        self.got_bytes = False
+        self.close_after = False
+        self.reusable = False
+        self.upgrade_pending = b""
+        self.exchange: asyncio.Future[_Outcome] | None = None
+        self.lingering = False
+
+    # -- asyncio.Protocol (client side)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = t
+        self.peer = peer_of(t)
+        t.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.server._conns.add(self)
+        self._start_head_timer()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        body = self.body
+        if body is not None and not body.done:
+            self._forward_body(data)
+            return
+        self.buf += data
+        if self.req is not None or len(self.buf) > MAX_HEAD:
+            self.pause("busy")  # bounded: at most one read beyond what we asked for
+        if self.head_timer is None and self.req is None:
+            self._start_head_timer()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        body = self.body
+        if body is not None and not body.done:
+            self._finish(_Outcome.ABORT)  # the request was cut short
+        self._wake()
+        return True  # keep writing: a half-closed client may still read its response
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.eof = True
+        self._finish(_Outcome.ABORT)
+        self._wake()
+        self.server._conns.discard(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.up is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.up is not None:
+            self.up.transport.resume_reading()
+
+    # -- helpers
+    def pause(self, reason: str) -> None:
+        if not self.pauses and self.transport is not None and not self.lost:
+            self.transport.pause_reading()
+        self.pauses.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self.pauses:
+            return
+        self.pauses.discard(reason)
+        if not self.pauses and self.transport is not None and not self.lost:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _start_head_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.head_timer = loop.call_later(self.server.head_timeout, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        self.head_timer = None
+        log.debug("client %s:%d sent no complete request head in time, closing", *self.peer)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    # -- the request loop
+    async def _run(self) -> None:
+        try:
+            while not self.lost:
+                got = await self._read_head()
+                if got is None:
+                    break
+                if not await self._serve(*got):
+                    break
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("http vhost connection from %s:%d failed", *self.peer)
+        finally:
+            self._cancel_head_timer()
+            if self.up is not None:
+                self.up.close()
+                self._detach()
+            if self.transport is not None and not self.lingering:
+                self.transport.close()
+
+    async def _read_head(self) -> tuple[bytes, Request] | None:
+        buf = self.buf
+        while True:
+            if buf and buf[0] in (13, 10):  # RFC 9112 2.2: ignore blank lines before a request
+                i = 0
+                while i < len(buf) and buf[i] in (13, 10):
+                    i += 1
+                del buf[:i]
+                self.scan = 0
+            if buf:
+                end = find_head_end(buf, self.scan)
+                if end >= 0:
+                    self._cancel_head_timer()
+                    raw = bytes(buf[:end])
+                    del buf[:end]
+                    self.scan = 0
+                    try:
+                        req = parse_request_head(raw)
+                    except HttpError as exc:
+                        log.debug("bad request from %s:%d: %s", *self.peer, exc)
+                        self._reply_error(exc.status, str(exc))
+                        return None
+                    self.req = req
+                    self.pause("busy")
+                    return raw, req
+                if len(buf) > MAX_HEAD:
+                    self._reply_error(431, "")
+                    return None
+                self.scan = max(0, len(buf) - 3)
+                if self.head_timer is None:
+                    self._start_head_timer()
+            if self.eof or self.lost:
+                return None
+            self.resume("busy")
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def _reply_error(self, status: int, detail: str) -> None:
+        """Answer a request we cannot read, then close the way Go's closeWriteAndWait does.
+
+        A plain close with unread bytes in the kernel buffer would send RST and could destroy
+        the answer before the client reads it: send FIN, discard input briefly, then close.
+        """
+        body = f"{status} {REASONS.get(status, '')}" + (f": {detail}" if detail else "")
+        self._write(simple_response(status, body.encode("latin-1", "replace"), close=True))
+        t = self.transport
+        if t is None or self.lost:
+            return
+        self.lingering = True
+        self.buf.clear()
+        self.pauses.clear()
+        t.resume_reading()
+        if t.can_write_eof():
+            t.write_eof()
+        asyncio.get_running_loop().call_later(LINGER, t.close)
+
+    def _reply(self, req: Request, data: bytes, *, close: bool) -> bool:
+        """Send a response frps made; returns whether the connection stays open."""
+        if req.method == "HEAD":
+            data = data[: data.index(b"\r\n\r\n") + 4]
+        self._write(data)
+        return not close
+
+    def _can_keep(self, req: Request) -> bool:
+        """Whether the connection can carry another request after a response frps made."""
+        return req.keep_alive and req.minor >= 1 and req.framing is Framing.NONE and not self.eof
+
+    async def _serve(self, raw: bytes, req: Request) -> bool:
+        try:
+            return await self._serve_one(raw, req)
+        finally:
+            self.req = None
+
+    async def _serve_one(self, raw: bytes, req: Request) -> bool:
+        host = canonical_host(req.host)
+        user = route_user(req)
+        found = self.server.router.lookup(host, req.path, user)
+        route = found.payload if found is not None else None
+        if route is not None and not auth_ok(req, route):
+            keep = self._can_keep(req)
+            if req.url_host:
+                challenge = [("Proxy-Authenticate", 'Basic realm="Restricted"')]
+                resp = simple_response(
+                    407, b"Proxy Authentication Required\n", headers=challenge, close=not keep
+                )
+            else:
+                challenge = [("Www-Authenticate", 'Basic realm="Restricted"')]
+                resp = simple_response(401, b"Unauthorized\n", headers=challenge, close=not keep)
+            return self._reply(req, resp, close=not keep)
+        if route is None:
+            log.warning(
+                "do http proxy request [host: %s] error: no route found: %s %s %s",
+                req.host, host, req.path, user,
+            )  # fmt: skip
+            if req.method == "CONNECT":
+                page = simple_response(
+                    404,
+                    self.server.not_found_page(),
+                    content_type="text/html",
+                    headers=[("Server", f"frp/{FRP_VERSION}")],
+                    close=True,
+                )
+                return self._reply(req, page, close=True)
+            keep = self._can_keep(req)
+            page = simple_response(
+                404,
+                self.server.not_found_page(),
+                content_type="text/html; charset=utf-8",
+                close=not keep,
+            )
+            return self._reply(req, page, close=not keep)
+        assert found is not None
+        log.debug(
+            "get new http request host [%s] path [%s] httpuser [%s] -> [%s]",
+            host, req.path, user, route.opener.name,
+        )  # fmt: skip
+        if req.method == "CONNECT":
+            await self._connect(raw, route)
+            return False
+        return await self._proxy(req, route)
+
+    async def _connect(self, raw: bytes, route: HttpRoute) -> None:
+        """CONNECT: the request goes to a fresh work connection as it is, then a plain splice."""
+        opened = await route.opener.open_work_conn(self.peer)
+        if opened is None or self.lost or self.transport is None:
+            if opened is not None:
+                opened.transport.close()
+            self._reply_error(502, "")
+            return
+        self._cancel_head_timer()
+        up = opened.transport
+        up.write(raw)
+        rest = bytes(self.buf)
+        self.buf.clear()
+        self.pauses.clear()
+        await splice(
+            self.transport, up, a_pending=rest, b_pending=opened.pending, b_ended=opened.ended
+        )
+
+    async def _proxy(self, req: Request, route: HttpRoute) -> bool:
+        replayable = req.framing is Framing.NONE and (
+            req.method in _IDEMPOTENT
+            or req.get("idempotency-key") is not None
+            or req.get("x-idempotency-key") is not None
+        )
+        for attempt in range(2):
+            up = await self.server.acquire(route, self.peer)
+            if self.lost:
+                if up is not None:
+                    self.server.release(up)
+                return False
+            if up is None:
+                log.warning(
+                    "do http proxy request [host: %s] error: no work connection for [%s]",
+                    req.host, route.opener.name,
+                )  # fmt: skip
+                keep = self._can_keep(req)
+                return self._reply(req, self._gateway_error(502, close=not keep), close=not keep)
+            reused = up.reused
+            outcome = await self._exchange(req, up)
+            if (
+                outcome is _Outcome.FAILED
+                and reused
+                and replayable
+                and not self.got_bytes
+                and attempt == 0
+                and not self.lost
+            ):
+                self._detach()
+                up.close()
+                log.debug("reused upstream of [%s] was closed, retrying", route.opener.name)
+                continue
+            return await self._after(req, up, outcome)
+        raise AssertionError("unreachable")
+
+    def _gateway_error(self, status: int, *, close: bool) -> bytes:
+        if status == 504:  # frp writes the bare status
+            return simple_response(504, close=close)
+        return simple_response(status, f"{REASONS[status]}\n".encode(), close=close)
+
+    async def _after(self, req: Request, up: _Upstream, outcome: _Outcome) -> bool:
+        body_done = self.body is None or self.body.done
+        self._detach()
+        if outcome is _Outcome.DONE:
+            if self.reusable and body_done:
+                self.server.release(up)
+            else:
+                up.close()
+            return not (self.close_after or self.eof or not body_done)
+        if outcome is _Outcome.UPGRADE:
+            assert self.transport is not None
+            rest = bytes(self.buf)
+            self.buf.clear()
+            self.pauses.clear()
+            await splice(
+                self.transport,
+                up.transport,
+                a_pending=rest,
+                b_pending=self.upgrade_pending,
+                a_ended=self.eof,
+            )
+            return False
+        up.close()
+        if outcome is _Outcome.ABORT or self.resp is not None or self.lost:
+            return False
+        status = 504 if outcome is _Outcome.TIMEOUT else 502
+        what = "timeout awaiting response headers" if status == 504 else "upstream failed"
+        log.warning(
+            "do http proxy request [host: %s] error: %s ([%s])",
+            req.host,
+            what,
+            up.route.opener.name,
+        )
+        keep = body_done and req.keep_alive and req.minor >= 1 and not self.eof
+        return self._reply(req, self._gateway_error(status, close=not keep), close=not keep)
+
+    async def _exchange(self, req: Request, up: _Upstream) -> _Outcome:
+        loop = asyncio.get_running_loop()
+        self.up = up
+        up.client = self
+        self.resp_buf.clear()
+        self.resp_scan = 0
+        self.resp = None
+        self.resp_body = None
+        self.got_bytes = False
+        self.close_after = False
+        self.reusable = False
+        self.upgrade_pending = b""
+        exchange: asyncio.Future[_Outcome] = loop.create_future()
+        self.exchange = exchange
+        if self.write_paused:
+            up.transport.pause_reading()
+        route = up.route
+        up.transport.write(
+            upstream_request_head(
+                req, self.peer[0], rewrite_host=route.rewrite_host, set_headers=route.headers
+            )
+        )
+        if req.framing is Framing.NONE:
+            self.body = None
+            self._request_sent()
+        else:
+            self.body = BodyFramer(req.framing, req.length)
+            pending = bytes(self.buf)
+            self.buf.clear()
+            if pending:
+                self._forward_body(pending)
+            if self.body is not None and not self.body.done and not exchange.done():
+                if self.eof:
+                    self._finish(_Outcome.ABORT)
+                else:
+                    self.resume("busy")
+        if up.early and not exchange.done():
+            early, up.early = up.early, b""
+            self.upstream_data(up, early)
+        if up.closed and not exchange.done():
+            self.upstream_closed(up)
+        return await exchange
+
+    def _detach(self) -> None:
+        if self.resp_timer is not None:
+            self.resp_timer.cancel()
+            self.resp_timer = None
+        if self.up is not None:
+            self.up.client = None
+            if self.write_paused:
+                self.up.transport.resume_reading()
+        self.up = None
+        self.resume("upstream")
+        self.exchange = None
+
+    def _finish(self, outcome: _Outcome) -> None:
+        ex = self.exchange
+        if ex is not None and not ex.done():
+            ex.set_result(outcome)
+
+    # -- request body: client -> upstream
+    def _forward_body(self, data: bytes) -> None:
+        body, up = self.body, self.up
+        if body is None or up is None or self.exchange is None:
+            return  # the exchange already ended; the connection is closing
+        try:
+            n = body.feed(data)
+        except HttpError as exc:
+            log.debug("bad request body from %s:%d: %s", *self.peer, exc)
+            self._finish(_Outcome.ABORT)
+            return
+        if n == len(data):
+            up.transport.write(data)
+        elif n:
+            up.transport.write(memoryview(data)[:n])
+        if body.done:
+            if n < len(data):
+                self.buf += memoryview(data)[n:]
+                self.pause("busy")
+            self._request_sent()
+
+    def _request_sent(self) -> None:
+        if self.resp is None and self.resp_timer is None:
+            loop = asyncio.get_running_loop()
+            self.resp_timer = loop.call_later(self.server.response_timeout, self._response_timeout)
+        if self.resp_body is not None and self.resp_body.done:
+            self._response_done()
+
+    def _response_timeout(self) -> None:
+        self.resp_timer = None
+        if self.resp is None:
+            self._finish(_Outcome.TIMEOUT)
+
+    # -- response: upstream -> client
+    def upstream_data(self, up: _Upstream, data: bytes) -> None:
+        if up is not self.up or self.exchange is None or self.exchange.done():
+            up.close()
+            return
+        self.got_bytes = True
+        if self.resp_body is not None:
+            self._response_body(data)
+            return
+        rb = self.resp_buf
+        rb += data
+        while True:
+            end = find_head_end(rb, self.resp_scan)
+            if end < 0:
+                if len(rb) > MAX_HEAD:
+                    log.warning("response head from [%s] too large", up.route.opener.name)
+                    self._finish(_Outcome.FAILED)
+                else:
+                    self.resp_scan = max(0, len(rb) - 3)
+                return
+            raw = bytes(rb[:end])
+            del rb[:end]
+            self.resp_scan = 0
+            step = self._response_head(up, raw)
+            if step is _Step.STOP:
+                return
+            if step is _Step.BODY:
+                break
+        if rb:
+            rest = bytes(rb)
+            rb.clear()
+            self._response_body(rest)
+
+    def _response_head(self, up: _Upstream, raw: bytes) -> _Step:
+        """Handle one response head: another head follows (1xx), the body, or nothing."""
+        req = self.req
+        assert req is not None
+        try:
+            resp = parse_response_head(raw, req.method)
+        except HttpError as exc:
+            log.warning("bad response from [%s]: %s", up.route.opener.name, exc)
+            self._finish(_Outcome.FAILED)
+            return _Step.STOP
+        if self.resp_timer is not None:
+            self.resp_timer.cancel()
+            self.resp_timer = None
+        if resp.status == 101:
+            if not req.upgrade or resp.upgrade.lower() != req.upgrade.lower():
+                log.warning(
+                    "backend [%s] tried to switch protocol %r when %r was requested",
+                    up.route.opener.name, resp.upgrade, req.upgrade,
+                )  # fmt: skip
+                self._finish(_Outcome.FAILED)
+                return _Step.STOP
+            self.resp = resp
+            self._write(client_response_head(resp, chunked_to_client=False, close=False))
+            self.upgrade_pending = bytes(self.resp_buf)
+            self.resp_buf.clear()
+            self._finish(_Outcome.UPGRADE)
+            return _Step.STOP
+        if resp.status < 200:  # 1xx: forward (not to HTTP/1.0 clients) and wait for more
+            if req.minor >= 1:
+                self._write(client_response_head(resp, chunked_to_client=False, close=False))
+            if self.body is None or self.body.done:
+                self.resp_timer = asyncio.get_running_loop().call_later(
+                    self.server.response_timeout, self._response_timeout
+                )
+            return _Step.HEAD
+        self.resp = resp
+        http10 = req.minor == 0
+        decode = http10 and resp.framing is Framing.CHUNKED
+        self.close_after = (
+            http10
+            or not req.keep_alive
+            or resp.framing is Framing.UNTIL_CLOSE
+            or self.eof
+            or (self.body is not None and not self.body.done)
+        )
+        self.reusable = resp.keep_alive and resp.framing is not Framing.UNTIL_CLOSE
+        self._write(
+            client_response_head(
+                resp,
+                chunked_to_client=not decode,
+                close=self.close_after,
+                set_headers=up.route.response_headers,
+            )
+        )
+        self.resp_body = BodyFramer(resp.framing, resp.length, sink=self._write if decode else None)
+        if self.resp_body.done:
+            self._response_done()
+        return _Step.BODY
+
+    def _response_body(self, data: bytes) -> None:
+        rb = self.resp_body
+        assert rb is not None
+        try:
+            n = rb.feed(data)
+        except HttpError as exc:
+            log.warning("bad response body: %s", exc)
+            self._finish(_Outcome.ABORT)
+            return
+        if not rb.decoding:
+            if n == len(data):
+                self._write(data)
+            elif n:
+                self._write(memoryview(data)[:n])
+        if n < len(data):
+            self.reusable = False  # bytes after the response: the upstream is confused
+        if rb.done:
+            self._response_done()
+
+    def _response_done(self) -> None:
+        rb = self.resp_body
+        if rb is not None and rb.decoding:  # decoded for HTTP/1.0: end by closing
+            self.close_after = True
+        self._finish(_Outcome.DONE)
+
+    def upstream_closed(self, up: _Upstream) -> None:
+        if up is not self.up:
+            return
+        self.reusable = False
+        rb = self.resp_body
+        if rb is None:
+            self._finish(_Outcome.FAILED)
+        elif rb.eof():
+            self.close_after = True
+            self._response_done()
+        else:
+            self._finish(_Outcome.ABORT)

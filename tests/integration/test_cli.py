@@ -1,0 +1,285 @@
+"""pyfrps/pyfrpc as processes: every config format carries traffic, frps flags and frpc quick
+commands work, verify and bad configs exit like frp's with one message and no traceback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import Proc, Pyfrp, echo_roundtrip, free_ports, wait_echo
+
+# The seed guide's pair (conf/frps.ini, conf/frpc.ini: [ssh-C]), with loopback ports.
+SEED_INI = (
+    "[common]\nbind_port = {bind}\n",
+    "[common]\nserver_addr = 127.0.0.1\nserver_port = {bind}\n[ssh-C]\ntype = tcp\n"
+    "local_ip =127.0.0.1\nlocal_port = {local}\nremote_port = {remote}\n",
+)
+# The same pair in the v1 shape, as a dict to write as TOML, YAML and JSON.
+V1_SERVER = {"bindPort": "{bind}"}
+V1_CLIENT = {
+    "serverAddr": "127.0.0.1",
+    "serverPort": "{bind}",
+    "proxies": [
+        {
+            "name": "ssh-C",
+            "type": "tcp",
+            "localIP": "127.0.0.1",
+            "localPort": "{local}",
+            "remotePort": "{remote}",
+        }
+    ],
+}
+
+PAYLOAD = random.Random(5).randbytes(2_000_000)
+
+
+def _v1(fmt: str, tree: Mapping[str, object], ports: dict[str, int]) -> str:
+    def fill(v: object) -> object:
+        if isinstance(v, str) and v.startswith("{"):
+            return ports[v.strip("{}")]
+        if isinstance(v, dict):
+            return {k: fill(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return v
+
+    data = fill(tree)
+    assert isinstance(data, dict)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "yaml":
+        return yaml.safe_dump(data)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if k != "proxies"]
+    for p in data.get("proxies", []):
+        lines += ["", "[[proxies]]", *(f"{k} = {json.dumps(v)}" for k, v in p.items())]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("fmt", ["ini", "toml", "yaml", "json"])
+def test_each_format_carries_the_same_traffic(pyfrp: Pyfrp, echo: int, fmt: str) -> None:
+    """The seed's INI pair and the same pair written as TOML/YAML/JSON tunnel the same bytes."""
+    bind, remote = free_ports(2)
+    ports = {"bind": bind, "local": echo, "remote": remote}
+    if fmt == "ini":
+        server, client = (t.format(**ports) for t in SEED_INI)
+    else:
+        server, client = _v1(fmt, V1_SERVER, ports), _v1(fmt, V1_CLIENT, ports)
+    frps = pyfrp.frps(server, suffix=f".{fmt}")
+    frps.wait_port(bind)
+    frpc = pyfrp.frpc(client, suffix=f".{fmt}")
+    frpc.wait_log(r"\[ssh-C\] start proxy success")
+    wait_echo(remote, proc=frpc)
+    got = echo_roundtrip(remote, PAYLOAD)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(PAYLOAD).hexdigest()
+    frps.wait_log(rf"\[ssh-C\] tcp proxy listen port \[{remote}\]")
+    assert "Traceback" not in frps.log() + frpc.log()
+
+
+def test_env_template_and_includes_end_to_end(
+    tmp_path: Path, pyfrp: Pyfrp, echo: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bind, remote = free_ports(2)
+    monkeypatch.setenv("PYFRP_TEST_TOKEN", "t0k-from-env")
+    pyfrp.frps(
+        f'bindAddr = "127.0.0.1"\nbindPort = {bind}\n'
+        'auth.token = "{{ .Envs.PYFRP_TEST_TOKEN }}"\n',
+        suffix=".toml",
+    ).wait_port(bind)
+    (tmp_path / "proxies.d").mkdir()
+    (tmp_path / "proxies.d" / "echo.yaml").write_text(
+        f"proxies:\n  - {{name: e, type: tcp, localPort: {echo}, remotePort: {remote}}}\n"
+    )
+    frpc = pyfrp.frpc(
+        f'serverAddr = "127.0.0.1"\nserverPort = {bind}\n'
+        'auth.token = "{{ .Envs.PYFRP_TEST_TOKEN }}"\nincludes = ["proxies.d/*.yaml"]\n',
+        suffix=".toml",
+    )
+    frpc.wait_log(r"\[e\] start proxy success")
+    wait_echo(remote, proc=frpc)
+
+
+def test_frps_from_flags_and_frpc_quick_command(tmp_path: Path, echo: int) -> None:
+    """``pyfrps --bind_port ... --token ...`` with no file, ``pyfrpc tcp ...`` with no file."""
+    bind, remote = free_ports(2)
+    frps = Proc(
+        "pyfrps",
+        [sys.executable, "-m", "pyfrp.server", "--bind_addr", "127.0.0.1", "--bind-port", str(bind),
+         "-t", "s3cret", "--allow_ports", f"{remote}-{remote}"],
+        tmp_path / "frps.log",
+        tmp_path,
+    )  # fmt: skip
+    frpc = None
+    try:
+        frps.wait_port(bind)
+        frpc = Proc(
+            "pyfrpc",
+            [sys.executable, "-m", "pyfrp.client", "tcp", "-s", "127.0.0.1", "-P", str(bind),
+             "-t", "s3cret", "--local_port", str(echo), "--remote_port", str(remote),
+             "-n", "ssh", "--ue", "--uc"],
+            tmp_path / "frpc.log",
+            tmp_path,
+        )  # fmt: skip
+        frpc.wait_log(r"\[ssh\] start proxy success")
+        wait_echo(remote, proc=frpc)
+        got = echo_roundtrip(remote, PAYLOAD)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(PAYLOAD).digest()
+        assert "frps uses command line arguments for config" in frps.log()
+    finally:
+        if frpc is not None:
+            frpc.stop()
+        frps.stop()
+
+
+def _run(
+    tmp_path: Path, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYFRP_TEST")} | (env or {}),
+    )
+
+
+def test_verify_ok_and_warnings(tmp_path: Path) -> None:
+    (tmp_path / "frpc.toml").write_text(
+        'serverAddr = "127.0.0.1"\ndnsServer = "8.8.8.8"\n'
+        '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 22\nremotePort = 6000\n'
+    )
+    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml")
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout == (
+        "WARNING: frpc.toml:2: dnsServer: not supported yet, ignored\n"
+        "frpc: the configuration file frpc.toml syntax is ok\n"
+    )
+    (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\n")
+    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.ini")
+    assert (out.returncode, out.stdout) == (
+        0,
+        "frps: the configuration file frps.ini syntax is ok\n",
+    )
+    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml", "--strict_config")
+    assert out.returncode == 1
+    assert out.stderr == (
+        "frpc.toml:2: dnsServer: not supported yet by pyfrp (rejected by --strict_config)\n"
+    )
+
+
+BAD = {
+    "unknown key": (
+        "frpc.toml",
+        'serverAddr = "127.0.0.1"\nserverPrt = 7000\n',
+        'frpc.toml:2: serverPrt: unknown key (did you mean "serverPort"?)',
+    ),
+    "wrong type": (
+        "frpc.yaml",
+        "serverAddr: 127.0.0.1\nserverPort: seven\n",
+        'frpc.yaml:2: serverPort: expected a port number, got string "seven"',
+    ),
+    "port out of range": (
+        "frpc.ini",
+        "[common]\nserver_port = 70000\n",
+        "frpc.ini:2: [common] server_port: port number 70000 must be in the range 0..65535",
+    ),
+    "missing required key": (
+        "frpc.json",
+        '{"proxies": [\n  {"name": "web", "type": "http", "localPort": 80}\n]}\n',
+        "frpc.json:2: proxies[0].customDomains: missing: a http proxy needs customDomains or"
+        " subdomain",
+    ),
+    "duplicate proxy name": (
+        "frpc.ini",
+        "[common]\n[ssh]\nlocal_port = 22\n\n[ssh]\nlocal_port = 2222\n",
+        "frpc.ini:5: proxy name [ssh] is duplicated (first at line 2)",
+    ),
+    "undefined environment variable": (
+        "frpc.toml",
+        'serverAddr = "127.0.0.1"\nauth.token = "{{ .Envs.PYFRP_TEST_UNSET }}"\n',
+        "frpc.toml:2: undefined environment variable PYFRP_TEST_UNSET"
+        " (used as {{ .Envs.PYFRP_TEST_UNSET }})",
+    ),
+    "unreadable file": (
+        "",
+        "",
+        "missing.toml: cannot read config file: no such file or directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "verify"])
+@pytest.mark.parametrize(("name", "text", "message"), BAD.values(), ids=BAD)
+def test_bad_config_exits_1_with_one_message(
+    tmp_path: Path, command: str, name: str, text: str, message: str
+) -> None:
+    if name:
+        (tmp_path / name).write_text(text)
+    args = ["-c", name or "missing.toml"]
+    out = _run(tmp_path, "pyfrp.client", *(["verify", *args] if command == "verify" else args))
+    assert out.returncode == 1
+    assert out.stderr == message + "\n"
+    assert out.stdout == ""
+
+
+def test_bad_server_flags_and_files_exit_1(tmp_path: Path) -> None:
+    out = _run(tmp_path, "pyfrp.server", "--bind_port", "x")
+    assert (out.returncode, out.stderr) == (
+        1,
+        'command line: --bind_port: expected a port number, got "x"\n',
+    )
+    (tmp_path / "frps.toml").write_text('log.to = "/proc/no/such/dir/frps.log"\n')
+    out = _run(tmp_path, "pyfrp.server", "-c", "frps.toml")
+    assert out.returncode == 1
+    assert out.stderr.startswith("cannot open log file /proc/no/such/dir/frps.log: ")
+    assert "Traceback" not in out.stderr
+    out = _run(tmp_path, "pyfrp.server", "--no_such_flag")
+    assert out.returncode == 1
+    assert "unrecognized arguments: --no_such_flag" in out.stderr
+
+
+def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Path) -> None:
+    (bind,) = free_ports(1)
+    (tmp_path / "frps.toml").write_text(
+        f'bindAddr = "127.0.0.1"\nbindPort = {bind}\nenablePrometheus = true\n'
+        'log.to = "logs/frps.log"\nlog.maxDays = 2\n'
+    )
+    frps = Proc("pyfrps", [sys.executable, "-m", "pyfrp.server", "-c", "frps.toml"],
+                tmp_path / "stdout.log", tmp_path)  # fmt: skip
+    log = tmp_path / "logs" / "frps.log"
+    try:
+        frps.wait_port(bind)
+        end = time.monotonic() + 20
+        while "frps started successfully" not in log.read_text() and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        frps.stop()
+    text = log.read_text()
+    assert text.count("enablePrometheus: not supported yet, ignored") == 1
+    assert "[W] " in text
+    assert "frps started successfully" in text
+    assert "\x1b[" not in text
+    assert frps.log() == ""  # nothing on the console when log.to is a file
+
+    out = _run(tmp_path, "pyfrp.server", "-c", "frps.toml", "--strict_config")
+    assert out.returncode == 1
+    assert out.stderr == (
+        "frps.toml:3: enablePrometheus: not supported yet by pyfrp (rejected by --strict_config)\n"
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    for module in ("pyfrp.server", "pyfrp.client"):
+        out = _run(tmp_path, module, "-v")
+        assert out.returncode == 0
+        assert out.stdout.startswith("pyfrp ")

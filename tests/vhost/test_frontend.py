@@ -1,0 +1,160 @@
+"""The HTTP vhost front end in-process, with short timeouts and scripted backends.
+
+The opener dials the backend directly: what a work connection carries is the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from pyfrp.net.splice import HoldProtocol
+from pyfrp.vhost.conn import WorkConn
+from pyfrp.vhost.http import HttpRoute, VhostHttpServer
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class DirectOpener:
+    name = "direct"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.opened = 0
+
+    async def open_work_conn(
+        self, src: tuple[str, int], dst: tuple[str, int] = ("", 0)
+    ) -> WorkConn | None:
+        loop = asyncio.get_running_loop()
+        t, held = await loop.create_connection(HoldProtocol, "127.0.0.1", self.port)
+        self.opened += 1
+        return WorkConn(t, held.take(), held.ended)
+
+
+async def start(
+    handler: Handler, **route_kw: object
+) -> tuple[VhostHttpServer, DirectOpener, asyncio.Server]:
+    async def quiet(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            await handler(r, w)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+    backend = await asyncio.start_server(quiet, "127.0.0.1", 0)
+    opener = DirectOpener(backend.sockets[0].getsockname()[1])
+    vhost = VhostHttpServer(response_timeout=0.3, head_timeout=0.3)
+    await vhost.listen("127.0.0.1", 0)
+    vhost.add_route("app.example.com", "", "", HttpRoute(opener=opener, **route_kw))  # type: ignore[arg-type]
+    return vhost, opener, backend
+
+
+async def read_response(r: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await r.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await r.readexactly(length)
+
+
+async def one_request_per_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """Answers the first request; closes silently when a second one arrives (a stale pool)."""
+    await r.readuntil(b"\r\n\r\n")
+    w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Frame-Options: SAMEORIGIN\r\n\r\nok")
+    await r.readuntil(b"\r\n\r\n")
+    w.close()
+
+
+async def test_retry_on_stale_pooled_connection_and_response_headers() -> None:
+    vhost, opener, backend = await start(
+        one_request_per_connection, response_headers={"x-frame-options": "DENY"}
+    )
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", vhost.port)
+        for _ in range(3):
+            w.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            head, body = await asyncio.wait_for(read_response(r), 5)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"\r\nX-Frame-Options: DENY\r\n" in head
+            assert b"SAMEORIGIN" not in head
+            assert body == b"ok"
+        assert opener.opened == 3  # each reuse failed and was retried on a new connection
+        w.close()
+    finally:
+        await vhost.close()
+        backend.close()
+
+
+async def test_head_timeout_closes_only_that_client() -> None:
+    async def ok(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    vhost, _, backend = await start(ok)
+    try:
+        r1, w1 = await asyncio.open_connection("127.0.0.1", vhost.port)
+        w1.write(b"GET / HTTP/1.1\r\nHost: app.exa")
+        r2, w2 = await asyncio.open_connection("127.0.0.1", vhost.port)
+        for _ in range(3):
+            w2.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            assert (await asyncio.wait_for(read_response(r2), 5))[1] == b"ok"
+        assert await asyncio.wait_for(r1.read(), 5) == b""  # closed without an answer
+        # An idle keep-alive connection has no timeout (as in Go): r2 still works.
+        await asyncio.sleep(0.5)
+        w2.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        assert (await asyncio.wait_for(read_response(r2), 5))[1] == b"ok"
+        w1.close()
+        w2.close()
+    finally:
+        await vhost.close()
+        backend.close()
+
+
+async def test_upgraded_connection_has_no_timeouts() -> None:
+    async def upgrade_then_echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        while data := await r.read(65536):
+            w.write(data)
+
+    vhost, _, backend = await start(upgrade_then_echo)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", vhost.port)
+        w.write(
+            b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n"
+            b"Upgrade: echo\r\n\r\n"
+        )
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        await asyncio.sleep(1.0)  # > head_timeout and > response_timeout
+        w.write(b"ping")
+        assert await asyncio.wait_for(r.readexactly(4), 5) == b"ping"
+        w.close()
+    finally:
+        await vhost.close()
+        backend.close()
+
+
+async def test_gateway_timeout_then_keep_alive() -> None:
+    async def silent_first(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        line = await r.readuntil(b"\r\n\r\n")
+        if line.startswith(b"GET /slow"):
+            await asyncio.sleep(2)
+            return
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    vhost, _, backend = await start(silent_first)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", vhost.port)
+        w.write(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        head, _ = await asyncio.wait_for(read_response(r), 5)
+        assert head.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+        w.write(b"GET /fast HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        assert (await asyncio.wait_for(read_response(r), 5))[1] == b"ok"
+        w.close()
+    finally:
+        await vhost.close()
+        backend.close()
