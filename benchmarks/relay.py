@@ -177,20 +177,34 @@ def latency(port: int, n: int) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def idle_conns(port: int, n: int) -> Iterator[None]:
+def idle_conns(port: int, n: int) -> Iterator[int]:
+    """Hold ``n`` tunnelled connections open, each proven end to end by a 1-byte echo; yields
+    how many made it."""
     socks = []
     try:
         for _ in range(n):
-            s = socket.create_connection((HOST, port))
-            s.sendall(b"E")
-            socks.append(s)
-        # one round trip on the last proves they are all established end to end
-        socks[-1].sendall(b"x")
-        socks[-1].recv(1)
-        yield
+            try:
+                s = socket.create_connection((HOST, port), timeout=10)
+                socks.append(s)
+                s.sendall(b"Ex")
+                if s.recv(1) != b"x":
+                    break
+            except OSError:
+                break
+        yield len(socks)
     finally:
         for s in socks:
             s.close()
+
+
+def raise_fd_limit(want: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE (children inherit it); the product never does."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = min(hard, max(soft, want)) if hard != resource.RLIM_INFINITY else max(soft, want)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return new
 
 
 # ---------------------------------------------------------------------------- setups
@@ -346,7 +360,12 @@ def main() -> None:
     ap.add_argument("--rate-seconds", type=float, default=3.0)
     ap.add_argument("--latency-n", type=int, default=2000)
     ap.add_argument("--idle-conns", type=int, default=1000)
-    ap.add_argument("--skip", default="", help="comma list of: throughput,rate,latency,memory")
+    ap.add_argument(
+        "--concurrent", type=int, default=10000, help="idle tunnelled connections to hold at once"
+    )
+    ap.add_argument(
+        "--skip", default="", help="comma list of: throughput,rate,latency,memory,concurrent"
+    )
     ap.add_argument("--json", default="", help="write results here")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -356,6 +375,8 @@ def main() -> None:
     random_payload = os.urandom(CHUNK)
     text_payload = (b"The quick brown fox jumps over the lazy dog. " * 30000)[:CHUNK]
 
+    # 3 fds per tunnelled connection in this process and the backend's, more in the relays.
+    raise_fd_limit(4 * args.concurrent + 1024)
     runner = Runner(args)
     py = sys.executable
     setups: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Setup]], bool]] = [
@@ -392,6 +413,8 @@ def main() -> None:
             row: dict[str, object] = {"setup": name}
             try:
                 with make() as st:
+                    for role, pid in st.rss_pids.items():
+                        row[f"{role} rss start KiB"] = rss_kib(pid)
                     if "throughput" not in skip:
                         for n in streams:
                             for direction in ("up", "down"):
@@ -407,6 +430,8 @@ def main() -> None:
                                         for _ in range(args.repeat)
                                     ]
                                     row[key] = median_spread(xs)
+                        for role, pid in st.rss_pids.items():
+                            row[f"{role} rss after throughput KiB"] = rss_kib(pid)
                     if "rate" not in skip:
                         row["conn/s"] = median_spread(
                             [conn_rate(st.port, args.rate_seconds) for _ in range(args.repeat)]
@@ -416,18 +441,16 @@ def main() -> None:
                         row["p50 us"] = median_spread([a for a, _ in lat])
                         row["p99 us"] = median_spread([b for _, b in lat])
                     if is_frp and "memory" not in skip:
-                        for role, pid in st.rss_pids.items():
-                            row[f"{role} rss idle KiB"] = rss_kib(pid)
-                        with idle_conns(st.port, args.idle_conns):
+                        before = {role: rss_kib(pid) for role, pid in st.rss_pids.items()}
+                        with idle_conns(st.port, args.idle_conns) as held:
                             time.sleep(0.5)
                             for role, pid in st.rss_pids.items():
-                                row[f"{role} rss +{args.idle_conns} KiB"] = rss_kib(pid)
-                        for role in st.rss_pids:
-                            idle, loaded = (
-                                row[f"{role} rss idle KiB"],
-                                row[f"{role} rss +{args.idle_conns} KiB"],
-                            )
-                            row[f"{role} KiB/conn"] = round((loaded - idle) / args.idle_conns, 2)  # type: ignore[operator]
+                                loaded = rss_kib(pid)
+                                row[f"{role} rss +{held} conns KiB"] = loaded
+                                row[f"{role} KiB/conn"] = round((loaded - before[role]) / held, 2)
+                    if is_frp and args.concurrent and "concurrent" not in skip:
+                        with idle_conns(st.port, args.concurrent) as held:
+                            row["concurrent held"] = held
             except Exception as exc:  # a broken setup must not hide the others
                 row["error"] = repr(exc)
             results.append(row)

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 class Layer(asyncio.Transport, asyncio.Protocol):
     """Pass-through layer; subclasses override ``encode`` and ``decode``."""
 
+    # decode() takes any buffer (a yamux payload view) and returns fresh bytes.
+    accepts_buffer = True
+
     def __init__(self, lower: asyncio.Transport) -> None:
         super().__init__()
         self._lower = lower
@@ -31,8 +34,8 @@ class Layer(asyncio.Transport, asyncio.Protocol):
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         return bytes(data)
 
-    def decode(self, data: bytes) -> bytes:
-        return data
+    def decode(self, data: bytes | memoryview) -> bytes:
+        return bytes(data)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         out = self.encode(data)
@@ -122,7 +125,7 @@ class CryptoLayer(Layer):
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         return self._enc.encrypt(data)
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes | memoryview) -> bytes:
         return self._dec.decrypt(data)
 
 
@@ -137,7 +140,7 @@ class CompressLayer(Layer):
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         return self._enc.encode(data)
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes | memoryview) -> bytes:
         return self._dec.decode(data)
 
 

@@ -192,11 +192,12 @@ class MuxStream(asyncio.Transport):
     def _data(self, data: bytes | memoryview) -> None:
         if self._lost:
             return
-        # Protocols are promised bytes; a copy also stops a queued slice pinning its whole chunk.
-        data = bytes(data)
         if self._reading_paused or self._recv_queue:
-            self._recv_queue.append(data)
+            # A copy: a queued slice must not pin the whole receive chunk it came from.
+            self._recv_queue.append(bytes(data))
             return
+        if not getattr(self._protocol, "accepts_buffer", False):
+            data = bytes(data)  # asyncio promises bytes; only opted-in protocols get the view
         self._protocol.data_received(data)  # type: ignore[union-attr]
         self.session.consumed(self.stream_id, len(data))
 

@@ -58,6 +58,9 @@ class HoldProtocol(asyncio.Protocol):
 class _End(asyncio.Protocol):
     __slots__ = ("bytes_in", "done", "peer", "transport")
 
+    # data_received takes any buffer (a yamux payload view): it only hands it to write().
+    accepts_buffer = True
+
     def __init__(self, transport: asyncio.Transport, done: asyncio.Future[None]) -> None:
         self.transport = transport
         self.done = done

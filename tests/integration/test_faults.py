@@ -387,3 +387,30 @@ def test_login_with_same_run_id_replaces_control(pyfrp: Pyfrp, mux: bool) -> Non
                     got += chunk
                 assert got == b"THROUGH THE NEW CONTROL"
             assert isinstance(second.recv(), ReqWorkConn)  # frps asks to refill its pool
+
+
+def test_heartbeat_timeout_drops_silent_control(pyfrp: Pyfrp, echo: int) -> None:
+    """Without tcp_mux frps enforces heartbeat_timeout: a control that never pings is dropped
+    with its proxies, while a pyfrpc pinging in time keeps its tunnel."""
+    bind, silent_port, live_port = free_ports(3)
+    frps = pyfrp.frps(frps_ini(bind, False, "heartbeat_timeout = 3\n"))
+    frps.wait_port(bind)
+    frpc = pyfrp.frpc(
+        frpc_ini(bind, False, {"live": (echo, live_port)}, "heartbeat_interval = 1\n")
+    )
+    frpc.wait_log(r"\[live\] start proxy success")
+    with RawConn(bind) as silent:
+        assert not silent.login(TOKEN).error
+        silent.start_crypto(TOKEN)
+        silent.send(NewProxy(proxy_name="silent", proxy_type="tcp", remote_port=silent_port))
+        resp = silent.recv_as(NewProxyResp)
+        assert isinstance(resp, NewProxyResp)
+        assert not resp.error
+        wait_port(silent_port)
+        t0 = time.monotonic()
+        assert silent.wait_closed(10) < 6
+        assert time.monotonic() - t0 > 1.5  # not before the timeout
+        wait_port_closed(silent_port, 3)
+    frps.wait_log(r"heartbeat timeout")
+    assert_echo(live_port, os.urandom(10_000))  # the pinging client is untouched
+    assert "heartbeat timeout" not in frpc.log()
