@@ -30,10 +30,10 @@ class TcpProxy:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         try:
-            local, held = await asyncio.wait_for(
-                loop.create_connection(HoldProtocol, cfg.local_ip, cfg.local_port),
-                LOCAL_DIAL_TIMEOUT,
-            )
+            async with asyncio.timeout(LOCAL_DIAL_TIMEOUT):  # no extra Task, unlike wait_for
+                local, held = await loop.create_connection(
+                    HoldProtocol, cfg.local_ip, cfg.local_port
+                )
         except (OSError, TimeoutError) as exc:
             self.log.warning(
                 "connect to local service [%s:%d] error: %s",

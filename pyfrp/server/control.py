@@ -156,7 +156,8 @@ class Control:
             except asyncio.QueueEmpty:
                 try:
                     self.conn.send(ReqWorkConn())
-                    conn = await asyncio.wait_for(self.pool.get(), timeout)
+                    async with asyncio.timeout(timeout):
+                        conn = await self.pool.get()
                 except (TimeoutError, ConnectionError):
                     self.log.warning("timeout trying to get work connection")
                     return None

@@ -165,7 +165,8 @@ class Server:
     async def handle_connection(self, conn: MessageConn) -> None:
         peer = conn.peername
         try:
-            msg = await asyncio.wait_for(conn.recv(), CONN_READ_TIMEOUT)
+            async with asyncio.timeout(CONN_READ_TIMEOUT):  # no extra Task, unlike wait_for
+                msg = await conn.recv()
         except TimeoutError:
             log.info(
                 "connection from %s sent no message within %.0f s, closing", peer, CONN_READ_TIMEOUT
