@@ -364,7 +364,9 @@ def main() -> None:
         "--concurrent", type=int, default=10000, help="idle tunnelled connections to hold at once"
     )
     ap.add_argument(
-        "--skip", default="", help="comma list of: throughput,rate,latency,memory,concurrent"
+        "--skip",
+        default="",
+        help="comma list of: throughput,rate,latency,memory,concurrent,vhost",
     )
     ap.add_argument("--json", default="", help="write results here")
     args = ap.parse_args()
@@ -459,12 +461,32 @@ def main() -> None:
         runner.close()
     print()
     print_table(results)
+    vhost: list[dict[str, object]] = []
+    if "vhost" not in skip:
+        vhost = vhost_rows(args)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"when": time.time(), "args": vars(args), "results": results}, indent=1, default=str
-            )
+        doc = {"when": time.time(), "args": vars(args), "results": results, "vhost": vhost}
+        Path(args.json).write_text(json.dumps(doc, indent=1, default=str))
+
+
+def vhost_rows(args: argparse.Namespace) -> list[dict[str, object]]:
+    """The HTTP vhost req/s and latency (benchmarks/vhost.py), printed under the relay table."""
+    cmd = [sys.executable, str(HERE / "vhost.py"), "--json", "--duration", str(args.rate_seconds)]
+    if args.frps_go and args.frpc_go:
+        cmd += ["--frps", args.frps_go, "--frpc", args.frpc_go]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"vhost benchmark failed: {out.stderr.strip()[-500:]}")
+        return []
+    rows: list[dict[str, object]] = json.loads(out.stdout)
+    print("\nHTTP vhost, 8 keep-alive connections")
+    print(f"{'target':8} {'response':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in rows:
+        print(
+            f"{r['target']!s:8} {r['response']!s:8} {float(r['rps']):9.0f} "  # type: ignore[arg-type]
+            f"{float(r['p50_ms']):8.2f} {float(r['p99_ms']):8.2f}"  # type: ignore[arg-type]
         )
+    return rows
 
 
 def _fmt(v: object) -> str:

@@ -135,9 +135,11 @@ def start_tunnel(
     tmp: Path, frps: list[str], frpc: list[str], backend: int
 ) -> tuple[int, list[subprocess.Popen[bytes]]]:
     bind, vhttp = free_port(), free_port()
+    # The ChmlFrp fork in ../shared/peers needs api_enable = false; pyfrps rejects that key.
+    fork = "" if "pyfrp.server" in frps else "api_enable = false\n"
     (tmp / "frps.ini").write_text(
         f"[common]\nbind_addr = {HOST}\nbind_port = {bind}\nvhost_http_port = {vhttp}\n"
-        f"proxy_bind_addr = {HOST}\napi_enable = false\n"
+        f"proxy_bind_addr = {HOST}\n{fork}"
     )
     (tmp / "frpc.ini").write_text(
         f"[common]\nserver_addr = {HOST}\nserver_port = {bind}\npool_count = 8\n\n"
