@@ -7,7 +7,9 @@ session; without it each is a new TCP (+TLS) connection.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
+from typing import Any
 
 from pyfrp.config.model import ClientConfig
 from pyfrp.net.msgconn import MessageConn
@@ -56,9 +58,15 @@ class Connector:
 
     async def _tcp(self) -> socket.socket:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(
-            self.cfg.server_addr, self.cfg.server_port, type=socket.SOCK_STREAM
-        )
+        host, port = self.cfg.server_addr, self.cfg.server_port
+        infos: list[tuple[Any, Any, int, str, tuple[Any, ...]]]
+        try:  # an IP literal needs no resolver thread (a dial per work conn without tcp_mux)
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        else:
+            fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            infos = [(fam, socket.SOCK_STREAM, 0, "", (host, port))]
         last: OSError | None = None
         for family, type_, proto, _, addr in infos:
             sock = socket.socket(family, type_, proto)

@@ -103,13 +103,18 @@ class FrpListener:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = conn.getpeername()
         try:
-            if not await _wait_readable(conn, FIRST_BYTE_TIMEOUT):
+            try:  # usually the client's first bytes are already here: no reader round trip
+                first = conn.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                first = None
+            if first is None and not await _wait_readable(conn, FIRST_BYTE_TIMEOUT):
                 log.info(
                     "connection from %s sent nothing for %.0f s, closing", peer, FIRST_BYTE_TIMEOUT
                 )
                 conn.close()
                 return
-            first = conn.recv(1, socket.MSG_PEEK)
+            if first is None:
+                first = conn.recv(1, socket.MSG_PEEK)
             if not first:
                 conn.close()
                 return

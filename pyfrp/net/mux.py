@@ -26,6 +26,8 @@ from pyfrp.proto import yamux
 log = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER = 256 * 1024
+# Deferred output is written at once when it reaches this many payload bytes.
+FLUSH_AT = 256 * 1024
 # Go's ConnectionWriteTimeout doubles as the ping-reply timeout.
 PING_TIMEOUT = 10.0
 
@@ -246,6 +248,8 @@ class MuxSession(asyncio.Protocol):
         self._ping_handle: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._go_away = False
+        self._flush_scheduled = False
+        self._unflushed = 0
 
     # -- protocol side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -333,6 +337,7 @@ class MuxSession(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None:
+            self._flush_now()  # a GoAway or FIN queued just before must still leave
             self.transport.close()
 
     def abort(self) -> None:
@@ -349,7 +354,11 @@ class MuxSession(asyncio.Protocol):
             return 0
         n = self.core.send_data(stream_id, data)
         if n:
-            self._flush_out()
+            self._unflushed += n
+            if self._unflushed >= FLUSH_AT:  # bulk data: write now, so backpressure is prompt
+                self._flush_now()
+            else:
+                self._flush_out()
         return n
 
     def consumed(self, stream_id: int, n: int) -> None:
@@ -369,6 +378,15 @@ class MuxSession(asyncio.Protocol):
 
     # -- internals
     def _flush_out(self) -> None:
+        # Frames queued during one pass of the event loop leave in one write: a new stream's
+        # SYN and first message, or data for many streams, share a TLS record and a syscall.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        self._unflushed = 0
         out = self.core.data_to_send()
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
