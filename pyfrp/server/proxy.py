@@ -11,11 +11,44 @@ from pyfrp.log import PrefixLogger
 from pyfrp.net.splice import HoldProtocol, splice
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, StartWorkConn
+from pyfrp.vhost.conn import WorkConn
 
 if TYPE_CHECKING:
     from pyfrp.server.control import Control
 
 log = logging.getLogger(__name__)
+
+
+async def start_work_conn(
+    control: Control,
+    msg: NewProxy,
+    logger: PrefixLogger,
+    src: tuple[str, int],
+    dst: tuple[str, int] = ("", 0),
+) -> WorkConn | None:
+    """A pooled work connection of ``control`` with StartWorkConn sent and the proxy's
+    encryption/compression stacked on it; None if frpc gave none in time."""
+    conn = await control.get_work_conn(
+        StartWorkConn(
+            proxy_name=msg.proxy_name,
+            src_addr=src[0],
+            src_port=src[1],
+            dst_addr=dst[0],
+            dst_port=dst[1],
+        )
+    )
+    if conn is None:
+        logger.warning("failed to get work connection for user [%s:%d]", src[0], src[1])
+        return None
+    transport, pending, ended = conn.detach()
+    top, pending = wrap_work_transport(
+        transport,
+        pending,
+        token=control.service.cfg.token,
+        use_encryption=msg.use_encryption,
+        use_compression=msg.use_compression,
+    )
+    return WorkConn(top, pending, ended)
 
 
 class _UserConn(HoldProtocol):
@@ -62,27 +95,11 @@ class TcpProxy:
         src = user.get_extra_info("peername") or ("", 0)
         dst = user.get_extra_info("sockname") or ("", 0)
         self.log.debug("get a user connection [%s:%d]", src[0], src[1])
-        conn = await self.control.get_work_conn(
-            StartWorkConn(
-                proxy_name=self.name,
-                src_addr=src[0],
-                src_port=src[1],
-                dst_addr=dst[0],
-                dst_port=dst[1],
-            )
-        )
-        if conn is None:
-            self.log.warning("failed to get work connection for user [%s:%d]", src[0], src[1])
+        work = await start_work_conn(self.control, self.msg, self.log, src, dst)
+        if work is None:
             user.close()
             return
-        transport, pending, ended = conn.detach()
-        top, pending = wrap_work_transport(
-            transport,
-            pending,
-            token=self.control.service.cfg.token,
-            use_encryption=self.msg.use_encryption,
-            use_compression=self.msg.use_compression,
-        )
+        top = work.transport
         self.log.debug("join connections, user [%s:%d]", src[0], src[1])
         try:
             await splice(
@@ -90,8 +107,8 @@ class TcpProxy:
                 top,
                 a_pending=held.take(),
                 a_ended=held.ended,
-                b_pending=pending,
-                b_ended=ended,
+                b_pending=work.pending,
+                b_ended=work.ended,
             )
         finally:
             user.close()

@@ -11,10 +11,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from pyfrp.log import PrefixLogger
-from pyfrp.net.workconn import wrap_work_transport
-from pyfrp.proto.msg import NewProxy, StartWorkConn
+from pyfrp.proto.msg import NewProxy
 from pyfrp.server.ports import PortError
-from pyfrp.server.proxy import TcpProxy
+from pyfrp.server.proxy import TcpProxy, start_work_conn
 from pyfrp.vhost.conn import WorkConn
 from pyfrp.vhost.http import HttpRoute, VhostHttpServer
 from pyfrp.vhost.https import HttpsRoute, VhostHttpsServer
@@ -72,27 +71,7 @@ class _VhostProxy:
     async def open_work_conn(
         self, src: tuple[str, int], dst: tuple[str, int] = ("", 0)
     ) -> WorkConn | None:
-        conn = await self.control.get_work_conn(
-            StartWorkConn(
-                proxy_name=self.name,
-                src_addr=src[0],
-                src_port=src[1],
-                dst_addr=dst[0],
-                dst_port=dst[1],
-            )
-        )
-        if conn is None:
-            self.log.warning("failed to get work connection for user [%s:%d]", *src)
-            return None
-        transport, pending, ended = conn.detach()
-        top, pending = wrap_work_transport(
-            transport,
-            pending,
-            token=self.control.service.cfg.token,
-            use_encryption=self.msg.use_encryption,
-            use_compression=self.msg.use_compression,
-        )
-        return WorkConn(top, pending, ended)
+        return await start_work_conn(self.control, self.msg, self.log, src, dst)
 
     async def start(self) -> None:
         raise NotImplementedError

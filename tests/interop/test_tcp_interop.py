@@ -21,12 +21,10 @@ import hashlib
 import os
 import re
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from tests.harness import (
     Proc,
     Pyfrp,
     echo_roundtrip,
+    echo_server,
     free_ports,
     wait_echo,
 )
@@ -178,41 +177,6 @@ def frpc_toml(server_port: int, token: str, s: Setup, local_port: int, remote_po
     if s.enc_comp:
         lines += ["transport.useEncryption = true", "transport.useCompression = true"]
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------- echo backend
-
-
-class _EchoHandler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while True:
-            try:
-                data = self.request.recv(262144)
-            except OSError:
-                return
-            if not data:
-                return
-            self.request.sendall(data)
-
-
-class _EchoServer(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    # socketserver's default listen backlog of 5 cannot take 50 simultaneous connects: Linux
-    # then resets some of them (seen with tests.harness.echo_server even without frp).
-    request_queue_size = 256
-
-
-@contextmanager
-def echo_server() -> Iterator[int]:
-    srv = _EchoServer((HOST, 0), _EchoHandler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 # ----------------------------------------------------------------------------- first-byte tap
