@@ -44,6 +44,11 @@ def wire_name(user: str, name: str) -> str:
     return f"{user}.{name}" if user else name
 
 
+def local_name(user: str, wire: str) -> str:
+    """frpc strips exactly one ``{user}.`` from names frps sends back."""
+    return wire.removeprefix(f"{user}.") if user else wire
+
+
 def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
     """NewProxy as Go frpc's MarshalToMsg fills it: base fields, then only the type's own."""
     msg = NewProxy(
@@ -150,8 +155,7 @@ class Session:
                 return
 
     def _proxy_resp(self, msg: NewProxyResp) -> None:
-        user = self.client.cfg.user
-        name = msg.proxy_name.removeprefix(f"{user}.") if user else msg.proxy_name
+        name = local_name(self.client.cfg.user, msg.proxy_name)
         proxy = self.proxies.get(name)
         if proxy is None:
             return
@@ -180,8 +184,7 @@ class Session:
             self.log.warning("StartWorkConn contains error: %s", start.error)
             conn.close()
             return
-        user = self.client.cfg.user
-        name = start.proxy_name.removeprefix(f"{user}.") if user else start.proxy_name
+        name = local_name(self.client.cfg.user, start.proxy_name)
         proxy = self.proxies.get(name)
         if proxy is None or not proxy.running:
             self.log.warning("[%s] no proxy found for work connection", name)

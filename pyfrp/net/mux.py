@@ -264,8 +264,7 @@ class MuxSession(asyncio.Protocol):
         except YamuxError as exc:
             log.warning("yamux session with %s: %s", self.get_extra_info("peername"), exc)
             self.core.go_away(exc.go_away_code)
-            self._flush_out()
-            self.close()
+            self.close()  # flushes the GoAway first
             return
         streams = self.streams
         for ev in events:
