@@ -131,6 +131,7 @@ class Control:
             return
         self.service.proxies.pop(name, None)
         await proxy.close()
+        self.log.info("close proxy [%s] success", name)  # server/control.go, for every type
 
     @property
     def port_count(self) -> int:

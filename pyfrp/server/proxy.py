@@ -122,4 +122,3 @@ class TcpProxy:
         self.control.service.ports.release(self.port)
         for t in list(self._tasks):
             t.cancel()
-        self.log.info("close proxy [%s] success", self.name)

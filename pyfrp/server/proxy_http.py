@@ -123,7 +123,6 @@ class HttpProxy(_VhostProxy):
         for domain, location, user, route in self._routes:
             self.vhost.remove_route(domain, location, user, route)
         self._routes.clear()
-        self.log.info("proxy closed")
 
 
 class HttpsProxy(_VhostProxy):
@@ -154,7 +153,6 @@ class HttpsProxy(_VhostProxy):
         for domain in self._domains:
             self.vhost.remove_route(domain)
         self._domains.clear()
-        self.log.info("proxy closed")
 
 
 # Every kind of proxy a Control may hold.
