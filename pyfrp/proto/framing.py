@@ -20,12 +20,13 @@ MAX_BODY = 10240
 HEADER = struct.Struct(">cq")
 HEADER_SIZE = HEADER.size  # 9
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_DECODE = json.JSONDecoder().decode
 
 
 def encode_message(msg: Message, max_body: int = MAX_BODY) -> bytes:
     """The complete frame for ``msg``: one ``write()`` of it is one Go ``WriteMsg``."""
-    body = _ENCODER.encode(msg.to_json()).encode("utf-8")
+    body = _ENCODE(msg.to_json()).encode("utf-8")
     if len(body) > max_body:
         raise MessageError(
             f"{type(msg).__name__} body is {len(body)} bytes, over the peer's limit of {max_body}"
@@ -37,7 +38,7 @@ def decode_body(type_byte: bytes, body: bytes | bytearray | memoryview) -> Messa
     """Parse one frame body of a known type byte."""
     cls = MESSAGE_TYPES[type_byte]
     try:
-        obj = json.loads(bytes(body))
+        obj = _DECODE(str(body, "utf-8"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 5000-digit ints
         raise MessageError(f"{cls.__name__} body is not valid JSON: {exc}") from exc
     if obj is None:  # Go unmarshals `null` into a zero-valued struct
@@ -88,7 +89,7 @@ class MessageDecoder:
         end = HEADER_SIZE + length
         if len(buf) < end:
             return None
-        body = bytes(buf[HEADER_SIZE:end])
+        body = buf[HEADER_SIZE:end]
         del buf[:end]
         return decode_body(type_byte, body)
 

@@ -15,6 +15,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, Union
 
 from pyfrp.errors import MessageError
@@ -23,33 +24,29 @@ _JSON = dict[str, Any]
 _T = TypeVar("_T")
 
 
-class _Codec:
-    """Per-class field table, built once at registration from the type hints."""
+# A field's decoder: (JSON value, where) -> Python value; raises MessageError naming ``where``.
+_Decode = Callable[[Any, str], Any]
 
-    __slots__ = ("always", "by_lower", "cls", "fields")
+
+class _Codec:
+    """Per-class field tables, built once at registration from the type hints, so that encoding
+    and decoding a message does no type introspection (StartWorkConn and friends are on the
+    per-connection path)."""
+
+    __slots__ = ("by_lower", "cls", "encode")
 
     def __init__(self, cls: type[Any]) -> None:
         hints = typing.get_type_hints(cls)
         self.cls = cls
-        self.fields: list[tuple[str, str, Any]] = []  # (attr, json key, hint)
-        self.always: set[str] = set()
+        # (attr, json key, always written, converter or None when the value is JSON as it is)
+        self.encode: list[tuple[str, str, bool, Callable[[Any], Any] | None]] = []
+        self.by_lower: dict[str, tuple[str, _Decode]] = {}
         for f in dataclasses.fields(cls):
             key = f.metadata.get("json", f.name)
-            self.fields.append((f.name, key, hints[f.name]))
-            if f.metadata.get("always"):
-                self.always.add(f.name)
-        self.by_lower = {key.lower(): (attr, hint) for attr, key, hint in self.fields}
-
-
-def _is_zero(value: Any) -> bool:
-    return (
-        value is None
-        or value is False
-        or value == 0
-        or value in ("", b"")
-        or value == {}
-        or value == []
-    )
+            hint = hints[f.name]
+            plain = hint in (str, int, bool, dict[str, str], list[str])
+            self.encode.append((f.name, key, bool(f.metadata.get("always")), None if plain else _to_json))
+            self.by_lower[key.lower()] = (f.name, _decoder_for(hint))
 
 
 def _to_json(value: Any) -> Any:
@@ -63,12 +60,12 @@ def _to_json(value: Any) -> Any:
 
 
 def _struct_to_json(obj: Any) -> _JSON:
-    codec = _codec_for(type(obj))
     out: _JSON = {}
-    for attr, key, _hint in codec.fields:
+    for attr, key, always, conv in _codec_for(type(obj)).encode:
         value = getattr(obj, attr)
-        if attr in codec.always or not _is_zero(value):
-            out[key] = _to_json(value)
+        # Go's omitempty: every zero value ("", 0, false, nil, empty map/slice) is left out.
+        if always or value:
+            out[key] = value if conv is None else conv(value)
     return out
 
 
@@ -76,66 +73,90 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _from_json(hint: Any, value: Any, where: str) -> Any:
+def _dec_bool(value: Any, where: str) -> bool:
+    if value is True or value is False:
+        return value
+    raise MessageError(f"{where}: expected a JSON boolean, got {_type_name(value)}")
+
+
+def _dec_int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MessageError(f"{where}: expected a JSON integer, got {_type_name(value)} {value!r}")
+    if not -(2**63) <= value < 2**63:
+        raise MessageError(f"{where}: integer {value} does not fit in 64 bits")
+    return value
+
+
+def _dec_str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise MessageError(f"{where}: expected a JSON string, got {_type_name(value)}")
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape: Go decodes it as U+FFFD
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _dec_bytes(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise MessageError(f"{where}: expected a base64 string, got {_type_name(value)}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MessageError(f"{where}: invalid base64: {exc}") from exc
+
+
+def _decoder_for(hint: Any) -> _Decode:
+    """The decoder of one field type (Go's encoding/json rules, strict about JSON types)."""
+    simple: dict[Any, _Decode] = {bool: _dec_bool, int: _dec_int, str: _dec_str, bytes: _dec_bytes}
+    if hint in simple:
+        return simple[hint]
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):  # Optional[X]: null stays None
-        if value is None:
-            return None
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _from_json(inner, value, where)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise MessageError(f"{where}: expected a JSON boolean, got {_type_name(value)}")
-        return value
-    if hint is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise MessageError(
-                f"{where}: expected a JSON integer, got {_type_name(value)} {value!r}"
-            )
-        if not -(2**63) <= value < 2**63:
-            raise MessageError(f"{where}: integer {value} does not fit in 64 bits")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise MessageError(f"{where}: expected a JSON string, got {_type_name(value)}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate escape: Go decodes it as U+FFFD
-            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return value
-    if hint is bytes:
-        if not isinstance(value, str):
-            raise MessageError(f"{where}: expected a base64 string, got {_type_name(value)}")
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise MessageError(f"{where}: invalid base64: {exc}") from exc
+        dec_inner = _decoder_for(inner)
+        return lambda value, where: None if value is None else dec_inner(value, where)
     if origin is dict:
-        if not isinstance(value, dict):
-            raise MessageError(f"{where}: expected a JSON object, got {_type_name(value)}")
-        _, vhint = typing.get_args(hint)
-        return {k: _from_json(vhint, v, f"{where}.{k}") for k, v in value.items()}
+        dec_value = _decoder_for(typing.get_args(hint)[1])
+
+        def dec_dict(value: Any, where: str) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise MessageError(f"{where}: expected a JSON object, got {_type_name(value)}")
+            return {k: dec_value(v, f"{where}.{k}") for k, v in value.items()}
+
+        return dec_dict
     if origin is list:
-        if not isinstance(value, list):
-            raise MessageError(f"{where}: expected a JSON array, got {_type_name(value)}")
-        (ehint,) = typing.get_args(hint)
-        return [_from_json(ehint, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        dec_elem = _decoder_for(typing.get_args(hint)[0])
+
+        def dec_list(value: Any, where: str) -> list[Any]:
+            if not isinstance(value, list):
+                raise MessageError(f"{where}: expected a JSON array, got {_type_name(value)}")
+            return [dec_elem(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+        return dec_list
     if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise MessageError(f"{where}: expected a JSON object, got {_type_name(value)}")
-        return _struct_from_json(typing.cast(type[Any], hint), value, where)
+        struct = typing.cast(type[Any], hint)
+
+        def dec_struct(value: Any, where: str) -> Any:
+            if not isinstance(value, dict):
+                raise MessageError(f"{where}: expected a JSON object, got {_type_name(value)}")
+            return _struct_from_json(struct, value, where)
+
+        return dec_struct
     raise TypeError(f"unsupported field type {hint!r}")  # a bug in this module, not bad input
 
 
 def _struct_from_json(cls: type[_T], obj: _JSON, where: str) -> _T:
-    codec = _codec_for(cls)
+    by_lower = _codec_for(cls).by_lower
     kwargs: dict[str, Any] = {}
     for key, value in obj.items():
-        entry = codec.by_lower.get(key.lower()) if isinstance(key, str) else None
+        entry = by_lower.get(key) or by_lower.get(key.lower())
         if entry is None or value is None:  # Go ignores unknown keys; null leaves the zero value
             continue
-        attr, hint = entry
-        kwargs[attr] = _from_json(hint, value, f"{where}.{key}")
+        attr, dec = entry
+        kwargs[attr] = dec(value, f"{where}.{key}")
     return cls(**kwargs)
 
 
