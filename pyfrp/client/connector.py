@@ -35,11 +35,15 @@ class Connector:
     async def _dial(self) -> asyncio.Transport:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        sock = await asyncio.wait_for(self._tcp(), cfg.dial_server_timeout)
+        if self._tls is None:  # one call: a work connection is dialled per user without tcp_mux
+            async with asyncio.timeout(cfg.dial_server_timeout):
+                transport, _ = await loop.create_connection(
+                    _Placeholder, cfg.server_addr, cfg.server_port
+                )
+            return transport
+        async with asyncio.timeout(cfg.dial_server_timeout):
+            sock = await self._tcp()
         try:
-            if self._tls is None:
-                transport, _ = await loop.create_connection(_Placeholder, sock=sock)
-                return transport
             if not cfg.disable_custom_tls_first_byte:
                 await loop.sock_sendall(sock, bytes([FRP_TLS_HEAD_BYTE]))
             name = cfg.tls_server_name or cfg.server_addr

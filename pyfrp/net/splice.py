@@ -9,6 +9,7 @@ both (frp never keeps a TCP half-close end to end); ``close()`` still flushes wh
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 # Larger than asyncio's 64 KiB default: fewer pause/resume round trips on a fast path.
@@ -56,43 +57,70 @@ class HoldProtocol(asyncio.Protocol):
 
 
 class _End(asyncio.Protocol):
-    __slots__ = ("bytes_in", "done", "peer", "transport")
+    __slots__ = ("bytes_in", "joined", "peer", "transport")
 
     # data_received takes any buffer (a yamux payload view): it only hands it to write().
     accepts_buffer = True
 
-    def __init__(self, transport: asyncio.Transport, done: asyncio.Future[None]) -> None:
+    def __init__(self, transport: asyncio.Transport, joined: Joined) -> None:
         self.transport = transport
-        self.done = done
-        self.peer: _End | None = None
+        self.joined = joined
+        self.peer: _End = self
         self.bytes_in = 0
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        self.peer.transport.write(data)  # type: ignore[union-attr]
+        self.peer.transport.write(data)
 
     def eof_received(self) -> bool:
         self._finish()
         return False
 
     def pause_writing(self) -> None:
-        self.peer.transport.pause_reading()  # type: ignore[union-attr]
+        self.peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.peer.transport.resume_reading()  # type: ignore[union-attr]
+        self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()
 
     def _finish(self) -> None:
         self.transport.close()
-        if self.peer is not None:
-            self.peer.transport.close()
-        if not self.done.done():
-            self.done.set_result(None)
+        self.peer.transport.close()
+        self.joined._finished()
 
 
-async def splice(
+class Joined:
+    """A running join: byte counts, ``done``, ``on_done`` (called once when it ends, unless
+    aborted) and ``abort()``."""
+
+    __slots__ = ("_a", "_b", "done", "on_done")
+
+    def __init__(self, a: asyncio.Transport, b: asyncio.Transport) -> None:
+        self._a, self._b = _End(a, self), _End(b, self)
+        self._a.peer, self._b.peer = self._b, self._a
+        self.done = False
+        self.on_done: Callable[[], None] | None = None
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(bytes a->b, bytes b->a) so far."""
+        return self._a.bytes_in, self._b.bytes_in
+
+    def _finished(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.on_done is not None:
+                self.on_done()
+
+    def abort(self) -> None:
+        self.done = True
+        self._a.transport.abort()
+        self._b.transport.abort()
+
+
+def join(
     a: asyncio.Transport,
     b: asyncio.Transport,
     *,
@@ -100,15 +128,15 @@ async def splice(
     b_pending: bytes = b"",
     a_ended: bool = False,
     b_ended: bool = False,
-) -> tuple[int, int]:
-    """Copy both ways until either side ends; returns (bytes a->b, bytes b->a).
+) -> Joined:
+    """Start copying both ways until either side ends (the copy runs in the two protocols'
+    callbacks: no task). Set ``on_done`` on the result unless it is already ``done``.
 
     ``x_pending`` are bytes already read from x (to go to the other side first); ``x_ended`` says x
     already saw EOF or was closed while it was someone else's.
     """
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    end_a, end_b = _End(a, done), _End(b, done)
-    end_a.peer, end_b.peer = end_b, end_a
+    joined = Joined(a, b)
+    end_a, end_b = joined._a, joined._b
     for t in (a, b):
         t.set_write_buffer_limits(high=WRITE_HIGH_WATER)
     a.set_protocol(end_a)
@@ -122,10 +150,31 @@ async def splice(
     else:
         a.resume_reading()
         b.resume_reading()
-    try:
-        await done
-    except asyncio.CancelledError:
-        a.abort()
-        b.abort()
-        raise
-    return end_a.bytes_in, end_b.bytes_in
+    return joined
+
+
+async def splice(
+    a: asyncio.Transport,
+    b: asyncio.Transport,
+    *,
+    a_pending: bytes = b"",
+    b_pending: bytes = b"",
+    a_ended: bool = False,
+    b_ended: bool = False,
+) -> tuple[int, int]:
+    """:func:`join`, awaited; returns (bytes a->b, bytes b->a). Cancelling aborts both sides."""
+    joined = join(a, b, a_pending=a_pending, b_pending=b_pending, a_ended=a_ended, b_ended=b_ended)
+    if not joined.done:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finished() -> None:
+            if not done.done():  # cancelled and not yet resumed
+                done.set_result(None)
+
+        joined.on_done = finished
+        try:
+            await done
+        except asyncio.CancelledError:
+            joined.abort()
+            raise
+    return joined.counts

@@ -14,8 +14,8 @@ import binascii
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, Union
 
 from pyfrp.errors import MessageError
@@ -45,7 +45,9 @@ class _Codec:
             key = f.metadata.get("json", f.name)
             hint = hints[f.name]
             plain = hint in (str, int, bool, dict[str, str], list[str])
-            self.encode.append((f.name, key, bool(f.metadata.get("always")), None if plain else _to_json))
+            self.encode.append(
+                (f.name, key, bool(f.metadata.get("always")), None if plain else _to_json)
+            )
             self.by_lower[key.lower()] = (f.name, _decoder_for(hint))
 
 
@@ -90,13 +92,14 @@ def _dec_int(value: Any, where: str) -> int:
 def _dec_str(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise MessageError(f"{where}: expected a JSON string, got {_type_name(value)}")
-    if value.isascii():
-        return value
+    text: str = value
+    if text.isascii():
+        return text
     try:
-        value.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate escape: Go decodes it as U+FFFD
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _dec_bytes(value: Any, where: str) -> bytes:

@@ -148,25 +148,39 @@ class Control:
             self.log.debug("work connection pool is full, discarding")  # frps: Debug
             conn.close()
 
+    def _refill(self) -> None:
+        try:
+            self.conn.send(ReqWorkConn())
+        except ConnectionError:
+            pass
+
+    def take_work_conn(self, start: StartWorkConn) -> MessageConn | None:
+        """A live pooled work connection with ``start`` sent on it, or None if the pool has none.
+        Every connection taken (live or not) asks frpc for one more."""
+        pool = self.pool
+        while not pool.empty():
+            conn = pool.get_nowait()
+            self._refill()
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.send(start)
+                return conn
+        return None
+
     async def get_work_conn(self, start: StartWorkConn) -> MessageConn | None:
         """Take a pooled work connection (asking for one if none), send StartWorkConn on it."""
+        conn = self.take_work_conn(start)
+        if conn is not None:
+            return conn
         timeout = self.service.cfg.user_conn_timeout
         for _ in range(self.pool_count + 1):
             try:
-                conn = self.pool.get_nowait()
-            except asyncio.QueueEmpty:
-                try:
-                    self.conn.send(ReqWorkConn())
-                    async with asyncio.timeout(timeout):
-                        conn = await self.pool.get()
-                except (TimeoutError, ConnectionError):
-                    self.log.warning("timeout trying to get work connection")
-                    return None
-            # Refill the pool for the next user.
-            try:
                 self.conn.send(ReqWorkConn())
-            except ConnectionError:
-                pass
+                async with asyncio.timeout(timeout):
+                    conn = await self.pool.get()
+            except (TimeoutError, ConnectionError):
+                self.log.warning("timeout trying to get work connection")
+                return None
+            self._refill()
             if conn.transport is None or conn.transport.is_closing():
                 continue
             conn.send(start)

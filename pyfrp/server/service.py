@@ -19,6 +19,7 @@ from pyfrp.proto.auth import verify_privilege_key
 from pyfrp.proto.msg import (
     Login,
     LoginResp,
+    Message,
     NewProxy,
     NewVisitorConn,
     NewVisitorConnResp,
@@ -38,16 +39,60 @@ log = logging.getLogger(__name__)
 CONN_READ_TIMEOUT = 10.0
 
 
-class _PlainConn(MessageConn):
-    """A non-mux connection on bind_port: it is itself the frp connection."""
+class _IncomingConn(MessageConn):
+    """A new frp connection (TCP, or a yamux stream) until its first message is dispatched.
+
+    Work connections arrive at the connection rate, so this waits in callbacks, with one loop
+    timer, rather than in a task.
+    """
+
+    __slots__ = ("_server", "_timer")
 
     def __init__(self, server: Server) -> None:
         super().__init__()
-        self.server = server
+        self._server = server
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.server.spawn(self.server.handle_connection(self))
+        self._timer = asyncio.get_running_loop().call_later(CONN_READ_TIMEOUT, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._timer is None:
+            return
+        try:
+            msg = self._decoder.next_message()
+        except ProtocolError as exc:
+            self._settle()
+            log.warning("closing connection from %s: %s", self.peername, exc)
+            self.abort()
+            return
+        if msg is not None:
+            self._settle()
+            self._server.dispatch(self, msg)
+
+    def eof_received(self) -> bool:
+        self._settle()
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._settle()
+        super().connection_lost(exc)
+
+    def _settle(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        log.info(
+            "connection from %s sent no message within %.0f s, closing",
+            self.peername,
+            CONN_READ_TIMEOUT,
+        )
+        self.abort()
 
 
 class _MuxConn(MuxSession):
@@ -156,34 +201,19 @@ class Server:
     def _protocol_factory(self) -> asyncio.Protocol:
         if self.cfg.tcp_mux:
             return _MuxConn(self)
-        return _PlainConn(self)
+        return _IncomingConn(self)
 
     def _on_stream(self, stream: MuxStream) -> None:
-        conn = MessageConn.attach(stream)
-        self.spawn(self.handle_connection(conn))
+        conn = _IncomingConn(self)
+        stream.set_protocol(conn)
+        conn.connection_made(stream)
 
-    async def handle_connection(self, conn: MessageConn) -> None:
-        peer = conn.peername
-        try:
-            async with asyncio.timeout(CONN_READ_TIMEOUT):  # no extra Task, unlike wait_for
-                msg = await conn.recv()
-        except TimeoutError:
-            log.info(
-                "connection from %s sent no message within %.0f s, closing", peer, CONN_READ_TIMEOUT
-            )
-            conn.abort()
-            return
-        except ProtocolError as exc:
-            log.warning("closing connection from %s: %s", peer, exc)
-            conn.abort()
-            return
-        except ConnectionError:
-            conn.close()
-            return
-        if isinstance(msg, Login):
-            await self._login(conn, msg)
-        elif isinstance(msg, NewWorkConn):
+    def dispatch(self, conn: MessageConn, msg: Message) -> None:
+        """Act on the first message of a new connection."""
+        if isinstance(msg, NewWorkConn):
             self._work_conn(conn, msg)
+        elif isinstance(msg, Login):
+            self.spawn(self._login(conn, msg))
         elif isinstance(msg, NewVisitorConn):
             conn.send(
                 NewVisitorConnResp(
@@ -191,12 +221,16 @@ class Server:
                 )
             )
             log.warning(
-                "visitor connection from %s for [%s]: not supported yet", peer, msg.proxy_name
+                "visitor connection from %s for [%s]: not supported yet",
+                conn.peername,
+                msg.proxy_name,
             )
             conn.close()
         else:
             log.warning(
-                "closing connection from %s: unexpected first message %s", peer, type(msg).__name__
+                "closing connection from %s: unexpected first message %s",
+                conn.peername,
+                type(msg).__name__,
             )
             conn.close()
 
