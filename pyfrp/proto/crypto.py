@@ -59,10 +59,16 @@ def derive_key(token: str | bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha1", password, SALT, ITERATIONS, KEY_SIZE)
 
 
-def _cfb(key: bytes, iv: bytes) -> Cipher[CFB]:
+@functools.lru_cache(maxsize=64)
+def _aes(key: bytes) -> algorithms.AES:
     if len(key) != KEY_SIZE:
         raise ValueError(f"AES key must be {KEY_SIZE} bytes, got {len(key)}")
-    return Cipher(algorithms.AES(key), CFB(iv))
+    return algorithms.AES(key)
+
+
+def _cfb(key: bytes, iv: bytes) -> Cipher[CFB]:
+    # Every work connection of a use_encryption proxy makes two of these with the same key.
+    return Cipher(_aes(bytes(key)), CFB(iv))
 
 
 class StreamEncryptor:
@@ -107,8 +113,8 @@ class StreamDecryptor:
     __slots__ = ("_ctx", "_iv_buf", "_key")
 
     def __init__(self, key: bytes) -> None:
-        _cfb(key, bytes(IV_SIZE))  # check the key now rather than at the first read
         self._key = bytes(key)
+        _aes(self._key)  # check the key now rather than at the first read
         self._iv_buf = bytearray()
         self._ctx: CipherContext | None = None
 
