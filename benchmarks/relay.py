@@ -370,6 +370,10 @@ def main() -> None:
     )
     ap.add_argument("--json", default="", help="write results here")
     args = ap.parse_args()
+    # pyfrps/pyfrpc are run as ``python -m``: measure this checkout, whatever is installed.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
+    )
     skip = set(filter(None, args.skip.split(",")))
     size = args.size_mib * 1024 * 1024
     streams = [int(x) for x in args.streams.split(",")]

@@ -173,6 +173,10 @@ def main() -> None:
     ap.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    # pyfrps/pyfrpc are run as ``python -m``: measure this checkout, whatever is installed.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
+    )
     if args.serve_backend:
         serve_backend(args.serve_backend)
         return
