@@ -62,6 +62,8 @@ HEAD_TIMEOUT = 60.0
 # frp's http.Transport: MaxIdleConnsPerHost and IdleConnTimeout.
 MAX_IDLE_PER_ROUTE = 5
 IDLE_TIMEOUT = 60.0
+# Response pieces up to this size are joined into one write.
+_JOIN_AT = 64 * 1024
 # Go's rstAvoidanceDelay: how long a connection closed after an error keeps discarding input.
 LINGER = 0.5
 # Go's Transport retries a replayable request that failed on a reused connection.
@@ -347,6 +349,8 @@ class _ClientConn(asyncio.Protocol):
         self.upgrade_pending = b""
         self.exchange: asyncio.Future[_Outcome] | None = None
         self.lingering = False
+        # Writes to the client made while one upstream chunk is handled, sent together.
+        self.corked: list[bytes | memoryview] | None = None
 
     # -- asyncio.Protocol (client side)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -434,7 +438,9 @@ class _ClientConn(asyncio.Protocol):
             self.head_timer = None
 
     def _write(self, data: bytes | memoryview) -> None:
-        if self.transport is not None:
+        if self.corked is not None:
+            self.corked.append(data)
+        elif self.transport is not None:
             self.transport.write(data)
 
     # -- the request loop
@@ -775,6 +781,23 @@ class _ClientConn(asyncio.Protocol):
         if up is not self.up or self.exchange is None or self.exchange.done():
             up.close()
             return
+        # A small response is usually one chunk: its rewritten head and its body leave in one
+        # send rather than two.
+        self.corked = []
+        try:
+            self._upstream_data(up, data)
+        finally:
+            out, self.corked = self.corked, None
+            if out and self.transport is not None:
+                if len(out) == 1:
+                    self.transport.write(out[0])
+                elif sum(map(len, out)) <= _JOIN_AT:
+                    self.transport.write(b"".join(out))
+                else:  # not writelines: uvloop defers it to the next loop pass
+                    for chunk in out:
+                        self.transport.write(chunk)
+
+    def _upstream_data(self, up: _Upstream, data: bytes) -> None:
         self.got_bytes = True
         if self.resp_body is not None:
             self._response_body(data)

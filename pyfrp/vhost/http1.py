@@ -35,6 +35,8 @@ MAX_CHUNK_LINE = 4096
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET_BAD = re.compile(r"[\x00-\x20\x7f]")
 _VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Header lines (LF-terminated once CRLF is folded) that the line-by-line checks would all pass.
+_FIELDS_OK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\n)*\n*")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -112,6 +114,8 @@ def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]]]:
         lines.pop()
     if not lines:
         raise HttpError("empty message head")
+    if _FIELDS_OK.fullmatch(text, len(lines[0]) + 1):  # one regex for the usual, valid head
+        return lines[0], [(n, v.strip(" \t")) for n, _, v in (f.partition(":") for f in lines[1:])]
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")
