@@ -98,22 +98,22 @@ class TcpProxy:
         user = held.transport
         assert user is not None
         src = user.get_extra_info("peername") or ("", 0)
+        dst = user.get_extra_info("sockname") or ("", 0)
         self.log.debug("get a user connection [%s:%d]", src[0], src[1])
         # Usually a pooled work connection is ready: join at once, without a task.
-        conn = self.control.take_work_conn(
-            _start_msg(self.msg, src, user.get_extra_info("sockname") or ("", 0))
-        )
+        conn = self.control.take_work_conn(_start_msg(self.msg, src, dst))
         if conn is None:
-            task = asyncio.get_running_loop().create_task(self._wait_work_conn(held, src))
+            task = asyncio.get_running_loop().create_task(self._wait_work_conn(held, src, dst))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             self._join(held, src, _wrap(self.control, self.msg, conn))
 
-    async def _wait_work_conn(self, held: _UserConn, src: tuple[str, int]) -> None:
+    async def _wait_work_conn(
+        self, held: _UserConn, src: tuple[str, int], dst: tuple[str, int]
+    ) -> None:
         user = held.transport
         assert user is not None
-        dst = user.get_extra_info("sockname") or ("", 0)
         try:
             work = await start_work_conn(self.control, self.msg, self.log, src, dst)
         except asyncio.CancelledError:
