@@ -36,7 +36,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET_BAD = re.compile(r"[\x00-\x20\x7f]")
 _VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Header lines (LF-terminated once CRLF is folded) that the line-by-line checks would all pass.
-_FIELDS_OK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\n)*\n*")
+_FIELDS_OK = re.compile(rf"(?:{_TOKEN.pattern}:[^{_VALUE_BAD.pattern[1:]}*\n)*\n*")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
