@@ -1,7 +1,9 @@
 """The relay benchmark: throughput, connection rate, latency and memory through a tcp proxy.
 
 Every configuration is started fresh in the same run and compared with the ceilings measured in
-that run (direct loopback, a two-hop socat chain, native Go frp when its binaries are given):
+that run (direct loopback, a two-hop socat chain, native Go frp when its binaries are given).
+pyfrp and Go frp with the same settings run side by side and take turns for every repetition,
+so the machine's drift during a run hits both alike:
 
     python benchmarks/relay.py --size-mib 1024 --repeat 3 \\
         --frps-go /path/to/frps --frpc-go /path/to/frpc --json results.json
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -341,6 +344,91 @@ def median_spread(xs: list[float]) -> tuple[float, float]:
     return statistics.median(xs), (max(xs) - min(xs))
 
 
+def measure_group(
+    group: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Setup]], bool]],
+    args: argparse.Namespace,
+    skip: set[str],
+    size: int,
+    streams: list[int],
+    random_payload: bytes,
+    text_payload: bytes,
+) -> list[dict[str, object]]:
+    """Start every setup of ``group``, then run each timed measurement ``args.repeat`` times,
+    the setups taking turns; memory and concurrency are measured one setup at a time."""
+    rows: dict[str, dict[str, object]] = {name: {"setup": name} for name, _, _ in group}
+    live: list[tuple[Setup, bool]] = []
+
+    def each(
+        measure: Callable[[Setup], Any], want: Callable[[Setup], bool] = lambda st: True
+    ) -> dict[str, list[Any]]:
+        got: dict[str, list[Any]] = {}
+        for _ in range(args.repeat):
+            for entry in list(live):
+                st = entry[0]
+                if not want(st):
+                    continue
+                try:
+                    got.setdefault(st.name, []).append(measure(st))
+                except Exception as exc:  # a broken setup must not hide the others
+                    rows[st.name]["error"] = repr(exc)
+                    live.remove(entry)
+        return got
+
+    with contextlib.ExitStack() as stack:
+        for name, make, is_frp in group:
+            try:
+                st = stack.enter_context(make())
+            except Exception as exc:
+                rows[name]["error"] = repr(exc)
+                continue
+            for role, pid in st.rss_pids.items():
+                rows[name][f"{role} rss start KiB"] = rss_kib(pid)
+            live.append((st, is_frp))
+        if "throughput" not in skip:
+            for n in streams:
+                for direction in ("up", "down"):
+                    cases: list[tuple[str, bytes, Callable[[Setup], bool]]] = [
+                        (f"{direction} x{n}", random_payload, lambda st: True)
+                    ]
+                    if direction == "up":  # compressible data matters with use_compression only
+                        cases.append(
+                            (f"up x{n} text", text_payload, lambda st: "compression" in st.name)
+                        )
+                    for key, payload, want in cases:
+
+                        def run(
+                            st: Setup, n: int = n, d: str = direction, p: bytes = payload
+                        ) -> float:
+                            return throughput(st.port, size, n, d, p)
+
+                        for name, xs in each(run, want).items():
+                            rows[name][key] = median_spread(xs)
+            for st, _ in live:
+                for role, pid in st.rss_pids.items():
+                    rows[st.name][f"{role} rss after throughput KiB"] = rss_kib(pid)
+        if "rate" not in skip:
+            for name, xs in each(lambda st: conn_rate(st.port, args.rate_seconds)).items():
+                rows[name]["conn/s"] = median_spread(xs)
+        if "latency" not in skip:
+            for name, lat in each(lambda st: latency(st.port, args.latency_n)).items():
+                rows[name]["p50 us"] = median_spread([a for a, _ in lat])
+                rows[name]["p99 us"] = median_spread([b for _, b in lat])
+        for st, is_frp in live:
+            row = rows[st.name]
+            if is_frp and "memory" not in skip:
+                before = {role: rss_kib(pid) for role, pid in st.rss_pids.items()}
+                with idle_conns(st.port, args.idle_conns) as held:
+                    time.sleep(0.5)
+                    for role, pid in st.rss_pids.items():
+                        loaded = rss_kib(pid)
+                        row[f"{role} rss +{held} conns KiB"] = loaded
+                        row[f"{role} KiB/conn"] = round((loaded - before[role]) / held, 2)
+            if is_frp and args.concurrent and "concurrent" not in skip:
+                with idle_conns(st.port, args.concurrent) as held:
+                    row["concurrent held"] = held
+    return list(rows.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -385,28 +473,32 @@ def main() -> None:
     raise_fd_limit(4 * args.concurrent + 1024)
     runner = Runner(args)
     py = sys.executable
-    setups: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Setup]], bool]] = [
-        ("direct", runner.direct, False),
-        ("socat x2", runner.socat, False),
+    Make = Callable[[], contextlib.AbstractContextManager[Setup]]
+    # Setups in one group run side by side and take turns for every repetition, so that the
+    # machine's drift (large on a shared VM) hits pyfrp and Go frp alike.
+    groups: list[list[tuple[str, Make, bool]]] = [
+        [("direct", runner.direct, False)],
+        [("socat x2", runner.socat, False)],
     ]
     pyfrp_cmds = ([py, "-m", "pyfrp.server"], [py, "-m", "pyfrp.client"])
     for v in variants:
-        setups.append(
+        group: list[tuple[str, Make, bool]] = [
             (
                 f"pyfrp {v}",
                 functools.partial(runner.frp, f"pyfrp {v}", *pyfrp_cmds, VARIANTS[v], False),
                 True,
             )
-        )
+        ]
         if args.frps_go and args.frpc_go:
             go_cmds = ([args.frps_go], [args.frpc_go])
-            setups.append(
+            group.append(
                 (
                     f"go-frp {v}",
                     functools.partial(runner.frp, f"go-frp {v}", *go_cmds, VARIANTS[v], True),
                     True,
                 )
             )
+        groups.append(group)
 
     results: list[dict[str, object]] = []
     print(
@@ -415,52 +507,11 @@ def main() -> None:
         f"{args.size_mib} MiB per stream per direction, repeat {args.repeat}"
     )
     try:
-        for name, make, is_frp in setups:
-            row: dict[str, object] = {"setup": name}
-            try:
-                with make() as st:
-                    for role, pid in st.rss_pids.items():
-                        row[f"{role} rss start KiB"] = rss_kib(pid)
-                    if "throughput" not in skip:
-                        for n in streams:
-                            for direction in ("up", "down"):
-                                payloads = [random_payload]
-                                if "compression" in name and direction == "up":
-                                    payloads = [random_payload, text_payload]
-                                for payload in payloads:
-                                    key = f"{direction} x{n}" + (
-                                        " text" if payload is text_payload else ""
-                                    )
-                                    xs = [
-                                        throughput(st.port, size, n, direction, payload)
-                                        for _ in range(args.repeat)
-                                    ]
-                                    row[key] = median_spread(xs)
-                        for role, pid in st.rss_pids.items():
-                            row[f"{role} rss after throughput KiB"] = rss_kib(pid)
-                    if "rate" not in skip:
-                        row["conn/s"] = median_spread(
-                            [conn_rate(st.port, args.rate_seconds) for _ in range(args.repeat)]
-                        )
-                    if "latency" not in skip:
-                        lat = [latency(st.port, args.latency_n) for _ in range(args.repeat)]
-                        row["p50 us"] = median_spread([a for a, _ in lat])
-                        row["p99 us"] = median_spread([b for _, b in lat])
-                    if is_frp and "memory" not in skip:
-                        before = {role: rss_kib(pid) for role, pid in st.rss_pids.items()}
-                        with idle_conns(st.port, args.idle_conns) as held:
-                            time.sleep(0.5)
-                            for role, pid in st.rss_pids.items():
-                                loaded = rss_kib(pid)
-                                row[f"{role} rss +{held} conns KiB"] = loaded
-                                row[f"{role} KiB/conn"] = round((loaded - before[role]) / held, 2)
-                    if is_frp and args.concurrent and "concurrent" not in skip:
-                        with idle_conns(st.port, args.concurrent) as held:
-                            row["concurrent held"] = held
-            except Exception as exc:  # a broken setup must not hide the others
-                row["error"] = repr(exc)
-            results.append(row)
-            print_row(row)
+        for group in groups:
+            rows = measure_group(group, args, skip, size, streams, random_payload, text_payload)
+            for row in rows:
+                results.append(row)
+                print_row(row)
     finally:
         runner.close()
     print()
