@@ -187,7 +187,9 @@ class Session:
         name = local_name(self.client.cfg.user, start.proxy_name)
         proxy = self.proxies.get(name)
         if proxy is None or not proxy.running:
-            self.log.warning("[%s] no proxy found for work connection", name)
+            # Go frpc closes it without a word: frps may start a user connection on the work
+            # connection before this side has read NewProxyResp on the control connection.
+            self.log.debug("[%s] no running proxy for work connection, closing it", name)
             conn.close()
             return
         await proxy.handle_work_conn(conn, start)
