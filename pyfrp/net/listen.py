@@ -37,6 +37,16 @@ def bind_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     return sock
 
 
+async def serve_tcp(
+    protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+) -> tuple[asyncio.Server, int]:
+    """A loop TCP server on host:port ("" = every address); returns it and its bound port."""
+    server = await asyncio.get_running_loop().create_server(
+        protocol_factory, host or None, port, reuse_address=True, backlog=1024
+    )
+    return server, int(server.sockets[0].getsockname()[1])
+
+
 async def _wait_readable(sock: socket.socket, seconds: float) -> bool:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()

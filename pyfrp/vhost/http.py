@@ -35,6 +35,7 @@ from enum import Enum
 from typing import cast
 
 from pyfrp import FRP_VERSION
+from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import WRITE_HIGH_WATER, splice
 from pyfrp.vhost.conn import WorkConnOpener, peer_of
 from pyfrp.vhost.http1 import (
@@ -188,11 +189,7 @@ class VhostHttpServer:
         self._conns: set[_ClientConn] = set()
 
     async def listen(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _ClientConn(self), host or None, port, reuse_address=True, backlog=1024
-        )
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._server, self.port = await serve_tcp(lambda: _ClientConn(self), host, port)
         return self.port
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
+from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import splice
 from pyfrp.vhost.conn import WorkConnOpener, peer_of
 from pyfrp.vhost.router import Route, Router
@@ -41,11 +42,7 @@ class VhostHttpsServer:
         self._conns: set[_TlsConn] = set()
 
     async def listen(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _TlsConn(self), host or None, port, reuse_address=True, backlog=1024
-        )
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._server, self.port = await serve_tcp(lambda: _TlsConn(self), host, port)
         return self.port
 
     async def close(self) -> None:
