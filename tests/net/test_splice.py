@@ -1,6 +1,7 @@
-"""The splice (pyfrp.net.splice): two real TCP connections joined by a pair of Protocols.
+"""The splice (pyfrp.net.splice): two real TCP connections joined, by a pair of Protocols or in
+the kernel (pyfrp.net.pipesplice).
 
-user <-TCP-> [a  splice  b] <-TCP-> backend, on asyncio's loop and on uvloop.
+user <-TCP-> [a  splice  b] <-TCP-> backend, on asyncio's loop and on uvloop, both ways of copying.
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
+from pyfrp.net import pipesplice
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.splice import WRITE_HIGH_WATER, HoldProtocol, splice
 from tests.net import test_mux
 from tests.net.test_mux import MB, Peer, Run, attach, sha, until, write_politely
 
 run = test_mux.run  # the same both-loops fixture
+
+
+@pytest.fixture(autouse=True, params=["kernel", "protocols"])
+def copy_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with splice(2) (when the platform has it) and with the protocol pair."""
+    if request.param == "kernel" and not pipesplice.AVAILABLE:
+        pytest.skip("no splice(2) here")
+    monkeypatch.setattr(pipesplice, "AVAILABLE", request.param == "kernel")
+    return str(request.param)
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -133,6 +146,30 @@ def test_eof_from_backend_closes_both_after_its_data(run: Run) -> None:
             assert r.user.data == b"last words"
             assert r.user.events == ["data", "eof", "lost"]
             await r.backend.lost  # the proxy closed its side too: no half-close end to end
+
+    run(main)
+
+
+def test_eof_behind_a_slow_reader_still_delivers_everything(run: Run) -> None:
+    """The backend writes 8 MB and FIN while the user reads nothing: all 8 MB arrive, then EOF."""
+    down = os.urandom(8 * MB)
+
+    async def main() -> None:
+        async with rig() as r:
+            await r.connect_users()
+            assert r.user.transport is not None
+            assert r.backend.transport is not None
+            r.user.transport.pause_reading()
+            task = await start(r)
+            r.backend.transport.write(down)
+            r.backend.transport.write_eof()
+            await asyncio.sleep(0.1)  # the copy is now stuck behind the user
+            assert not task.done() or task.result() == (0, len(down))
+            r.user.transport.resume_reading()
+            await r.user.lost
+            assert sha(r.user.data) == sha(down)
+            assert r.user.events == ["data", "eof", "lost"]
+            assert await task == (0, len(down))
 
     run(main)
 
