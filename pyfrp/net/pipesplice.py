@@ -1,9 +1,10 @@
 """Bare TCP to bare TCP through the kernel: splice(2) via a pipe, the bytes never enter Python.
 
 When both ends of a join are plain TCP sockets (a ``tcp`` proxy without TLS, tcp_mux, encryption
-or compression), copying through user space costs two memory copies per hop. Here each socket is
-taken out of its transport (its fd duplicated, the transport aborted) and the loop watches the
-fds: readable -> ``splice(src, pipe)``, then ``splice(pipe, dst)``. Semantics are those of
+or compression), copying through user space costs two memory copies per hop. Once such a join has
+carried ``SPLICE_AFTER`` bytes one way, each socket is taken out of its transport (its fd
+duplicated, the transport aborted) and the loop watches the fds: readable ->
+``splice(src, pipe)``, then ``splice(pipe, dst)``. Semantics are those of
 :func:`pyfrp.net.splice.join`: the first EOF or error on either side closes both, after what was
 already read has been written; the writer being blocked stops the reading (bounded memory: one
 pipe per direction at most).
@@ -29,6 +30,8 @@ AVAILABLE = (
     sys.platform == "linux" and hasattr(os, "splice") and not os.environ.get("PYFRP_NO_SPLICE")
 )
 
+# A connection moves to the kernel once one direction carried this much (pyfrp.net.splice).
+SPLICE_AFTER = 1024 * 1024
 # Larger pipes move more per splice call (64 KiB default: ~20 % slower here). 256 KiB, not the
 # 1 MiB maximum: past pipe-user-pages-soft (64 MiB) an unprivileged user gets 8 KiB pipes.
 PIPE_SIZE = 256 * 1024
@@ -82,12 +85,9 @@ def _plain_transport_types() -> tuple[type, ...]:
 _PLAIN = _plain_transport_types()
 
 
-def splice_fd(t: Any) -> int | None:
-    """The socket fd of ``t`` if it is a bare TCP transport with nothing left to write."""
-    if type(t) not in _PLAIN or t.is_closing() or t.get_write_buffer_size():
-        return None
-    sock = t.get_extra_info("socket")
-    return None if sock is None else int(sock.fileno())
+def bare_tcp(t: Any) -> bool:
+    """Whether ``t`` is the loop's own TCP transport (not TLS, yamux, or one of our layers)."""
+    return type(t) in _PLAIN and t.get_extra_info("socket") is not None
 
 
 class _Flow:
@@ -95,12 +95,12 @@ class _Flow:
 
     __slots__ = ("count", "dst", "in_pipe", "pending", "pipe", "reading", "src", "writing")
 
-    def __init__(self, src: int, dst: int, pending: bytes) -> None:
+    def __init__(self, src: int, dst: int) -> None:
         self.src, self.dst = src, dst
-        self.pending = memoryview(pending) if pending else None
+        self.pending: memoryview | None = None  # read without a pipe, not yet written
         self.pipe: tuple[int, int] | None = None
         self.in_pipe = 0
-        self.count = len(pending)
+        self.count = 0
         self.reading = self.writing = False
 
     @property
@@ -109,16 +109,14 @@ class _Flow:
 
 
 class PipeJoined:
-    """A running kernel splice; the same surface as :class:`pyfrp.net.splice.Joined`."""
+    """A running kernel splice: ``counts``, ``done``, ``on_done``, ``abort()``."""
 
     __slots__ = ("_closed", "_ending", "_fds", "_flows", "_loop", "done", "on_done")
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, a: int, b: int, a_pending: bytes, b_pending: bytes
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, a: int, b: int) -> None:
         self._loop = loop
         self._fds = (a, b)
-        self._flows = (_Flow(a, b, a_pending), _Flow(b, a, b_pending))
+        self._flows = (_Flow(a, b), _Flow(b, a))
         self._ending = False
         self._closed: set[int] = set()
         self.done = False
@@ -242,25 +240,20 @@ class PipeJoined:
         self._finished()
 
 
-def _detach(t: asyncio.Transport, fd: int) -> int:
-    """A duplicate of ``fd``; the transport is aborted (nothing left in it, see splice_fd)."""
-    dup = os.dup(fd)
+def _detach(t: asyncio.Transport) -> int:
+    """A duplicate of the socket's fd; the transport is aborted."""
+    fd = os.dup(t.get_extra_info("socket").fileno())
     t.set_protocol(asyncio.Protocol())
     t.abort()
-    return dup
+    return fd
 
 
-def start(
-    a: asyncio.Transport,
-    a_fd: int,
-    b: asyncio.Transport,
-    b_fd: int,
-    a_pending: bytes,
-    b_pending: bytes,
-) -> PipeJoined:
-    """Take both sockets out of their transports and splice them."""
-    joined = PipeJoined(
-        asyncio.get_running_loop(), _detach(a, a_fd), _detach(b, b_fd), a_pending, b_pending
-    )
+def start(a: asyncio.Transport, b: asyncio.Transport) -> PipeJoined:
+    """Take both sockets out of their transports and splice them.
+
+    Both must be :func:`bare_tcp`, open, with nothing in their write buffers, and their
+    protocols must have handed on every byte read so far.
+    """
+    joined = PipeJoined(asyncio.get_running_loop(), _detach(a), _detach(b))
     joined._start()
     return joined

@@ -4,19 +4,21 @@
 pause and resume the peer's reading: no task, no await and no copy per chunk, and memory bounded by
 the write buffer limits. As in golib's ``io.Join``, the first EOF or error on either side closes
 both (frp never keeps a TCP half-close end to end); ``close()`` still flushes what was buffered.
-Two bare TCP sockets are instead spliced in the kernel (:mod:`pyfrp.net.pipesplice`).
+Two bare TCP sockets carrying a bulk transfer move on to the kernel (:mod:`pyfrp.net.pipesplice`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import cast
 
 from pyfrp.net import pipesplice
 
 # Larger than asyncio's 64 KiB default: fewer pause/resume round trips on a fast path.
 WRITE_HIGH_WATER = 1024 * 1024
+_NEVER = sys.maxsize
 
 
 class HoldProtocol(asyncio.Protocol):
@@ -60,20 +62,23 @@ class HoldProtocol(asyncio.Protocol):
 
 
 class _End(asyncio.Protocol):
-    __slots__ = ("bytes_in", "joined", "peer", "transport")
+    __slots__ = ("bytes_in", "joined", "peer", "splice_at", "transport")
 
     # data_received takes any buffer (a yamux payload view): it only hands it to write().
     accepts_buffer = True
 
-    def __init__(self, transport: asyncio.Transport, joined: TransportJoined) -> None:
+    def __init__(self, transport: asyncio.Transport, joined: Joined) -> None:
         self.transport = transport
         self.joined = joined
         self.peer: _End = self
         self.bytes_in = 0
+        self.splice_at = _NEVER
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self.peer.transport.write(data)
+        if self.bytes_in >= self.splice_at:
+            self.joined._to_kernel()
 
     def eof_received(self) -> bool:
         self._finish()
@@ -94,36 +99,44 @@ class _End(asyncio.Protocol):
         self.joined._finished()
 
 
-class Joined(Protocol):
+class Joined:
     """A running join: byte counts, ``done``, ``on_done`` (called once when it ends, unless
-    aborted) and ``abort()``."""
+    aborted) and ``abort()``.
 
-    done: bool
-    on_done: Callable[[], None] | None
+    The copy runs in a pair of protocols; two bare TCP sockets move on to the kernel
+    (:mod:`pyfrp.net.pipesplice`) once one direction has carried ``SPLICE_AFTER`` bytes: that
+    costs a few syscalls per connection, which only a bulk transfer earns back."""
 
-    @property
-    def counts(self) -> tuple[int, int]:
-        """(bytes a->b, bytes b->a) so far."""
-        ...
-
-    def abort(self) -> None: ...
-
-
-class TransportJoined:
-    """Two transports joined by a pair of protocols."""
-
-    __slots__ = ("_a", "_b", "done", "on_done")
+    __slots__ = ("_a", "_b", "_kernel", "done", "on_done")
 
     def __init__(self, a: asyncio.Transport, b: asyncio.Transport) -> None:
         self._a, self._b = _End(a, self), _End(b, self)
         self._a.peer, self._b.peer = self._b, self._a
+        self._kernel: pipesplice.PipeJoined | None = None
         self.done = False
         self.on_done: Callable[[], None] | None = None
 
     @property
     def counts(self) -> tuple[int, int]:
         """(bytes a->b, bytes b->a) so far."""
-        return self._a.bytes_in, self._b.bytes_in
+        if self._kernel is None:
+            return self._a.bytes_in, self._b.bytes_in
+        ka, kb = self._kernel.counts
+        return self._a.bytes_in + ka, self._b.bytes_in + kb
+
+    @property
+    def spliced(self) -> bool:
+        """Whether the bytes now move in the kernel."""
+        return self._kernel is not None
+
+    def _to_kernel(self) -> None:
+        a, b = self._a.transport, self._b.transport
+        if a.get_write_buffer_size() or b.get_write_buffer_size():
+            return  # nothing may be left behind in a transport: try again on the next chunk
+        self._a.splice_at = self._b.splice_at = _NEVER
+        if not (a.is_closing() or b.is_closing()):
+            self._kernel = pipesplice.start(a, b)
+            self._kernel.on_done = self._finished
 
     def _finished(self) -> None:
         if not self.done:
@@ -133,8 +146,11 @@ class TransportJoined:
 
     def abort(self) -> None:
         self.done = True
-        self._a.transport.abort()
-        self._b.transport.abort()
+        if self._kernel is not None:
+            self._kernel.abort()
+        else:
+            self._a.transport.abort()
+            self._b.transport.abort()
 
 
 def join(
@@ -152,11 +168,7 @@ def join(
     ``x_pending`` are bytes already read from x (to go to the other side first); ``x_ended`` says x
     already saw EOF or was closed while it was someone else's.
     """
-    if pipesplice.AVAILABLE and not (a_ended or b_ended):
-        a_fd, b_fd = pipesplice.splice_fd(a), pipesplice.splice_fd(b)
-        if a_fd is not None and b_fd is not None:
-            return pipesplice.start(a, a_fd, b, b_fd, a_pending, b_pending)
-    joined = TransportJoined(a, b)
+    joined = Joined(a, b)
     end_a, end_b = joined._a, joined._b
     for t in (a, b):
         t.set_write_buffer_limits(high=WRITE_HIGH_WATER)
@@ -169,6 +181,8 @@ def join(
     if a_ended or b_ended or a.is_closing() or b.is_closing():
         end_a._finish()
     else:
+        if pipesplice.AVAILABLE and pipesplice.bare_tcp(a) and pipesplice.bare_tcp(b):
+            end_a.splice_at = end_b.splice_at = pipesplice.SPLICE_AFTER
         a.resume_reading()
         b.resume_reading()
     return joined

@@ -1,4 +1,4 @@
-"""Kernel splicing (pyfrp.net.pipesplice): when join() takes it, what it leaves behind, and its
+"""Kernel splicing (pyfrp.net.pipesplice): when a join moves to it, what it leaves behind, and its
 fallback when no pipe can be had. The copy semantics themselves are test_splice's, which runs
 every case on this path too."""
 
@@ -13,7 +13,7 @@ import pytest
 
 from pyfrp.net import pipesplice
 from pyfrp.net.mux import MuxSession
-from pyfrp.net.splice import HoldProtocol, TransportJoined, join
+from pyfrp.net.splice import HoldProtocol, join
 from tests.net import test_mux
 from tests.net.test_mux import MB, Run, sha
 from tests.net.test_splice import rig, tcp_pair
@@ -33,7 +33,6 @@ async def echo_through(count: int, size: int) -> None:
         async with rig() as r:
             await r.connect_users()
             joined = join(r.a, r.b)
-            assert isinstance(joined, pipesplice.PipeJoined)
             assert r.user.transport is not None
             assert r.backend.transport is not None
             up, down = os.urandom(size), os.urandom(size)
@@ -44,22 +43,41 @@ async def echo_through(count: int, size: int) -> None:
             r.user.transport.close()
             await r.backend.lost
             assert joined.done
+            assert joined.spliced
             assert joined.counts == (size, size)
 
 
-def test_bare_tcp_pairs_are_spliced_in_the_kernel(run: Run) -> None:
+def test_a_bulk_transfer_moves_to_the_kernel(run: Run) -> None:
+    """Short exchanges stay with the protocols; past SPLICE_AFTER bytes the sockets leave their
+    transports and the rest flows through the kernel, in order."""
+    first, rest = os.urandom(1000), os.urandom(pipesplice.SPLICE_AFTER + 3 * MB)
+
     async def main() -> None:
         async with rig() as r:
+            await r.connect_users()
             joined = join(r.a, r.b)
-            assert isinstance(joined, pipesplice.PipeJoined)
+            assert r.user.transport is not None
+            r.user.transport.write(first)
+            await r.backend.received(len(first))
+            short_exchange = joined.spliced
+            assert not r.a.is_closing()
+            r.user.transport.write(rest)
+            assert sha(await r.backend.received(len(first) + len(rest))) == sha(first + rest)
+            assert (short_exchange, joined.spliced) == (False, True)
             assert r.a.is_closing()  # the sockets left their transports
             assert r.b.is_closing()
-            joined.abort()
+            assert r.backend.transport is not None
+            r.backend.transport.write(b"and back")
+            assert (await r.user.received(8)) == b"and back"
+            r.user.transport.close()
+            await r.backend.lost
+            assert joined.done
+            assert joined.counts == (len(first) + len(rest), 8)
 
     run(main)
 
 
-def test_a_mux_stream_keeps_the_protocol_pair(run: Run) -> None:
+def test_only_bare_tcp_transports_qualify(run: Run) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         s1, s2 = socket.socketpair()
@@ -70,10 +88,10 @@ def test_a_mux_stream_keeps_the_protocol_pair(run: Run) -> None:
         user_sock, proxy_sock = tcp_pair()
         a, _ = await loop.create_connection(HoldProtocol, sock=proxy_sock)
         try:
-            joined = join(a, client.open_stream())
-            assert isinstance(joined, TransportJoined)
-            joined.abort()
+            assert pipesplice.bare_tcp(a)
+            assert not pipesplice.bare_tcp(client.open_stream())
         finally:
+            a.close()
             user_sock.close()
             client.close()
             server.close()
@@ -82,6 +100,12 @@ def test_a_mux_stream_keeps_the_protocol_pair(run: Run) -> None:
     run(main)
 
 
+@pytest.fixture
+def splice_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipesplice, "SPLICE_AFTER", 0)
+
+
+@pytest.mark.usefixtures("splice_at_once")
 def test_no_fd_is_left_behind(run: Run) -> None:
     """Pipes go back to a bounded pool; sockets are closed with the join."""
 
@@ -95,12 +119,14 @@ def test_no_fd_is_left_behind(run: Run) -> None:
     run(main)
 
 
+@pytest.mark.usefixtures("splice_at_once")
 def test_without_pipes_the_bytes_still_flow(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     """At the fd limit no pipe can be made: chunks are copied through user space instead."""
     monkeypatch.setattr(pipesplice, "_take_pipe", lambda: None)
     run(lambda: echo_through(1, 3 * MB))
 
 
+@pytest.mark.usefixtures("splice_at_once")
 def test_a_reset_peer_closes_the_other_side(run: Run) -> None:
     async def main() -> None:
         async with rig() as r:
@@ -109,16 +135,20 @@ def test_a_reset_peer_closes_the_other_side(run: Run) -> None:
             done = asyncio.get_running_loop().create_future()
             joined.on_done = lambda: done.set_result(None)
             assert r.user.transport is not None
+            r.user.transport.write(b"x")
+            await r.backend.received(1)
+            assert joined.spliced
             sock = r.user.transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             r.user.transport.abort()  # RST
             await done
             await r.backend.lost
-            assert r.backend.data == b""
+            assert r.backend.data == b"x"
 
     run(main)
 
 
+@pytest.mark.usefixtures("splice_at_once")
 def test_peer_pauses_while_the_pipe_is_full(run: Run) -> None:
     """A backend that reads nothing stops the reading of the user until it reads again."""
     data = os.urandom(32 * MB)
@@ -131,6 +161,7 @@ def test_peer_pauses_while_the_pipe_is_full(run: Run) -> None:
             r.backend.transport.pause_reading()
             joined = join(r.a, r.b)
             r.user.transport.write(data)
+            await test_mux.until(lambda: joined.spliced)
             taken = -1
             while joined.counts[0] != taken:  # until the copy stalls
                 taken = joined.counts[0]

@@ -27,10 +27,12 @@ run = test_mux.run  # the same both-loops fixture
 
 @pytest.fixture(autouse=True, params=["kernel", "protocols"])
 def copy_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with splice(2) (when the platform has it) and with the protocol pair."""
+    """Every test runs with the protocol pair and with splice(2) (when the platform has it) from
+    the first chunk on."""
     if request.param == "kernel" and not pipesplice.AVAILABLE:
         pytest.skip("no splice(2) here")
     monkeypatch.setattr(pipesplice, "AVAILABLE", request.param == "kernel")
+    monkeypatch.setattr(pipesplice, "SPLICE_AFTER", 0)
     return str(request.param)
 
 
