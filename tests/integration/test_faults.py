@@ -195,6 +195,55 @@ def test_no_fd_growth_over_1000_connections(pyfrp: Pyfrp, echo: int, mux: bool) 
     assert frpc.alive()
 
 
+@pytest.mark.timeout(120)
+def test_no_fd_growth_over_spliced_bulk_connections(pyfrp: Pyfrp, echo: int) -> None:
+    """Without TLS and tcp_mux, bulk connections move to the kernel (splice): finished cleanly
+    or reset by the user halfway, none may leave a socket or pipe behind in either process."""
+    import struct
+
+    bind, remote = free_ports(2)
+    frps = pyfrp.frps(frps_ini(bind, False))
+    frps.wait_port(bind)
+    frpc = pyfrp.frpc(frpc_ini(bind, False, {"e": (echo, remote)}, "tls_enable = false\n"))
+    proxy_started(frpc, "e")
+    wait_echo(remote, proc=frpc)
+    payload = os.urandom(3 << 20)  # past pyfrp.net.pipesplice.SPLICE_AFTER
+
+    def reset_halfway() -> None:
+        with socket.create_connection((HOST, remote), timeout=10) as s:
+            s.sendall(payload[: 2 << 20])
+            got = 0
+            while got < 1 << 20:
+                chunk = s.recv(65536)
+                assert chunk
+                got += len(chunk)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def counts() -> tuple[int, int]:
+        return open_fds(frps.pid), open_fds(frpc.pid)
+
+    assert_echo(remote, payload)  # warm-up: the pipe pools fill
+    reset_halfway()
+    time.sleep(0.5)
+    base = counts()
+    for i in range(20):
+        if i % 2:
+            reset_halfway()
+        else:
+            assert_echo(remote, payload)
+    # One join at a time holds at most a pipe per direction; emptied ones go back to the pool.
+    slack = 4
+    end = time.monotonic() + 10
+    after = counts()
+    while time.monotonic() < end and max(after[0] - base[0], after[1] - base[1]) > slack:
+        time.sleep(0.1)  # closes may still be under way
+        after = counts()
+    assert after[0] <= base[0] + slack, f"pyfrps fds {base[0]} -> {after[0]}"
+    assert after[1] <= base[1] + slack, f"pyfrpc fds {base[1]} -> {after[1]}"
+    assert_echo(remote, payload)  # and the tunnel still works
+    assert "Traceback" not in frps.log() + frpc.log()
+
+
 # ---------------------------------------------------------------------------- signals
 
 
