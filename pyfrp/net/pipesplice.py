@@ -10,8 +10,9 @@ already read has been written; the writer being blocked stops the reading (bound
 pipe per direction at most).
 
 Pipes are held only while they carry bytes: an emptied pipe goes back to a small shared pool,
-so idle connections cost no extra fds. When no pipe can be had (fd limit), the chunk is copied
-through user space instead. Linux only; ``PYFRP_NO_SPLICE=1`` turns it off.
+so idle connections cost no extra fds, and pipes never hold more than a quarter of the fd limit.
+When no pipe can be had, the chunk is copied through user space instead. Linux only;
+``PYFRP_NO_SPLICE=1`` turns it off.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import resource
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -41,24 +43,44 @@ _READ_FALLBACK = 256 * 1024
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 _pool: list[tuple[int, int]] = []
+_lent = 0  # pipes taken from _take_pipe and not yet given back or closed
+
+
+def _fd_budget() -> int:
+    """Pipes may hold at most a quarter of the fd limit: the rest is for connections, which
+    must not fail to be accepted because stalled copies hold pipes."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 16 if soft == resource.RLIM_INFINITY else soft // 8
+
+
+PIPE_BUDGET = _fd_budget()
 
 
 def _take_pipe() -> tuple[int, int] | None:
+    """A pipe, or None when the budget or the fd limit is reached: then a chunk is copied
+    through user space."""
+    global _lent
     if _pool:
-        return _pool.pop()
-    try:
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # EMFILE/ENFILE: copy this chunk through user space
+        pipe = _pool.pop()
+    elif _lent >= PIPE_BUDGET:
         return None
-    try:
-        fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # the default 64 KiB works too
-    return r, w
+    else:
+        try:
+            pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # EMFILE/ENFILE
+            return None
+        try:
+            fcntl.fcntl(pipe[1], _F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # the default 64 KiB works too
+    _lent += 1
+    return pipe
 
 
-def _give_pipe(pipe: tuple[int, int]) -> None:
-    if len(_pool) < _POOL_MAX:
+def _give_pipe(pipe: tuple[int, int], *, reusable: bool = True) -> None:
+    global _lent
+    _lent -= 1
+    if reusable and len(_pool) < _POOL_MAX:
         _pool.append(pipe)
     else:
         os.close(pipe[0])
@@ -220,8 +242,7 @@ class PipeJoined:
         if len(self._closed) == 2:
             for f in self._flows:
                 if f.pipe is not None:  # bytes left in it: not reusable
-                    os.close(f.pipe[0])
-                    os.close(f.pipe[1])
+                    _give_pipe(f.pipe, reusable=False)
                     f.pipe = None
 
     def _finished(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
 import struct
 
@@ -25,6 +26,17 @@ pytestmark = pytest.mark.skipif(not pipesplice.AVAILABLE, reason="no splice(2) h
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def pipes() -> int:
+    """Open pipe fds of this process."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except FileNotFoundError:  # the fd of the listing itself
+            pass
+    return n
 
 
 async def echo_through(count: int, size: int) -> None:
@@ -115,15 +127,30 @@ def test_no_fd_is_left_behind(run: Run) -> None:
         await echo_through(20, 2 * MB)
         await asyncio.sleep(0)
         assert open_fds() == before
+        assert pipesplice._lent == 0  # every pipe counted against the budget came back
 
     run(main)
 
 
 @pytest.mark.usefixtures("splice_at_once")
-def test_without_pipes_the_bytes_still_flow(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    """At the fd limit no pipe can be made: chunks are copied through user space instead."""
-    monkeypatch.setattr(pipesplice, "_take_pipe", lambda: None)
-    run(lambda: echo_through(1, 3 * MB))
+def test_past_the_pipe_budget_the_bytes_still_flow(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no pipe to be had (budget spent, fd limit), chunks are copied through user space."""
+    monkeypatch.setattr(pipesplice, "PIPE_BUDGET", 0)
+    monkeypatch.setattr(pipesplice, "_pool", [])
+
+    async def main() -> None:
+        before = pipes()
+        await echo_through(1, 3 * MB)
+        assert pipes() == before
+
+    run(main)
+
+
+def test_pipes_take_at_most_a_quarter_of_the_fd_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert 0 < pipesplice.PIPE_BUDGET * 2 <= soft // 4
 
 
 @pytest.mark.usefixtures("splice_at_once")
