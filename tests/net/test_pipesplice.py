@@ -9,6 +9,8 @@ import os
 import resource
 import socket
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -200,3 +202,11 @@ def test_peer_pauses_while_the_pipe_is_full(run: Run) -> None:
             r.user.transport.close()
 
     run(main)
+
+
+def test_pyfrp_no_splice_turns_it_off() -> None:
+    """The documented switch: PYFRP_NO_SPLICE=1 keeps every join on the protocol pair."""
+    code = "from pyfrp.net import pipesplice; print(pipesplice.AVAILABLE)"
+    env = {**os.environ, "PYFRP_NO_SPLICE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
