@@ -18,10 +18,8 @@ When no pipe can be had, the chunk is copied through user space instead. Linux o
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
-import resource
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +35,7 @@ SPLICE_AFTER = 1024 * 1024
 # Larger pipes move more per splice call (64 KiB default: ~20 % slower here). 256 KiB, not the
 # 1 MiB maximum: past pipe-user-pages-soft (64 MiB) an unprivileged user gets 8 KiB pipes.
 PIPE_SIZE = 256 * 1024
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Linux; fcntl itself is not on Windows
 _POOL_MAX = 16
 _READ_FALLBACK = 256 * 1024
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -49,6 +47,10 @@ _lent = 0  # pipes taken from _take_pipe and not yet given back or closed
 def _fd_budget() -> int:
     """Pipes may hold at most a quarter of the fd limit: the rest is for connections, which
     must not fail to be accepted because stalled copies hold pipes."""
+    try:
+        import resource  # not on Windows, where there is no splice either
+    except ImportError:
+        return 0
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return 1 << 16 if soft == resource.RLIM_INFINITY else soft // 8
 
@@ -70,6 +72,8 @@ def _take_pipe() -> tuple[int, int] | None:
         except OSError:  # EMFILE/ENFILE
             return None
         try:
+            import fcntl
+
             fcntl.fcntl(pipe[1], _F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # the default 64 KiB works too
