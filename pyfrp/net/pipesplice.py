@@ -135,18 +135,20 @@ class _Flow:
 
 
 class PipeJoined:
-    """A running kernel splice: ``counts``, ``done``, ``on_done``, ``abort()``."""
+    """A running kernel splice: ``counts`` and ``abort()``; ``on_end`` is called when either
+    side ends or on abort (possibly more than once: it must be idempotent)."""
 
-    __slots__ = ("_closed", "_ending", "_fds", "_flows", "_loop", "done", "on_done")
+    __slots__ = ("_closed", "_ending", "_fds", "_flows", "_loop", "_on_end")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, a: int, b: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, a: int, b: int, on_end: Callable[[], None]
+    ) -> None:
         self._loop = loop
         self._fds = (a, b)
         self._flows = (_Flow(a, b), _Flow(b, a))
         self._ending = False
         self._closed: set[int] = set()
-        self.done = False
-        self.on_done: Callable[[], None] | None = None
+        self._on_end = on_end
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -237,7 +239,7 @@ class PipeJoined:
         for f in self._flows:
             if not f.queued:
                 self._close_fd(f.dst)
-        self._finished()
+        self._on_end()
 
     def _close_fd(self, fd: int) -> None:
         if fd not in self._closed:
@@ -249,12 +251,6 @@ class PipeJoined:
                     _give_pipe(f.pipe, reusable=False)
                     f.pipe = None
 
-    def _finished(self) -> None:
-        if not self.done:
-            self.done = True
-            if self.on_done is not None:
-                self.on_done()
-
     def abort(self) -> None:
         self._ending = True
         for f in self._flows:
@@ -262,7 +258,7 @@ class PipeJoined:
             f.pending, f.in_pipe = None, 0
         for fd in self._fds:
             self._close_fd(fd)
-        self._finished()
+        self._on_end()
 
 
 def _detach(t: asyncio.Transport) -> int:
@@ -273,12 +269,12 @@ def _detach(t: asyncio.Transport) -> int:
     return fd
 
 
-def start(a: asyncio.Transport, b: asyncio.Transport) -> PipeJoined:
+def start(a: asyncio.Transport, b: asyncio.Transport, on_end: Callable[[], None]) -> PipeJoined:
     """Take both sockets out of their transports and splice them.
 
     Both must be :func:`bare_tcp`, open, with nothing in their write buffers, and their
     protocols must have handed on every byte read so far.
     """
-    joined = PipeJoined(asyncio.get_running_loop(), _detach(a), _detach(b))
+    joined = PipeJoined(asyncio.get_running_loop(), _detach(a), _detach(b), on_end)
     joined._start()
     return joined

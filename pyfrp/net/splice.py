@@ -135,8 +135,7 @@ class Joined:
             return  # nothing may be left behind in a transport: try again on the next chunk
         self._a.splice_at = self._b.splice_at = _NEVER
         if not (a.is_closing() or b.is_closing()):
-            self._kernel = pipesplice.start(a, b)
-            self._kernel.on_done = self._finished
+            self._kernel = pipesplice.start(a, b, self._finished)
 
     def _finished(self) -> None:
         if not self.done:
