@@ -46,19 +46,30 @@ class Connector:
         try:
             if not cfg.disable_custom_tls_first_byte:
                 await loop.sock_sendall(sock, bytes([FRP_TLS_HEAD_BYTE]))
-            name = cfg.tls_server_name or cfg.server_addr
-            # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
-            transport, _ = await loop.create_connection(
-                _Placeholder,
-                sock=sock,
-                ssl=self._tls,
-                server_hostname=name,
-                ssl_handshake_timeout=cfg.dial_server_timeout,
-            )
-            return transport
+            tcp, _ = await loop.create_connection(_Placeholder, sock=sock)
         except BaseException:
             sock.close()
             raise
+        # TCP first, TLS second, not create_connection(ssl=...): when that call is cancelled (frpc
+        # stopping, control connection lost) just after the TCP connect while the handshake
+        # completes in the same loop turn, uvloop closes the socket under a TLS protocol that still
+        # thinks it is up, and that protocol's first read then logs "Fatal error on SSL protocol".
+        # A cancelled start_tls shuts the TLS layer down itself; the socket is ours to abort.
+        try:
+            # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
+            tls = await loop.start_tls(
+                tcp,
+                tcp.get_protocol(),
+                self._tls,
+                server_hostname=cfg.tls_server_name or cfg.server_addr,
+                ssl_handshake_timeout=cfg.dial_server_timeout,
+            )
+        except BaseException:
+            tcp.abort()
+            raise
+        if tls is None:  # the loop closed the transport during the handshake
+            raise ConnectionResetError("connection closed during the TLS handshake")
+        return tls
 
     async def _tcp(self) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -81,6 +92,9 @@ class Connector:
                 sock.close()
                 last = exc
                 continue
+            except BaseException:  # cancelled: frpc stopping
+                sock.close()
+                raise
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         raise last or OSError(f"cannot resolve {self.cfg.server_addr}")
