@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -175,15 +175,18 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 @contextmanager
-def echo_server() -> Iterator[int]:
-    srv = _Server((HOST, 0), _EchoHandler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+def serving(srv: socketserver.BaseServer) -> Iterator[int]:
+    """Run a socketserver on a daemon thread; yields its port."""
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        yield int(srv.server_address[1])
+        yield int(srv.server_address[1])  # type: ignore[index]
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def echo_server() -> AbstractContextManager[int]:
+    return serving(_Server((HOST, 0), _EchoHandler))
 
 
 def echo_roundtrip(port: int, payload: bytes, timeout: float = 60.0) -> bytes:

@@ -7,7 +7,6 @@ import os
 import socket
 import socketserver
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from pyfrp.client.connector import Connector
 from pyfrp.config.model import ClientConfig
 from pyfrp.net.tls import server_context
 from pyfrp.proto.msg import Ping
-from tests.harness import HOST, open_fds
+from tests.harness import HOST, open_fds, serving
 from tests.net import test_mux
 from tests.net.test_mux import Run, until
 
@@ -42,13 +41,8 @@ def tls_server() -> Iterator[int]:
         daemon_threads = True
         request_queue_size = 128
 
-    srv = Server((HOST, 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(Server((HOST, 0), Handler)) as port:
+        yield port
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from tests.harness import (
     free_port,
     free_ports,
     open_fds,
+    serving,
     wait_echo,
     wait_port,
     wait_port_closed,
@@ -67,13 +67,8 @@ class _Server(socketserver.ThreadingTCPServer):
 @contextmanager
 def echo_on(port: int) -> Iterator[None]:
     """An echo server on a given port (a local service that comes up late)."""
-    srv = _Server((HOST, port), _Echo)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with serving(_Server((HOST, port), _Echo)):
         yield
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def quick_echo(port: int, payload: bytes = b"0123456789abcdef") -> None:

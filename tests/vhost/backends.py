@@ -26,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from tests.harness import HOST, serving
+
 MiB = 1 << 20
 BLOCK = random.Random(42).randbytes(MiB)
 
@@ -142,13 +143,8 @@ class _Backend(ThreadingHTTPServer):
 def http_backend(name: str = "backend") -> Iterator[int]:
     srv = _Backend((HOST, 0), _Handler)
     srv.name = name
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(srv) as port:
+        yield port
 
 
 @contextmanager
