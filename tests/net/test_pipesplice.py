@@ -45,16 +45,14 @@ async def echo_through(count: int, size: int) -> None:
     """``count`` joined pairs, one after another, each carrying ``size`` bytes each way."""
     for _ in range(count):
         async with rig() as r:
-            await r.connect_users()
+            user, backend = await r.connect_users()
             joined = join(r.a, r.b)
-            assert r.user.transport is not None
-            assert r.backend.transport is not None
             up, down = os.urandom(size), os.urandom(size)
-            r.user.transport.write(up)
-            r.backend.transport.write(down)
+            user.write(up)
+            backend.write(down)
             assert sha(await r.backend.received(size)) == sha(up)
             assert sha(await r.user.received(size)) == sha(down)
-            r.user.transport.close()
+            user.close()
             await r.backend.lost
             assert joined.done
             assert joined.spliced
@@ -68,22 +66,20 @@ def test_a_bulk_transfer_moves_to_the_kernel(run: Run) -> None:
 
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
+            user, backend = await r.connect_users()
             joined = join(r.a, r.b)
-            assert r.user.transport is not None
-            r.user.transport.write(first)
+            user.write(first)
             await r.backend.received(len(first))
             short_exchange = joined.spliced
             assert not r.a.is_closing()
-            r.user.transport.write(rest)
+            user.write(rest)
             assert sha(await r.backend.received(len(first) + len(rest))) == sha(first + rest)
             assert (short_exchange, joined.spliced) == (False, True)
             assert r.a.is_closing()  # the sockets left their transports
             assert r.b.is_closing()
-            assert r.backend.transport is not None
-            r.backend.transport.write(b"and back")
+            backend.write(b"and back")
             assert (await r.user.received(8)) == b"and back"
-            r.user.transport.close()
+            user.close()
             await r.backend.lost
             assert joined.done
             assert joined.counts == (len(first) + len(rest), 8)
@@ -159,17 +155,16 @@ def test_pipes_take_at_most_a_quarter_of_the_fd_limit() -> None:
 def test_a_reset_peer_closes_the_other_side(run: Run) -> None:
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
+            user, _ = await r.connect_users()
             joined = join(r.a, r.b)
             done = asyncio.get_running_loop().create_future()
             joined.on_done = lambda: done.set_result(None)
-            assert r.user.transport is not None
-            r.user.transport.write(b"x")
+            user.write(b"x")
             await r.backend.received(1)
             assert joined.spliced
-            sock = r.user.transport.get_extra_info("socket")
+            sock = user.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            r.user.transport.abort()  # RST
+            user.abort()  # RST
             await done
             await r.backend.lost
             assert r.backend.data == b"x"
@@ -184,22 +179,20 @@ def test_peer_pauses_while_the_pipe_is_full(run: Run) -> None:
 
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
-            assert r.user.transport is not None
-            assert r.backend.transport is not None
-            r.backend.transport.pause_reading()
+            user, backend = await r.connect_users()
+            backend.pause_reading()
             joined = join(r.a, r.b)
-            r.user.transport.write(data)
+            user.write(data)
             await test_mux.until(lambda: joined.spliced)
             taken = -1
             while joined.counts[0] != taken:  # until the copy stalls
                 taken = joined.counts[0]
                 await asyncio.sleep(0.05)
             assert 0 < taken < len(data)
-            assert r.user.transport.get_write_buffer_size() > 0
-            r.backend.transport.resume_reading()
+            assert user.get_write_buffer_size() > 0
+            backend.resume_reading()
             assert sha(await r.backend.received(len(data))) == sha(data)
-            r.user.transport.close()
+            user.close()
 
     run(main)
 

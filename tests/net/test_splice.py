@@ -55,10 +55,12 @@ class Rig:
     user_sock: socket.socket
     backend_sock: socket.socket
 
-    async def connect_users(self) -> None:
+    async def connect_users(self) -> tuple[asyncio.Transport, asyncio.Transport]:
+        """Start the user's and the backend's protocols; returns their transports."""
         loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: self.user, sock=self.user_sock)
-        await loop.create_connection(lambda: self.backend, sock=self.backend_sock)
+        user, _ = await loop.create_connection(lambda: self.user, sock=self.user_sock)
+        backend, _ = await loop.create_connection(lambda: self.backend, sock=self.backend_sock)
+        return user, backend
 
 
 @contextlib.asynccontextmanager
@@ -112,20 +114,18 @@ def test_bytes_both_ways_then_close(run: Run) -> None:
 
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
+            user, backend = await r.connect_users()
             task = await start(r)
-            assert r.user.transport is not None
-            assert r.backend.transport is not None
             await asyncio.gather(
-                write_politely(r.user.transport, r.user, up),
-                write_politely(r.backend.transport, r.backend, down),
+                write_politely(user, r.user, up),
+                write_politely(backend, r.backend, down),
             )
             got_up, got_down = await asyncio.gather(
                 r.backend.received(len(up)), r.user.received(len(down))
             )
             assert (sha(got_up), sha(got_down)) == (sha(up), sha(down))
             assert not task.done()
-            r.user.transport.close()
+            user.close()
             assert await task == (len(up), len(down))
             await r.backend.lost
             assert r.backend.events == ["data", "eof", "lost"]
@@ -138,11 +138,10 @@ def test_bytes_both_ways_then_close(run: Run) -> None:
 def test_eof_from_backend_closes_both_after_its_data(run: Run) -> None:
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
+            _, backend = await r.connect_users()
             task = await start(r)
-            assert r.backend.transport is not None
-            r.backend.transport.write(b"last words")
-            r.backend.transport.write_eof()
+            backend.write(b"last words")
+            backend.write_eof()
             assert await task == (0, 10)
             assert await r.user.lost is None
             assert r.user.data == b"last words"
@@ -158,16 +157,14 @@ def test_eof_behind_a_slow_reader_still_delivers_everything(run: Run) -> None:
 
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
-            assert r.user.transport is not None
-            assert r.backend.transport is not None
-            r.user.transport.pause_reading()
+            user, backend = await r.connect_users()
+            user.pause_reading()
             task = await start(r)
-            r.backend.transport.write(down)
-            r.backend.transport.write_eof()
+            backend.write(down)
+            backend.write_eof()
             await asyncio.sleep(0.1)  # the copy is now stuck behind the user
             assert not task.done() or task.result() == (0, len(down))
-            r.user.transport.resume_reading()
+            user.resume_reading()
             await r.user.lost
             assert sha(r.user.data) == sha(down)
             assert r.user.events == ["data", "eof", "lost"]
@@ -179,15 +176,13 @@ def test_eof_behind_a_slow_reader_still_delivers_everything(run: Run) -> None:
 def test_pending_bytes_go_first(run: Run) -> None:
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
+            user, backend = await r.connect_users()
             task = await start(r, a_pending=b"early-a|", b_pending=b"early-b|")
-            assert r.user.transport is not None
-            assert r.backend.transport is not None
-            r.user.transport.write(b"late-a")
-            r.backend.transport.write(b"late-b")
+            user.write(b"late-a")
+            backend.write(b"late-b")
             assert await r.backend.received(14) == b"early-a|late-a"
             assert await r.user.received(14) == b"early-b|late-b"
-            r.backend.transport.close()
+            backend.close()
             assert await task == (14, 14)
 
     run(main)
@@ -219,16 +214,15 @@ def test_hold_protocol_keeps_early_bytes(run: Run) -> None:
                 b"early bytes|",
             )  # read (uvloop) or still queued
             assert not r.held_a.ended
-            await r.connect_users()
-            assert r.user.transport is not None
+            user, _ = await r.connect_users()
             held = bytes(r.held_a.pending)
-            r.user.transport.write(b"later")
+            user.write(b"later")
             await asyncio.sleep(0.02)
             assert not r.a.is_reading()
             assert r.held_a.pending == held  # paused again: the rest waits in the socket
             task = await start(r)
             assert await r.backend.received(17) == b"early bytes|later"
-            r.user.transport.close()
+            user.close()
             await task
 
     run(main)
@@ -265,22 +259,20 @@ def test_backpressure_bounds_the_proxy_buffer(run: Run) -> None:
 
     async def main() -> None:
         async with rig() as r:
-            await r.connect_users()
-            assert r.user.transport is not None
-            assert r.backend.transport is not None
-            r.backend.transport.pause_reading()
+            user, backend = await r.connect_users()
+            backend.pause_reading()
             task = await start(r)
-            writer = asyncio.create_task(write_politely(r.user.transport, r.user, data))
+            writer = asyncio.create_task(write_politely(user, r.user, data))
             # the backend reads nothing: the user is eventually told to pause
             await until(lambda: not r.user.writable.is_set())
             await asyncio.sleep(0.1)
             assert not writer.done()
             assert r.b.get_write_buffer_size() <= WRITE_HIGH_WATER + 256 * 1024
             assert not r.a.is_reading()
-            r.backend.transport.resume_reading()
+            backend.resume_reading()
             assert sha(await r.backend.received(len(data))) == sha(data)
             await writer
-            r.user.transport.close()
+            user.close()
             assert await task == (len(data), 0)
 
     run(main)
