@@ -72,7 +72,7 @@ class FrpListener:
     def __init__(
         self,
         sock: socket.socket,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
         *,
         tls_context: ssl.SSLContext,
         tls_force: bool,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from pyfrp.errors import YamuxError
+from pyfrp.net import recvbuf
 from pyfrp.proto import yamux
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,11 @@ class MuxStream(asyncio.Transport):
             asyncio.get_running_loop().call_soon(self._protocol.connection_lost, exc)
 
 
-class MuxSession(asyncio.Protocol):
-    """A yamux session over one transport. frpc is the client (odd ids), frps the server."""
+class MuxSession(asyncio.BufferedProtocol):
+    """A yamux session over one transport. frpc is the client (odd ids), frps the server.
+
+    The transport reads (and under TLS decrypts) straight into a lent receive buffer
+    (:mod:`pyfrp.net.recvbuf`); stream payloads are views of it."""
 
     def __init__(
         self,
@@ -258,7 +262,14 @@ class MuxSession(asyncio.Protocol):
         transport.set_write_buffer_limits(high=DEFAULT_HIGH_WATER * 4)
         self._schedule_ping()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return recvbuf.lend()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(recvbuf.filled(nbytes))
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Process bytes from the peer; ``data`` must not change while streams hold views of it."""
         try:
             events = self.core.receive_data(data)
         except YamuxError as exc:

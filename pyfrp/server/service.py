@@ -198,7 +198,7 @@ class Server:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _protocol_factory(self) -> asyncio.Protocol:
+    def _protocol_factory(self) -> asyncio.BaseProtocol:
         if self.cfg.tcp_mux:
             return _MuxConn(self)
         return _IncomingConn(self)

@@ -20,6 +20,7 @@ import pytest
 import uvloop
 
 from pyfrp.net import mux
+from pyfrp.net import tls as tls_mod
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.proto.yamux import FRP_MAX_WINDOW, INITIAL_WINDOW
 
@@ -155,15 +156,23 @@ class Pair:
 
 
 @contextlib.asynccontextmanager
-async def session_pair(keepalive: float = 0) -> AsyncIterator[Pair]:
+async def session_pair(keepalive: float = 0, *, tls: bool = False) -> AsyncIterator[Pair]:
     loop = asyncio.get_running_loop()
     a, b = socket.socketpair()
     client = MuxSession(client=True, keepalive_interval=keepalive)
     server = MuxSession(client=False, keepalive_interval=keepalive)
     pair = Pair(client, server)
     server.on_stream = pair.on_stream
-    await loop.create_connection(lambda: client, sock=a)
-    await loop.create_connection(lambda: server, sock=b)
+    if tls:
+        await asyncio.gather(
+            loop.create_connection(
+                lambda: client, sock=a, ssl=tls_mod.client_context(), server_hostname=""
+            ),
+            loop.connect_accepted_socket(lambda: server, b, ssl=tls_mod.server_context()),
+        )
+    else:
+        await loop.create_connection(lambda: client, sock=a)
+        await loop.create_connection(lambda: server, sock=b)
     try:
         yield pair
     finally:
@@ -352,6 +361,40 @@ def test_stream_protocols_get_bytes(run: Run) -> None:
             s.write(b"hello")
             await rpeer.received(5)
             assert rpeer.chunk_types == {bytes}, "asyncio.Protocol.data_received takes bytes"
+
+    run(main)
+
+
+class ViewKeeper(Peer):
+    """Keeps every chunk it is given as is, like a transport that queues a view it cannot send."""
+
+    accepts_buffer = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[bytes | memoryview] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.kept.append(data)
+        super().data_received(data)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_payload_views_stay_intact_while_held(run: Run, tls: bool) -> None:
+    """Payloads are views of the session's receive buffer: one still held must never see that
+    buffer reused for the next read."""
+    payload = os.urandom(8 * MB)
+
+    async def main() -> None:
+        async with session_pair(tls=tls) as pair:
+            pair.make_peer = ViewKeeper
+            s, _ = pair.open()
+            await write_politely(s, Peer(), payload)
+            _, keeper = await pair.accepted.get()
+            await cast(ViewKeeper, keeper).received(8 * MB)
+            kept = cast(ViewKeeper, keeper).kept
+            assert memoryview in {type(k) for k in kept}, "payloads were not handed on as views"
+            assert sha(b"".join(kept)) == sha(payload)
 
     run(main)
 

@@ -1,0 +1,64 @@
+"""Receive buffers for BufferedProtocols that hand what they read on as views.
+
+Reading into a buffer of our own saves the copy into a fresh ``bytes`` per read (and, under TLS,
+the join of the decrypted records). A view handed on may be kept, though: a transport that cannot
+send at once queues it. So a buffer is reused only once no view of it is alive, which CPython's
+reference count tells exactly: every live memoryview chain over a bytearray holds one reference
+to it. A buffer still viewed is left out of the free list and freed with its last view.
+
+A read is synchronous (get_buffer, the read, buffer_updated run in one loop callback), so one
+buffer lent at a time serves every connection of the process, and an idle connection holds none,
+even when its read ended without data (EAGAIN after a full buffer: no buffer_updated).
+"""
+
+from __future__ import annotations
+
+import sys
+
+SIZE = 256 * 1024
+KEEP = 2  # free buffers kept for reuse; more are left to the allocator
+
+_free: list[bytearray] = []
+_lent: bytearray | None = None
+
+
+def _refs(buf: bytearray) -> int:
+    return sys.getrefcount(buf)
+
+
+def _unviewed_refs() -> int:
+    # What _refs reports for a buffer held by one local name only (interpreter versions differ).
+    buf = bytearray(1)
+    return _refs(buf)
+
+
+_UNVIEWED = _unviewed_refs()
+
+
+def _take() -> bytearray:
+    while _free:
+        buf = _free.pop()
+        if _refs(buf) == _UNVIEWED:
+            return buf
+    return bytearray(SIZE)
+
+
+def lend() -> memoryview:
+    """For ``get_buffer``: a view of a buffer no one else refers to.
+
+    A view, not the bytearray: asyncio's TLS transport slices what it gets to fill the rest, and
+    a bytearray's slice is a copy."""
+    global _lent
+    if _lent is None:
+        _lent = _take()
+    return memoryview(_lent)
+
+
+def filled(nbytes: int) -> memoryview:
+    """For ``buffer_updated``: the bytes just read into the lent buffer, which goes back."""
+    global _lent
+    buf, _lent = _lent, None
+    assert buf is not None, "buffer_updated without get_buffer"
+    if len(_free) < KEEP:
+        _free.append(buf)  # reused only once the view returned here and its slices are gone
+    return memoryview(buf)[:nbytes]
