@@ -106,8 +106,12 @@ class Connector:
             session = MuxSession(
                 client=True, keepalive_interval=self.cfg.tcp_mux_keepalive_interval
             )
+            # Paused across the switch: uvloop picks a transport's read path (into the session's
+            # buffer, or a fresh bytes per read) when reading starts, not at set_protocol.
+            transport.pause_reading()
             transport.set_protocol(session)
             session.connection_made(transport)
+            transport.resume_reading()
             self.session = session
 
     async def connect(self) -> MessageConn:

@@ -98,6 +98,8 @@ class MuxStream(asyncio.Transport):
             if n == len(data):
                 return
             data = memoryview(data)[n:]
+        if type(data) is memoryview and type(data.obj) is not bytes:
+            data = data.tobytes()  # a view may pin a large receive buffer (pyfrp.net.recvbuf)
         self._pending.append(data)
         self._pending_size += len(data)
         if not self._write_paused and self._pending_size > self._high and self._protocol:
@@ -397,9 +399,12 @@ class MuxSession(asyncio.BufferedProtocol):
     def _flush_now(self) -> None:
         self._flush_scheduled = False
         self._unflushed = 0
-        out = self.core.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
+        bufs = self.core.buffers_to_send()
+        if bufs and self.transport is not None and not self.transport.is_closing():
+            if len(bufs) == 1:
+                self.transport.write(bufs[0])
+            else:
+                self.transport.writelines(bufs)
 
     def _accept(self, stream_id: int) -> None:
         stream = self.streams[stream_id] = MuxStream(self, stream_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 SIZE = 256 * 1024
-KEEP = 2  # free buffers kept for reuse; more are left to the allocator
+KEEP = 8  # buffers kept for reuse (while views of some are still queued); more are not kept
 
 _free: list[bytearray] = []
 _lent: bytearray | None = None
@@ -27,19 +27,19 @@ def _refs(buf: bytearray) -> int:
 
 
 def _unviewed_refs() -> int:
-    # What _refs reports for a buffer held by one local name only (interpreter versions differ).
-    buf = bytearray(1)
-    return _refs(buf)
+    # What _refs reports for a buffer that only a list refers to (interpreter versions differ).
+    free = [bytearray(1)]
+    return _refs(free[0])
 
 
 _UNVIEWED = _unviewed_refs()
 
 
 def _take() -> bytearray:
-    while _free:
-        buf = _free.pop()
-        if _refs(buf) == _UNVIEWED:
-            return buf
+    free = _free
+    for i in range(len(free)):
+        if _refs(free[i]) == _UNVIEWED:
+            return free.pop(i)
     return bytearray(SIZE)
 
 
@@ -55,10 +55,14 @@ def lend() -> memoryview:
 
 
 def filled(nbytes: int) -> memoryview:
-    """For ``buffer_updated``: the bytes just read into the lent buffer, which goes back."""
+    """For ``buffer_updated``: the bytes just read into the lent buffer, which goes back.
+
+    The view is read-only: the promise that its bytes stay as they are while anyone holds it,
+    so a yamux stream may queue it without a copy (:meth:`pyfrp.proto.yamux.Session.send_data`).
+    Hold it briefly: it pins the whole buffer."""
     global _lent
     buf, _lent = _lent, None
     assert buf is not None, "buffer_updated without get_buffer"
     if len(_free) < KEEP:
         _free.append(buf)  # reused only once the view returned here and its slices are gone
-    return memoryview(buf)[:nbytes]
+    return memoryview(buf).toreadonly()[:nbytes]

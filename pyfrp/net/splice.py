@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
-from pyfrp.net import pipesplice
+from pyfrp.net import pipesplice, recvbuf
 
 # Larger than asyncio's 64 KiB default: fewer pause/resume round trips on a fast path.
 WRITE_HIGH_WATER = 1024 * 1024
@@ -61,7 +61,10 @@ class HoldProtocol(asyncio.Protocol):
         return data
 
 
-class _End(asyncio.Protocol):
+class _End(asyncio.BufferedProtocol):
+    """One side of a join. A socket transport reads into a lent buffer (:mod:`pyfrp.net.recvbuf`)
+    whose view goes straight to the peer's write; yamux streams and layers call data_received."""
+
     __slots__ = ("bytes_in", "joined", "peer", "splice_at", "transport")
 
     # data_received takes any buffer (a yamux payload view): it only hands it to write().
@@ -74,7 +77,13 @@ class _End(asyncio.Protocol):
         self.bytes_in = 0
         self.splice_at = _NEVER
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return recvbuf.lend()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(recvbuf.filled(nbytes))
+
+    def data_received(self, data: bytes | memoryview) -> None:
         self.bytes_in += len(data)
         self.peer.transport.write(data)
         if self.bytes_in >= self.splice_at:

@@ -21,7 +21,8 @@ the adapter.
 # N input bytes are handed out as ``StreamData`` memoryview slices of whatever chunk they arrived
 # in: several events when the frame is split across ``receive_data`` calls. Only a header split
 # across calls is buffered (at most 11 bytes). On output, ``send_data`` keeps references to
-# immutable payloads and ``data_to_send`` joins everything queued into one bytes object.
+# read-only payloads; ``buffers_to_send`` joins the small pieces (headers, control frames) and
+# leaves large payloads as those views, for a vectored write.
 #
 # Stream states (stream.go). The Go states map onto three booleans of ``_Stream``:
 #
@@ -115,6 +116,9 @@ GO_AWAY_INTERNAL_ERROR = 2
 INITIAL_WINDOW = 256 * 1024  # const.go initialStreamWindow, fixed by the spec
 FRP_MAX_WINDOW = 6 * 1024 * 1024  # frp client/connector.go MaxStreamWindowSize since v0.50
 DEFAULT_MAX_FRAME = 256 * 1024
+# buffers_to_send: output pieces shorter than this are joined; longer ones leave as they are.
+_JOIN_BELOW = 32 * 1024
+_RECORD = 16 * 1024  # TLS's largest record payload
 
 _HEADER = struct.Struct(">BBHII")
 _MAX_U32 = 0xFFFF_FFFF
@@ -522,6 +526,40 @@ class Session:
             return out[0]
         return b"".join(out)
 
+    def buffers_to_send(self) -> list[bytes | memoryview]:
+        """All queued output, for ``writelines`` ([] if none); the queue is then empty.
+
+        Pieces shorter than ``_JOIN_BELOW`` are joined; a longer payload stays the view queued
+        by ``send_data`` (no copy), except that its first bytes top up the joined pieces before
+        it to ``_RECORD`` bytes, so that a TLS layer below still writes full records.
+        """
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        bufs: list[bytes | memoryview] = []
+        group: list[bytes | memoryview] = []
+        size = 0
+        for piece in out:
+            n = len(piece)
+            if n < _JOIN_BELOW:
+                group.append(piece)
+                size += n
+                continue
+            if group:
+                view = memoryview(piece)
+                head = _RECORD - size
+                if head > 0:
+                    group.append(view[:head])
+                    piece = view[head:]
+                bufs.append(b"".join(group))
+                group = []
+                size = 0
+            bufs.append(piece)
+        if group:
+            bufs.append(b"".join(group))
+        return bufs
+
     def open_stream(self) -> int:
         """Allocate the next stream id and queue its SYN. Data may be sent on it at once.
 
@@ -553,8 +591,9 @@ class Session:
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as the peer's window allows; returns how many bytes that was.
 
-        Keep the rest and offer it again after ``StreamWindowUpdated``. ``bytes`` payloads are
-        queued without a copy; mutable buffers are copied. Raises ValueError if the stream is not
+        Keep the rest and offer it again after ``StreamWindowUpdated``. Read-only buffers (bytes,
+        or a read-only view whose owner promises not to change it while it is referenced) are
+        queued without a copy; writable ones are copied. Raises ValueError if the stream is not
         open or has been closed for sending.
         """
         stream = self._streams.get(stream_id)
@@ -568,7 +607,7 @@ class Session:
         take = min(view.nbytes, stream.send_window)
         if take <= 0:
             return 0
-        immutable = isinstance(view.obj, bytes)
+        immutable = view.readonly
         out = self._out
         pack = _HEADER.pack
         max_frame = self._max_frame

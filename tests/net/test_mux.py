@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 import pytest
 import uvloop
 
-from pyfrp.net import mux
+from pyfrp.net import mux, recvbuf
 from pyfrp.net import tls as tls_mod
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.proto.yamux import FRP_MAX_WINDOW, INITIAL_WINDOW
@@ -349,6 +349,31 @@ def test_paused_stream_pins_no_more_than_its_window(run: Run) -> None:
                 tracemalloc.stop()
             assert peers[0].data == b""
             assert held < 4 * MB, f"{held} bytes held for 150 bytes of paused payload"
+
+    run(main)
+
+
+def test_stream_out_of_window_does_not_pin_receive_buffers(run: Run) -> None:
+    """What a stream cannot send yet is copied out of the receive buffer it was read into, so
+    a stream stalled on its window holds its own bytes, not 256 KiB buffers."""
+
+    async def main() -> None:
+        async with raw_peer(client=True) as (session, raw):
+            stream = session.open_stream()
+            stream.write(bytes(INITIAL_WINDOW))  # the whole window: the peer grants no more
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                for i in range(40):  # 40 reads of 100 bytes each, from a socket into the stream
+                    recvbuf.lend()[:100] = bytes([i]) * 100
+                    stream.write(recvbuf.filled(100))
+                held = tracemalloc.get_traced_memory()[0] - base
+            finally:
+                tracemalloc.stop()
+            assert stream.get_write_buffer_size() == 4000
+            assert held < MB, f"{held} bytes held for 4000 bytes of pending data"
+            got = await read_exactly(raw, 12 + 12 + INITIAL_WINDOW)  # SYN, header, the window
+            assert got[24:] == bytes(INITIAL_WINDOW)
 
     run(main)
 

@@ -242,6 +242,42 @@ def test_frames_split_at_max_frame():
     assert b"".join(body for _, body in frames) == payload
 
 
+def test_buffers_to_send_joins_small_pieces_and_passes_large_payloads_as_views():
+    client = Session(client=True)
+    a, b = client.open_stream(), client.open_stream()
+    big = bytes(range(256)) * 400  # 102400 bytes: past the join threshold
+    assert client.send_data(a, b"hi") == 2
+    assert client.send_data(b, big) == len(big)
+    client.close_stream(a)
+    bufs = client.buffers_to_send()
+    assert client.buffers_to_send() == []
+    # The same bytes as one joined write would be...
+    expected = (
+        syn(a, FRP_DELTA) + syn(b, FRP_DELTA) + data_frame(a, b"hi")
+        + data_frame(b, big) + hdr(TYPE_WINDOW_UPDATE, FLAG_FIN, a, 0)
+    )  # fmt: skip
+    assert b"".join(bufs) == expected
+    # ...cut into: the small frames topped up with the payload's start to one 16 KiB TLS record,
+    # the rest of the payload (a view of the caller's bytes, not a copy), and the FIN.
+    assert [len(x) for x in bufs] == [16384, len(expected) - 16384 - 12, 12]
+    assert isinstance(bufs[1], memoryview)
+    assert bufs[1].obj is big
+
+
+def test_send_data_copies_writable_buffers_only():
+    client = Session(client=True)
+    sid = client.open_stream()
+    client.data_to_send()
+    writable = bytearray(b"w" * 40000)
+    readonly = memoryview(bytearray(b"r" * 40000)).toreadonly()  # the owner's promise: unchanged
+    client.send_data(sid, writable)
+    client.send_data(sid, readonly)
+    writable[:] = b"X" * 40000  # the caller reuses its buffer at once
+    bufs = client.buffers_to_send()
+    assert b"".join(bufs) == data_frame(sid, b"w" * 40000) + data_frame(sid, b"r" * 40000)
+    assert any(isinstance(x, memoryview) and x.obj is readonly.obj for x in bufs)
+
+
 def test_window_exhausted_and_refilled_by_consumed():
     pair = Pair()
     sid = pair.open()
