@@ -85,7 +85,10 @@ class _End(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         self.bytes_in += len(data)
-        self.peer.transport.write(data)
+        out = self.peer.transport
+        if type(data) is memoryview and out.get_write_buffer_size():
+            data = bytes(data)  # it will be queued: a view would pin a whole receive buffer
+        out.write(data)
         if self.bytes_in >= self.splice_at:
             self.joined._to_kernel()
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -274,6 +275,37 @@ def test_backpressure_bounds_the_proxy_buffer(run: Run) -> None:
             await writer
             user.close()
             assert await task == (len(data), 0)
+
+    run(main)
+
+
+def test_stalled_writer_holds_its_bytes_not_receive_buffers(run: Run, copy_path: str) -> None:
+    """Reads land in 256 KiB receive buffers (pyfrp.net.recvbuf). What queues up in front of a
+    backend that reads nothing is a copy of each small read, not a view pinning its buffer."""
+    if copy_path == "kernel":
+        pytest.skip("the kernel path holds no bytes in Python")
+
+    async def main() -> None:
+        async with rig() as r:
+            user, backend = await r.connect_users()
+            backend.pause_reading()
+            task = await start(r)
+            sent = 0
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                while r.a.is_reading():  # until the splice stops reading the user
+                    user.write(os.urandom(4096))
+                    sent += 4096
+                    await asyncio.sleep(0)  # one read per write, mostly
+                held = tracemalloc.get_traced_memory()[0] - base
+            finally:
+                tracemalloc.stop()
+            assert held < 2 * WRITE_HIGH_WATER + 2 * MB, f"{held} bytes held for {sent} sent"
+            backend.resume_reading()
+            await r.backend.received(sent)
+            user.close()
+            assert await task == (sent, 0)
 
     run(main)
 
