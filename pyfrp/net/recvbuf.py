@@ -4,7 +4,8 @@ Reading into a buffer of our own saves the copy into a fresh ``bytes`` per read 
 the join of the decrypted records). A view handed on may be kept, though: a transport that cannot
 send at once queues it. So a buffer is reused only once no view of it is alive, which CPython's
 reference count tells exactly: every live memoryview chain over a bytearray holds one reference
-to it. A buffer still viewed is left out of the free list and freed with its last view.
+to it. A buffer still viewed is passed over; up to ``KEEP`` buffers wait in the free list for
+their views to go, and any beyond that are freed with their last view.
 
 A read is synchronous (get_buffer, the read, buffer_updated run in one loop callback), so one
 buffer lent at a time serves every connection of the process, and an idle connection holds none,

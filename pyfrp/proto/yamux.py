@@ -518,13 +518,7 @@ class Session:
 
     def data_to_send(self) -> bytes:
         """All queued output as one bytes object (b"" if none); the queue is then empty."""
-        out = self._out
-        if not out:
-            return b""
-        self._out = []
-        if len(out) == 1 and type(out[0]) is bytes:
-            return out[0]
-        return b"".join(out)
+        return b"".join(self.buffers_to_send())
 
     def buffers_to_send(self) -> list[bytes | memoryview]:
         """All queued output, for ``writelines`` ([] if none); the queue is then empty.
