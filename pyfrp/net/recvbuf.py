@@ -19,8 +19,11 @@ import sys
 SIZE = 256 * 1024
 KEEP = 8  # buffers kept for reuse (while views of some are still queued); more are not kept
 
+COPY_BELOW = 8 * 1024  # filled() copies reads shorter than this and keeps lending the buffer
+
 _free: list[bytearray] = []
 _lent: bytearray | None = None
+_lent_view: memoryview | None = None  # of _lent; dropped when _lent goes back (see _refs)
 
 
 def _refs(buf: bytearray) -> int:
@@ -49,21 +52,27 @@ def lend() -> memoryview:
 
     A view, not the bytearray: asyncio's TLS transport slices what it gets to fill the rest, and
     a bytearray's slice is a copy."""
-    global _lent
-    if _lent is None:
+    global _lent, _lent_view
+    if _lent_view is None:
         _lent = _take()
-    return memoryview(_lent)
+        _lent_view = memoryview(_lent)
+    return _lent_view
 
 
-def filled(nbytes: int) -> memoryview:
-    """For ``buffer_updated``: the bytes just read into the lent buffer, which goes back.
+def filled(nbytes: int) -> bytes | memoryview:
+    """For ``buffer_updated``: the bytes just read into the lent buffer.
 
-    The view is read-only: the promise that its bytes stay as they are while anyone holds it,
-    so a yamux stream may queue it without a copy (:meth:`pyfrp.proto.yamux.Session.send_data`).
-    Hold it briefly: it pins the whole buffer."""
-    global _lent
-    buf, _lent = _lent, None
-    assert buf is not None, "buffer_updated without get_buffer"
+    A short read is copied (cheaper than handing the buffer on, and the next read reuses it).
+    Otherwise the buffer goes back and the result is a read-only view of it: the promise that
+    its bytes stay as they are while anyone holds it, so a yamux stream may queue it without a
+    copy (:meth:`pyfrp.proto.yamux.Session.send_data`). Hold it briefly: it pins the buffer."""
+    global _lent, _lent_view
+    view = _lent_view
+    assert view is not None, "buffer_updated without get_buffer"
+    if nbytes < COPY_BELOW:
+        return bytes(view[:nbytes])
+    buf, _lent, _lent_view = _lent, None, None
+    assert buf is not None
     if len(_free) < KEEP:
         _free.append(buf)  # reused only once the view returned here and its slices are gone
-    return memoryview(buf).toreadonly()[:nbytes]
+    return view.toreadonly()[:nbytes]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pyfrp.net import pipesplice
+from pyfrp.net import pipesplice, recvbuf
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.splice import WRITE_HIGH_WATER, HoldProtocol, splice
 from tests.net import test_mux
@@ -281,7 +281,7 @@ def test_backpressure_bounds_the_proxy_buffer(run: Run) -> None:
 
 def test_stalled_writer_holds_its_bytes_not_receive_buffers(run: Run, copy_path: str) -> None:
     """Reads land in 256 KiB receive buffers (pyfrp.net.recvbuf). What queues up in front of a
-    backend that reads nothing is a copy of each small read, not a view pinning its buffer."""
+    backend that reads nothing is a copy of each read, not a view pinning its buffer."""
     if copy_path == "kernel":
         pytest.skip("the kernel path holds no bytes in Python")
 
@@ -294,9 +294,10 @@ def test_stalled_writer_holds_its_bytes_not_receive_buffers(run: Run, copy_path:
             tracemalloc.start()
             try:
                 base = tracemalloc.get_traced_memory()[0]
+                n = recvbuf.COPY_BELOW  # the shortest read that is handed on as a view
                 while r.a.is_reading():  # until the splice stops reading the user
-                    user.write(os.urandom(4096))
-                    sent += 4096
+                    user.write(os.urandom(n))
+                    sent += n
                     await asyncio.sleep(0)  # one read per write, mostly
                 held = tracemalloc.get_traced_memory()[0] - base
             finally:
