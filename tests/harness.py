@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import socket
 import socketserver
@@ -18,22 +19,38 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports for processes to listen on are drawn from below the kernel's ephemeral range: a port
+# handed out by bind(0) can be taken by some outgoing connection's local end before the process
+# that was given it binds (CI saw "address already in use" that way); these never are.
+_PORT_RANGE = (max(1024, _ephemeral_low() // 2), _ephemeral_low())
 
 
 def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind((HOST, 0))
-        socks.append(s)
-    ports = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
+    """``n`` distinct loopback ports nothing listens on or is connected from."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randrange(*_PORT_RANGE)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        ports.append(port)
     return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 class Proc:
