@@ -26,6 +26,10 @@ _lent: bytearray | None = None
 _lent_view: memoryview | None = None  # of _lent; dropped when _lent goes back (see _refs)
 
 
+# Without reference counts (PyPy has no sys.getrefcount) no buffer goes back for reuse.
+_COUNTED = hasattr(sys, "getrefcount")
+
+
 def _refs(buf: bytearray) -> int:
     return sys.getrefcount(buf)
 
@@ -36,7 +40,7 @@ def _unviewed_refs() -> int:
     return _refs(free[0])
 
 
-_UNVIEWED = _unviewed_refs()
+_UNVIEWED = _unviewed_refs() if _COUNTED else 0
 
 
 def _take() -> bytearray:
@@ -73,6 +77,6 @@ def filled(nbytes: int) -> bytes | memoryview:
         return bytes(view[:nbytes])
     buf, _lent, _lent_view = _lent, None, None
     assert buf is not None
-    if len(_free) < KEEP:
+    if _COUNTED and len(_free) < KEEP:
         _free.append(buf)  # reused only once the view returned here and its slices are gone
     return view.toreadonly()[:nbytes]
