@@ -98,8 +98,7 @@ class MuxStream(asyncio.Transport):
             if n == len(data):
                 return
             data = memoryview(data)[n:]
-        if type(data) is memoryview and type(data.obj) is not bytes:
-            data = data.tobytes()  # a view may pin a large receive buffer (pyfrp.net.recvbuf)
+        data = recvbuf.for_queue(data)
         self._pending.append(data)
         self._pending_size += len(data)
         if not self._write_paused and self._pending_size > self._high and self._protocol:

@@ -15,6 +15,7 @@ even when its read ended without data (EAGAIN after a full buffer: no buffer_upd
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 SIZE = 256 * 1024
 KEEP = 8  # buffers kept for reuse (while views of some are still queued); more are not kept
@@ -22,8 +23,7 @@ KEEP = 8  # buffers kept for reuse (while views of some are still queued); more 
 COPY_BELOW = 8 * 1024  # filled() copies reads shorter than this and keeps lending the buffer
 
 _free: list[bytearray] = []
-_lent: bytearray | None = None
-_lent_view: memoryview | None = None  # of _lent; dropped when _lent goes back (see _refs)
+_lent: memoryview | None = None  # of the buffer lent now; dropped when it goes back (see _refs)
 
 
 # Without reference counts (PyPy has no sys.getrefcount) no buffer goes back for reuse.
@@ -56,11 +56,10 @@ def lend() -> memoryview:
 
     A view, not the bytearray: asyncio's TLS transport slices what it gets to fill the rest, and
     a bytearray's slice is a copy."""
-    global _lent, _lent_view
-    if _lent_view is None:
-        _lent = _take()
-        _lent_view = memoryview(_lent)
-    return _lent_view
+    global _lent
+    if _lent is None:
+        _lent = memoryview(_take())
+    return _lent
 
 
 def filled(nbytes: int) -> bytes | memoryview:
@@ -69,14 +68,23 @@ def filled(nbytes: int) -> bytes | memoryview:
     A short read is copied (cheaper than handing the buffer on, and the next read reuses it).
     Otherwise the buffer goes back and the result is a read-only view of it: the promise that
     its bytes stay as they are while anyone holds it, so a yamux stream may queue it without a
-    copy (:meth:`pyfrp.proto.yamux.Session.send_data`). Hold it briefly: it pins the buffer."""
-    global _lent, _lent_view
-    view = _lent_view
+    copy (:meth:`pyfrp.proto.yamux.Session.send_data`). Hold it briefly: it pins the buffer;
+    what must wait in a queue goes through :func:`for_queue`."""
+    global _lent
+    view, _lent = _lent, None
     assert view is not None, "buffer_updated without get_buffer"
     if nbytes < COPY_BELOW:
+        _lent = view
         return bytes(view[:nbytes])
-    buf, _lent, _lent_view = _lent, None, None
-    assert buf is not None
     if _COUNTED and len(_free) < KEEP:
-        _free.append(buf)  # reused only once the view returned here and its slices are gone
+        # Reused only once the view returned here and its slices are gone.
+        _free.append(cast(bytearray, view.obj))
     return view.toreadonly()[:nbytes]
+
+
+def for_queue(data: bytes | memoryview) -> bytes | memoryview:
+    """``data`` fit to wait in a queue: a view of anything but bytes (a lent buffer, say) is
+    copied out, as it would pin the whole buffer while it waits."""
+    if type(data) is memoryview and type(data.obj) is not bytes:
+        return data.tobytes()
+    return data

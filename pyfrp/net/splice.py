@@ -86,8 +86,8 @@ class _End(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         self.bytes_in += len(data)
         out = self.peer.transport
-        if type(data) is memoryview and out.get_write_buffer_size():
-            data = bytes(data)  # it will be queued: a view would pin a whole receive buffer
+        if out.get_write_buffer_size():  # it will be queued
+            data = recvbuf.for_queue(data)
         out.write(data)
         if self.bytes_in >= self.splice_at:
             self.joined._to_kernel()
