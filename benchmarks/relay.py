@@ -33,19 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.harness import HOST, free_ports  # ports no connection can take
+
 HERE = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
 CHUNK = 1024 * 1024
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind((HOST, 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:

@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.harness import HOST, free_port, free_ports  # ports no connection can take
+
 SIZES = {"small": 13, "big": 1 << 20}
 VHOST = "bench.example.com"
 
@@ -111,12 +113,6 @@ def load(port: int, path: str, conns: int, duration: float) -> dict[str, float]:
 # ----------------------------------------------------------------------------- orchestration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def wait_http(port: int, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -134,7 +130,7 @@ def wait_http(port: int, timeout: float = 30.0) -> None:
 def start_tunnel(
     tmp: Path, frps: list[str], frpc: list[str], backend: int
 ) -> tuple[int, list[subprocess.Popen[bytes]]]:
-    bind, vhttp = free_port(), free_port()
+    bind, vhttp = free_ports(2)
     # The ChmlFrp fork in ../shared/peers needs api_enable = false; pyfrps rejects that key.
     fork = "" if "pyfrp.server" in frps else "api_enable = false\n"
     (tmp / "frps.ini").write_text(
