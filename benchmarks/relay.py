@@ -326,6 +326,7 @@ class Runner:
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},  # TLS on, tcp_mux on
     "no-tls": {"tls": "false"},
+    "no-mux": {"mux": "false"},  # TLS on: every work connection is its own TLS connection
     "no-tls-no-mux": {"tls": "false", "mux": "false"},
     "encryption": {"enc": "true"},
     "compression": {"comp": "true"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from typing import Any
 
 from pyfrp.config.model import ClientConfig
@@ -31,6 +32,9 @@ class Connector:
             else None
         )
         self.session: MuxSession | None = None
+        # The last connection that was not resumed: its session, once the server has sent it a
+        # ticket, is offered to the connections after it.
+        self._fresh_tls: ssl.SSLObject | None = None
 
     async def _dial(self) -> asyncio.Transport:
         cfg = self.cfg
@@ -55,6 +59,13 @@ class Connector:
         # completes in the same loop turn, uvloop closes the socket under a TLS protocol that still
         # thinks it is up, and that protocol's first read then logs "Fatal error on SSL protocol".
         # A cancelled start_tls shuts the TLS layer down itself; the socket is ours to abort.
+        fresh = self._fresh_tls
+        if fresh is not None:
+            # A copy, made by parsing the server's certificate again: taken once, not per dial.
+            session = fresh.session
+            if session is not None and session.has_ticket:
+                self._tls.resume = session
+                self._fresh_tls = None
         try:
             # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
             tls = await loop.start_tls(
@@ -69,6 +80,9 @@ class Connector:
             raise
         if tls is None:  # the loop closed the transport during the handshake
             raise ConnectionResetError("connection closed during the TLS handshake")
+        sslobj = tls.get_extra_info("ssl_object")
+        if not sslobj.session_reused:
+            self._fresh_tls = sslobj
         return tls
 
     async def _tcp(self) -> socket.socket:

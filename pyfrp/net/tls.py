@@ -3,6 +3,9 @@
 frps without a configured certificate makes an RSA-2048 self-signed one at start-up. frpc verifies
 nothing unless a trusted CA file is given (Go's InsecureSkipVerify), and sends its own certificate
 when one is configured. frps with a trusted CA file requires and verifies client certificates.
+
+Unlike Go frpc, pyfrpc resumes TLS sessions (``ClientContext.resume``): without tcp_mux every work
+connection is a TLS handshake, and a resumed one spares frps its certificate signature.
 """
 
 from __future__ import annotations
@@ -68,10 +71,31 @@ def server_context(
     return ctx
 
 
+class ClientContext(ssl.SSLContext):
+    """A client context whose every connection offers ``resume``, a session (ticket) from an
+    earlier connection to the same server. The event loop's TLS transport builds its SSLObject
+    with ``wrap_bio`` and has no way to pass a session, so it is added here. A server that no
+    longer accepts the ticket (restarted, expired) simply answers with a full handshake."""
+
+    resume: ssl.SSLSession | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session or self.resume
+        )
+
+
 def client_context(
     cert_file: str = "", key_file: str = "", trusted_ca_file: str = ""
-) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+) -> ClientContext:
+    ctx = ClientContext(ssl.PROTOCOL_TLS_CLIENT)
     if trusted_ca_file:
         ctx.load_verify_locations(trusted_ca_file)
     else:

@@ -23,15 +23,16 @@ run = test_mux.run  # both loops; fails on anything the loop had to report
 
 
 @contextmanager
-def tls_server() -> Iterator[int]:
-    """A TLS echo server on its own threads: it answers while the client's loop is blocked."""
-    ctx = server_context()
+def tls_server(contexts: list[ssl.SSLContext] | None = None) -> Iterator[int]:
+    """A TLS echo server on its own threads: it answers while the client's loop is blocked.
+    Each connection uses ``contexts[-1]`` (append one to play a restarted frps)."""
+    ctxs = contexts if contexts is not None else [server_context()]
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             self.request.settimeout(5)
             try:
-                with ctx.wrap_socket(self.request, server_side=True) as tls:
+                with ctxs[-1].wrap_socket(self.request, server_side=True) as tls:
                     while data := tls.recv(4096):
                         tls.sendall(data)
             except (OSError, ssl.SSLError):
@@ -105,5 +106,31 @@ def test_tls_dial_connects_and_carries_bytes(run: Run) -> None:
             conn.send(Ping(privilege_key="k", timestamp=7))
             assert await conn.recv() == Ping(privilege_key="k", timestamp=7)
             conn.close()
+
+    run(main)
+
+
+def test_tls_dials_resume_the_session(run: Run) -> None:
+    """Without tcp_mux every work connection is a TLS handshake. After the first, pyfrpc offers
+    the session ticket the server sent, and the server resumes it: no certificate, no signature.
+    A server that no longer knows the ticket (frps restarted: new ticket keys) answers with a
+    full handshake, and its new ticket is the one offered from then on."""
+
+    async def dial_echo(connector: Connector) -> bool:
+        conn = await connector.connect()
+        assert conn.transport is not None
+        conn.send(Ping(privilege_key="k", timestamp=1))
+        assert await conn.recv() == Ping(privilege_key="k", timestamp=1)  # the ticket came first
+        resumed = bool(conn.transport.get_extra_info("ssl_object").session_reused)
+        conn.close()
+        return resumed
+
+    async def main() -> None:
+        contexts = [server_context()]
+        with tls_server(contexts) as port:
+            connector = Connector(ClientConfig(server_addr=HOST, server_port=port, tcp_mux=False))
+            assert [await dial_echo(connector) for _ in range(4)] == [False, True, True, True]
+            contexts.append(server_context())
+            assert [await dial_echo(connector) for _ in range(3)] == [False, True, True]
 
     run(main)

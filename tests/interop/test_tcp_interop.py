@@ -7,7 +7,8 @@ and again in the clear without tcp_mux) and TLS with the custom 0x17 first byte 
 that build never sends it). The client reaches the server through a relay (FirstByteTap) that
 records the first byte of every connection and counts the bytes, so each setup also proves what
 it put on the wire: 0x16 TLS, 0x17 + TLS, 0x00 yamux, or plain 'o' Login / 'w' NewWorkConn, and
-snappy-sized traffic exactly when use_compression is on.
+snappy-sized traffic exactly when use_compression is on; and that the Go frps resumes the TLS
+sessions of pyfrpc's work connections.
 
 One tunnel per (topology, setup), module-scoped, shared by the tests that use it: SHA-256 checked
 echoes of 1 byte, 1 MiB and 64 MiB (every setup: the module takes ~2-3 min), 50 concurrent
@@ -183,14 +184,37 @@ def frpc_toml(server_port: int, token: str, s: Setup, local_port: int, remote_po
 
 
 SNAPPY_MAGIC = b"sNaPpY"  # in the stream identifier that starts every snappy framing stream
+PRE_SHARED_KEY_EXT = 41  # in a TLS 1.3 ServerHello: the server resumed the offered session
+
+
+def server_hello_resumed(data: bytes) -> bool | None:
+    """Whether the TLS ServerHello that ``data`` starts with accepted a pre-shared key (a
+    resumed session); None when ``data`` does not start with a whole ServerHello."""
+    if len(data) < 9 or data[0] != TLS_HANDSHAKE or data[5] != 2:  # record, then ServerHello
+        return None
+    body = data[9 : 9 + int.from_bytes(data[6:9], "big")]
+    p = 2 + 32  # legacy_version, random
+    if len(body) < p + 1:
+        return None
+    p += 1 + body[p] + 2 + 1  # session id, cipher suite, compression method
+    end = p + 2 + int.from_bytes(body[p : p + 2], "big")
+    if end > len(body):
+        return None
+    p += 2
+    while p + 4 <= end:
+        if int.from_bytes(body[p : p + 2], "big") == PRE_SHARED_KEY_EXT:
+            return True
+        p += 4 + int.from_bytes(body[p + 2 : p + 4], "big")
+    return False
 
 
 class FirstByteTap:
     """A loopback TCP relay to ``target`` that records the first byte of every connection.
 
-    It also counts the bytes it carries (both directions) and notes whether the snappy stream
-    identifier ever crossed it in the clear. It forwards half-closes (a FIN one way is passed on
-    with shutdown(SHUT_WR)) and closes both sockets once both directions have ended.
+    It also counts the bytes it carries (both directions), notes whether the snappy stream
+    identifier ever crossed it in the clear, and whether each TLS ServerHello resumed a session.
+    It forwards half-closes (a FIN one way is passed on with shutdown(SHUT_WR)) and closes both
+    sockets once both directions have ended.
     """
 
     def __init__(self, target: int) -> None:
@@ -198,6 +222,7 @@ class FirstByteTap:
         self.first_bytes: list[int] = []
         self.bytes_moved = 0
         self.saw_snappy_magic = False
+        self.resumed: list[bool | None] = []  # per connection, from the server's first bytes
         self._lock = threading.Lock()
         self._socks: set[socket.socket] = set()
         self._stopping = False
@@ -225,15 +250,16 @@ class FirstByteTap:
             with self._lock:
                 self._socks.update((down, up))
             done = threading.Semaphore(0)
-            for src, dst, first in ((down, up, True), (up, down, False)):
+            for src, dst, from_client in ((down, up, True), (up, down, False)):
                 threading.Thread(
-                    target=self._pump, args=(src, dst, first, done), daemon=True
+                    target=self._pump, args=(src, dst, from_client, done), daemon=True
                 ).start()
             threading.Thread(target=self._reap, args=(down, up, done), daemon=True).start()
 
     def _pump(
-        self, src: socket.socket, dst: socket.socket, first: bool, done: threading.Semaphore
+        self, src: socket.socket, dst: socket.socket, from_client: bool, done: threading.Semaphore
     ) -> None:
+        first = True
         tail = b""
         try:
             while True:
@@ -243,9 +269,11 @@ class FirstByteTap:
                 magic = SNAPPY_MAGIC in tail + data[: len(SNAPPY_MAGIC)] or SNAPPY_MAGIC in data
                 tail = data[-(len(SNAPPY_MAGIC) - 1) :]
                 with self._lock:
-                    if first:
+                    if first and from_client:
                         self.first_bytes.append(data[0])
-                        first = False
+                    elif first:
+                        self.resumed.append(server_hello_resumed(data))
+                    first = False
                     self.bytes_moved += len(data)
                     self.saw_snappy_magic |= magic
                 dst.sendall(data)
@@ -457,6 +485,20 @@ def test_transport_on_the_wire(tunnel: Tunnel) -> None:
         assert len(seen) == 1, f"{len(seen)} connections with tcp_mux on"
     else:
         assert len(seen) > 1, "tcp_mux off: work connections should be separate connections"
+
+
+def test_tls_sessions_resumed(tunnel: Tunnel) -> None:
+    """Without tcp_mux every work connection is a TLS handshake: pyfrpc offers the session
+    ticket of an earlier connection and the Go frps resumes it (Go frpc never resumes)."""
+    s = tunnel.setup
+    if tunnel.client_kind != "pyfrpc" or not s.tls or s.mux:
+        pytest.skip("pyfrpc without tcp_mux over TLS only")
+    tunnel.check_alive()
+    _echo_check(tunnel.remote_port, b"x", timeout=30)  # at least one work connection
+    resumed = list(tunnel.tap.resumed)
+    assert len(resumed) >= 2, resumed
+    assert resumed[0] is False, "the control connection had no session to resume"
+    assert all(resumed[1:]), f"ServerHello resumed the session: {resumed}"
 
 
 def test_compression_on_the_wire(tunnel: Tunnel) -> None:
