@@ -59,13 +59,7 @@ class Connector:
         # completes in the same loop turn, uvloop closes the socket under a TLS protocol that still
         # thinks it is up, and that protocol's first read then logs "Fatal error on SSL protocol".
         # A cancelled start_tls shuts the TLS layer down itself; the socket is ours to abort.
-        fresh = self._fresh_tls
-        if fresh is not None:
-            # A copy, made by parsing the server's certificate again: taken once, not per dial.
-            session = fresh.session
-            if session is not None and session.has_ticket:
-                self._tls.resume = session
-                self._fresh_tls = None
+        self._take_ticket()
         try:
             # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
             tls = await loop.start_tls(
@@ -84,6 +78,18 @@ class Connector:
         if not sslobj.session_reused:
             self._fresh_tls = sslobj
         return tls
+
+    def _take_ticket(self) -> None:
+        """Offer the newest full handshake's session to the connections from now on, once the
+        server has sent it a ticket (just after the handshake). Taken once, not per dial: the
+        copy Python makes parses the server's certificate again."""
+        fresh = self._fresh_tls
+        if fresh is None or self._tls is None:
+            return
+        session = fresh.session
+        if session is not None and session.has_ticket:
+            self._tls.resume = session
+            self._fresh_tls = None
 
     async def _tcp(self) -> socket.socket:
         loop = asyncio.get_running_loop()
