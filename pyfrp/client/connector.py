@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 from typing import Any
 
 from pyfrp.config.model import ClientConfig
@@ -32,9 +31,6 @@ class Connector:
             else None
         )
         self.session: MuxSession | None = None
-        # The last connection that was not resumed: its session, once the server has sent it a
-        # ticket, is offered to the connections after it.
-        self._fresh_tls: ssl.SSLObject | None = None
 
     async def _dial(self) -> asyncio.Transport:
         cfg = self.cfg
@@ -59,7 +55,7 @@ class Connector:
         # completes in the same loop turn, uvloop closes the socket under a TLS protocol that still
         # thinks it is up, and that protocol's first read then logs "Fatal error on SSL protocol".
         # A cancelled start_tls shuts the TLS layer down itself; the socket is ours to abort.
-        self._take_ticket()
+        offered = self._tls.offer()
         try:
             # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
             tls = await loop.start_tls(
@@ -74,22 +70,8 @@ class Connector:
             raise
         if tls is None:  # the loop closed the transport during the handshake
             raise ConnectionResetError("connection closed during the TLS handshake")
-        sslobj = tls.get_extra_info("ssl_object")
-        if not sslobj.session_reused:
-            self._fresh_tls = sslobj
+        self._tls.handshake_done(tls.get_extra_info("ssl_object"), offered)
         return tls
-
-    def _take_ticket(self) -> None:
-        """Offer the newest full handshake's session to the connections from now on, once the
-        server has sent it a ticket (just after the handshake). Taken once, not per dial: the
-        copy Python makes parses the server's certificate again."""
-        fresh = self._fresh_tls
-        if fresh is None or self._tls is None:
-            return
-        session = fresh.session
-        if session is not None and session.has_ticket:
-            self._tls.resume = session
-            self._fresh_tls = None
 
     async def _tcp(self) -> socket.socket:
         loop = asyncio.get_running_loop()

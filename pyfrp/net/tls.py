@@ -71,13 +71,46 @@ def server_context(
     return ctx
 
 
+# A server whose sessions still have no ticket after this many looks sends none: stop looking.
+TICKET_LOOKS = 3
+
+
 class ClientContext(ssl.SSLContext):
-    """A client context whose every connection offers ``resume``, a session (ticket) from an
-    earlier connection to the same server. The event loop's TLS transport builds its SSLObject
-    with ``wrap_bio`` and has no way to pass a session, so it is added here. A server that no
-    longer accepts the ticket (restarted, expired) simply answers with a full handshake."""
+    """A client context for connections to one server that resumes sessions: each connection
+    offers ``resume``, the session (ticket) of an earlier full handshake. The event loop's TLS
+    transport builds its SSLObject with ``wrap_bio`` and has no way to pass a session, so it is
+    added here. A server that no longer accepts the ticket (restarted, expired) answers with a
+    full handshake, whose ticket is taken instead.
+
+    A session is taken once, not per connection: the copy Python makes of it (to read or to
+    offer it) parses the server's certificate again."""
 
     resume: ssl.SSLSession | None = None
+    _fresh: ssl.SSLObject | None = None  # the newest full handshake, until its ticket comes
+    _ticketless = 0  # looks at its session that found no ticket yet
+
+    def offer(self) -> ssl.SSLSession | None:
+        """Call before each handshake: what it will offer. A ticket arrives just after the
+        handshake it belongs to, so the newest full handshake's is taken here."""
+        fresh = self._fresh
+        if fresh is not None:
+            session = fresh.session
+            if session is not None and session.has_ticket:
+                self.resume, self._fresh, self._ticketless = session, None, 0
+            else:
+                self._ticketless += 1
+                if self._ticketless >= TICKET_LOOKS:
+                    self._fresh = None
+        return self.resume
+
+    def handshake_done(self, sslobj: ssl.SSLObject, offered: ssl.SSLSession | None) -> None:
+        """Call after each handshake, with what ``offer`` returned before it."""
+        if sslobj.session_reused:
+            return
+        if offered is not None and self.resume is offered:
+            self.resume = None  # refused: offering it again would only cost a copy per dial
+        if self._ticketless < TICKET_LOOKS:
+            self._fresh = sslobj
 
     def wrap_bio(
         self,

@@ -132,5 +132,14 @@ def test_tls_dials_resume_the_session(run: Run) -> None:
             assert [await dial_echo(connector) for _ in range(4)] == [False, True, True, True]
             contexts.append(server_context())
             assert [await dial_echo(connector) for _ in range(3)] == [False, True, True]
+            ticketless = server_context()
+            ticketless.num_tickets = 0  # a server that issues none: pyfrpc stops looking
+            contexts.append(ticketless)
+            assert [await dial_echo(connector) for _ in range(6)] == [False] * 6
+            # Each look, and each offer, copies a session: neither goes on.
+            ctx = connector._tls
+            assert ctx is not None
+            assert ctx.resume is None
+            assert ctx._fresh is None
 
     run(main)
