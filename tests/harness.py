@@ -258,3 +258,131 @@ def wait_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) -> Non
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# ----------------------------------------------------------------------------- wire tap
+
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a handshake message
+SNAPPY_MAGIC = b"sNaPpY"  # in the stream identifier that starts every snappy framing stream
+PRE_SHARED_KEY_EXT = 41  # in a TLS 1.3 ServerHello: the server resumed the offered session
+
+
+def server_hello_resumed(data: bytes) -> bool | None:
+    """Whether the TLS ServerHello that ``data`` starts with accepted a pre-shared key (a
+    resumed session); None when ``data`` does not start with a whole ServerHello."""
+    if len(data) < 9 or data[0] != TLS_HANDSHAKE or data[5] != 2:  # record, then ServerHello
+        return None
+    body = data[9 : 9 + int.from_bytes(data[6:9], "big")]
+    p = 2 + 32  # legacy_version, random
+    if len(body) < p + 1:
+        return None
+    p += 1 + body[p] + 2 + 1  # session id, cipher suite, compression method
+    end = p + 2 + int.from_bytes(body[p : p + 2], "big")
+    if end > len(body):
+        return None
+    p += 2
+    while p + 4 <= end:
+        if int.from_bytes(body[p : p + 2], "big") == PRE_SHARED_KEY_EXT:
+            return True
+        p += 4 + int.from_bytes(body[p + 2 : p + 4], "big")
+    return False
+
+
+class FirstByteTap:
+    """A loopback TCP relay to ``target`` that records the first byte of every connection.
+
+    It also counts the bytes it carries (both directions), notes whether the snappy stream
+    identifier ever crossed it in the clear, and whether each TLS ServerHello resumed a session.
+    It forwards half-closes (a FIN one way is passed on with shutdown(SHUT_WR)) and closes both
+    sockets once both directions have ended.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.first_bytes: list[int] = []
+        self.bytes_moved = 0
+        self.saw_snappy_magic = False
+        self.resumed: list[bool | None] = []  # per connection, from the server's first bytes
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+        self._stopping = False
+        self._srv = socket.create_server((HOST, 0))
+        self._srv.settimeout(0.2)
+        self.port = int(self._srv.getsockname()[1])
+        self._accepter = threading.Thread(target=self._accept, name="tap-accept", daemon=True)
+        self._accepter.start()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                down, _ = self._srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            down.settimeout(None)
+            try:
+                up = socket.create_connection((HOST, self.target), 10)
+            except OSError:
+                down.close()
+                continue
+            up.settimeout(None)
+            with self._lock:
+                self._socks.update((down, up))
+            done = threading.Semaphore(0)
+            for src, dst, from_client in ((down, up, True), (up, down, False)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, from_client, done), daemon=True
+                ).start()
+            threading.Thread(target=self._reap, args=(down, up, done), daemon=True).start()
+
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, from_client: bool, done: threading.Semaphore
+    ) -> None:
+        first = True
+        tail = b""
+        try:
+            while True:
+                data = src.recv(1 << 18)
+                if not data:
+                    break
+                magic = SNAPPY_MAGIC in tail + data[: len(SNAPPY_MAGIC)] or SNAPPY_MAGIC in data
+                tail = data[-(len(SNAPPY_MAGIC) - 1) :]
+                with self._lock:
+                    if first and from_client:
+                        self.first_bytes.append(data[0])
+                    elif first:
+                        self.resumed.append(server_hello_resumed(data))
+                    first = False
+                    self.bytes_moved += len(data)
+                    self.saw_snappy_magic |= magic
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        finally:
+            done.release()
+
+    def _reap(self, a: socket.socket, b: socket.socket, done: threading.Semaphore) -> None:
+        done.acquire()
+        done.acquire()
+        with self._lock:
+            self._socks.difference_update((a, b))
+        a.close()
+        b.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._srv.close()
+        self._accepter.join(5)
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

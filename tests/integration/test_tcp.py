@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.harness import Pyfrp, assert_echo, free_ports, wait_echo
+from tests.harness import FirstByteTap, Pyfrp, assert_echo, free_ports, wait_echo
 
 SEED_FRPS = """\
 [common]
@@ -96,6 +96,32 @@ def test_custom_tls_first_byte(pyfrp: Pyfrp, echo: int) -> None:
     )
     frpc.wait_log(r"\[e\] start proxy success")
     assert_echo(remote, os.urandom(100_000))
+
+
+@pytest.mark.parametrize("first_byte", [False, True], ids=["tls", "0x17-tls"])
+def test_work_connections_resume_the_tls_session(pyfrp: Pyfrp, echo: int, first_byte: bool) -> None:
+    """Without tcp_mux each work connection is a TLS handshake; after the control connection's,
+    pyfrpc resumes the session and pyfrps accepts it (seen in each ServerHello on the wire)."""
+    bind, remote = free_ports(2)
+    frps = pyfrp.frps(f"[common]\nbind_addr = 127.0.0.1\nbind_port = {bind}\ntcp_mux = false\n")
+    frps.wait_port(bind)
+    tap = FirstByteTap(bind)
+    try:
+        frpc = pyfrp.frpc(
+            f"[common]\nserver_addr = 127.0.0.1\nserver_port = {tap.port}\ntcp_mux = false\n"
+            f"disable_custom_tls_first_byte = {str(not first_byte).lower()}\n"
+            f"[e]\ntype = tcp\nlocal_port = {echo}\nremote_port = {remote}\n"
+        )
+        frpc.wait_log(r"\[e\] start proxy success")
+        wait_echo(remote, proc=frpc)
+        for _ in range(5):
+            assert_echo(remote, os.urandom(10_000))
+        resumed = list(tap.resumed)
+    finally:
+        tap.close()
+    assert len(resumed) >= 6, resumed  # the control connection and a work connection per echo
+    assert resumed[0] is False
+    assert all(resumed[1:]), resumed
 
 
 def test_tls_only_server_rejects_plain_client(pyfrp: Pyfrp, echo: int) -> None:
