@@ -14,6 +14,7 @@ import datetime
 import os
 import ssl
 import tempfile
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -71,10 +72,6 @@ def server_context(
     return ctx
 
 
-# A server whose sessions still have no ticket after this many looks sends none: stop looking.
-TICKET_LOOKS = 3
-
-
 class ClientContext(ssl.SSLContext):
     """A client context for connections to one server that resumes sessions: each connection
     offers ``resume``, the session (ticket) of an earlier full handshake. The event loop's TLS
@@ -82,25 +79,28 @@ class ClientContext(ssl.SSLContext):
     added here. A server that no longer accepts the ticket (restarted, expired) answers with a
     full handshake, whose ticket is taken instead.
 
-    A session is taken once, not per connection: the copy Python makes of it (to read or to
-    offer it) parses the server's certificate again."""
+    Reading a session, and offering it, costs Python a copy that parses the server's
+    certificate again, so a full handshake's session is read once, ``ticket_wait`` seconds after
+    it (a server sends its tickets within a round trip of the handshake, before any data), and a
+    server whose sessions had no ticket ``TICKET_LOOKS`` times is taken to send none."""
 
+    TICKET_LOOKS = 3
+    ticket_wait = 1.0
     resume: ssl.SSLSession | None = None
-    _fresh: ssl.SSLObject | None = None  # the newest full handshake, until its ticket comes
-    _ticketless = 0  # looks at its session that found no ticket yet
+    _fresh: ssl.SSLObject | None = None  # the oldest full handshake not looked at yet
+    _fresh_at = 0.0
+    _ticketless = 0  # full handshakes whose session had no ticket
 
     def offer(self) -> ssl.SSLSession | None:
-        """Call before each handshake: what it will offer. A ticket arrives just after the
-        handshake it belongs to, so the newest full handshake's is taken here."""
+        """Call before each handshake: what it will offer."""
         fresh = self._fresh
-        if fresh is not None:
+        if fresh is not None and time.monotonic() - self._fresh_at >= self.ticket_wait:
+            self._fresh = None
             session = fresh.session
             if session is not None and session.has_ticket:
-                self.resume, self._fresh, self._ticketless = session, None, 0
+                self.resume, self._ticketless = session, 0
             else:
                 self._ticketless += 1
-                if self._ticketless >= TICKET_LOOKS:
-                    self._fresh = None
         return self.resume
 
     def handshake_done(self, sslobj: ssl.SSLObject, offered: ssl.SSLSession | None) -> None:
@@ -109,8 +109,8 @@ class ClientContext(ssl.SSLContext):
             return
         if offered is not None and self.resume is offered:
             self.resume = None  # refused: offering it again would only cost a copy per dial
-        if self._ticketless < TICKET_LOOKS:
-            self._fresh = sslobj
+        if self._fresh is None and self._ticketless < self.TICKET_LOOKS:
+            self._fresh, self._fresh_at = sslobj, time.monotonic()
 
     def wrap_bio(
         self,
