@@ -111,10 +111,10 @@ def test_tls_dial_connects_and_carries_bytes(run: Run) -> None:
 
 
 def test_tls_dials_resume_the_session(run: Run) -> None:
-    """Without tcp_mux every work connection is a TLS handshake. After the first, pyfrpc offers
-    the session ticket the server sent, and the server resumes it: no certificate, no signature.
-    A server that no longer knows the ticket (frps restarted: new ticket keys) answers with a
-    full handshake, and its new ticket is the one offered from then on."""
+    """Without tcp_mux every work connection is a TLS handshake. Once the first handshake's
+    ticket has come, pyfrpc offers it and the server resumes: no certificate, no signature. A
+    server that no longer knows the ticket (frps restarted: new ticket keys) answers with a full
+    handshake, and its new ticket is the one offered from then on."""
 
     async def dial_echo(connector: Connector) -> bool:
         conn = await connector.connect()

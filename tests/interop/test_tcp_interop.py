@@ -180,9 +180,6 @@ def frpc_toml(server_port: int, token: str, s: Setup, local_port: int, remote_po
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------- first-byte tap
-
-
 # ----------------------------------------------------------------------------- processes
 
 
