@@ -25,8 +25,11 @@ class _Placeholder(asyncio.Protocol):
 class Connector:
     def __init__(self, cfg: ClientConfig) -> None:
         self.cfg = cfg
+        self._server_name = cfg.tls_server_name or cfg.server_addr
         self._tls = (
-            client_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file)
+            client_context(
+                cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file, self._server_name
+            )
             if cfg.tls_enable
             else None
         )
@@ -62,7 +65,7 @@ class Connector:
                 tcp,
                 tcp.get_protocol(),
                 self._tls,
-                server_hostname=cfg.tls_server_name or cfg.server_addr,
+                server_hostname=self._server_name,
                 ssl_handshake_timeout=cfg.dial_server_timeout,
             )
         except BaseException:

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from pyfrp.net import chainverify
+
 
 def self_signed_pem() -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM): RSA-2048, random serial, valid 10 years."""
@@ -69,6 +71,7 @@ def server_context(
     if trusted_ca_file:
         ctx.load_verify_locations(trusted_ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED
+        chainverify.widen(ctx, trusted_ca_file)
     return ctx
 
 
@@ -126,11 +129,14 @@ class ClientContext(ssl.SSLContext):
 
 
 def client_context(
-    cert_file: str = "", key_file: str = "", trusted_ca_file: str = ""
+    cert_file: str = "", key_file: str = "", trusted_ca_file: str = "", server_name: str = ""
 ) -> ClientContext:
+    """``server_name``: the name the server's certificate must carry when a CA is given (frpc's
+    ``transport.tls.serverName``, else ``serverAddr``)."""
     ctx = ClientContext(ssl.PROTOCOL_TLS_CLIENT)
     if trusted_ca_file:
         ctx.load_verify_locations(trusted_ca_file)
+        chainverify.widen(ctx, trusted_ca_file, server_name)
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
