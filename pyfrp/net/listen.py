@@ -21,7 +21,22 @@ FIRST_BYTE_TIMEOUT = 10.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
-def bind_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+def _somaxconn() -> int:
+    """The listen backlog Go uses (net.maxListenerBacklog): the kernel's somaxconn, 4096 on
+    current Linux; a burst of connections beyond asyncio's default of 100 is then queued by the
+    kernel instead of reset."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            n = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return socket.SOMAXCONN
+    return min(max(n, 1), 65535)
+
+
+BACKLOG = _somaxconn()
+
+
+def bind_socket(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socket:
     """A listening, non-blocking TCP socket; raises OSError like Go's net.Listen would fail."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, type_, proto, _, addr = infos[0]
@@ -42,7 +57,7 @@ async def serve_tcp(
 ) -> tuple[asyncio.Server, int]:
     """A loop TCP server on host:port ("" = every address); returns it and its bound port."""
     server = await asyncio.get_running_loop().create_server(
-        protocol_factory, host or None, port, reuse_address=True, backlog=1024
+        protocol_factory, host or None, port, reuse_address=True, backlog=BACKLOG
     )
     return server, int(server.sockets[0].getsockname()[1])
 

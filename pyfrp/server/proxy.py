@@ -9,6 +9,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from pyfrp.log import PrefixLogger
+from pyfrp.net.listen import BACKLOG
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
@@ -91,7 +92,10 @@ class TcpProxy:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _UserConn(self), sock=self._sock)
+        # create_server listens again on a given socket, with its own backlog of 100 by default.
+        self._server = await loop.create_server(
+            lambda: _UserConn(self), sock=self._sock, backlog=BACKLOG
+        )
         self.log.info("tcp proxy listen port [%d]", self.port)
 
     def spawn_user(self, held: _UserConn) -> None:
