@@ -90,7 +90,7 @@ class Session:
         self.conn = conn
         self.run_id = run_id
         self.log = PrefixLogger(log, run_id)
-        self.proxies = {p.name: TcpProxy(p, client.cfg.token, self.log) for p in client.runnable}
+        self.proxies = {p.name: TcpProxy(p, client.cfg.token, self.log) for p in client.cfg.proxies}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_pong = time.monotonic()
 
@@ -102,7 +102,7 @@ class Session:
     async def run(self) -> None:
         cfg = self.client.cfg
         self.conn.push_layer(CryptoLayer, derive_key(cfg.token))
-        for p in self.client.runnable:
+        for p in self.client.cfg.proxies:
             self.conn.send(new_proxy_msg(p, cfg.user))
         if cfg.heartbeat_interval > 0:
             self.spawn(self._heartbeat())
@@ -133,7 +133,7 @@ class Session:
 
     def send_close_proxies(self) -> None:
         cfg = self.client.cfg
-        for p in self.client.runnable:
+        for p in self.client.cfg.proxies:
             try:
                 self.conn.send(CloseProxy(proxy_name=wire_name(cfg.user, p.name)))
             except ConnectionError:
@@ -195,22 +195,12 @@ class Session:
         await proxy.handle_work_conn(conn, start)
 
 
-# Proxy types whose client side pyfrpc implements; the others are parsed but not started.
-RUNNABLE_TYPES = ("tcp", "http", "https")
-
-
 class Client:
     def __init__(self, cfg: ClientConfig) -> None:
         self.cfg = cfg
         self.run_id = ""
         self.session: Session | None = None
         self._stopping = False
-        self.runnable = [p for p in cfg.proxies if p.type in RUNNABLE_TYPES]
-        for p in cfg.proxies:
-            if p.type not in RUNNABLE_TYPES:
-                log.warning(
-                    "[%s] proxy type [%s] is not supported yet, not started", p.name, p.type
-                )
 
     async def _login(self) -> Session:
         cfg = self.cfg

@@ -9,9 +9,11 @@ produce equal models.
 
 Strictness has three levels, chosen by ``--strict_config``:
 
-* ``None`` (no flag, the default): unknown keys are errors, as in frp (whose ``--strict_config``
-  defaults to true); options pyfrp does not implement are reported once as "not supported yet".
-* ``True`` (``--strict_config``): unsupported options are errors too.
+* ``None`` (no flag, the default): unknown keys are errors in TOML/YAML/JSON, as in frp (whose
+  ``--strict_config`` defaults to true), and warnings in INI (go-ini ignores them); options pyfrp
+  does not implement are errors, except those that only add something (a dashboard), which are
+  reported once as "not supported yet".
+* ``True`` (``--strict_config``): those additive options and INI's unknown keys are errors too.
 * ``False`` (``--strict_config=false``): unknown keys are reported and ignored, as frp ignores them.
 """
 
@@ -28,6 +30,7 @@ from pyfrp.config import schema
 from pyfrp.config.formats import Document, KeyPath, dotted
 from pyfrp.config.model import (
     PROXY_TYPES,
+    RUNNABLE_PROXY_TYPES,
     VISITOR_TYPES,
     ClientConfig,
     ProxyConfig,
@@ -53,6 +56,9 @@ class Notices:
     """Start-up warnings, one per option even when many proxies set it."""
 
     strict: Strict = None
+    # Report every unimplemented option as a warning (tests of the loaders, which parse files
+    # of every feature); pyfrps and pyfrpc never set it.
+    unsupported_ok: bool = False
     _seen: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, ident: str, text: str) -> None:
@@ -62,9 +68,14 @@ class Notices:
         else:
             entry[1] += 1
 
-    def unsupported(self, ident: str, where: str, subject: str = "", then: str = "ignored") -> None:
-        """Report ``where`` (``file:line: key``) as not implemented; an error when strict."""
+    def unsupported(
+        self, ident: str, where: str, subject: str = "", then: str = "ignored", adds: bool = False
+    ) -> None:
+        """Report ``where`` (``file:line: key``) as not implemented: an error, or, for a feature
+        that only ``adds`` something, a warning (an error when strict)."""
         what = f"{subject} " if subject else ""
+        if not adds and not self.unsupported_ok:
+            raise ConfigError(f"{where}: {what}not supported yet by pyfrp")
         if self.strict:
             raise ConfigError(
                 f"{where}: {what}not supported yet by pyfrp (rejected by --strict_config)"
@@ -436,7 +447,7 @@ def apply(s: Settings, flat: dict[str, Opt], target: object, notices: Notices, s
     for key, value in s.values.items():
         opt = flat[key]
         if not opt.supported(value):
-            notices.unsupported(f"{scope}:{key}", s.at(key))
+            notices.unsupported(f"{scope}:{key}", s.at(key), adds=opt.adds)
         if opt.attr and not _skippable(opt, value):
             _set_attr(target, opt.attr, value)
 
@@ -521,8 +532,7 @@ def check_type(s: Settings, kinds: tuple[str, ...], what: str) -> str:
     return str(ptype)
 
 
-def build_proxy(s: Settings, notices: Notices) -> ProxyConfig | None:
-    """The proxy, or None when it cannot run in pyfrpc (a plugin) and was reported instead."""
+def build_proxy(s: Settings, notices: Notices) -> ProxyConfig:
     ptype = check_type(s, PROXY_TYPES, "proxy")
     name = s.values.get("name", "")
     if not name:
@@ -535,10 +545,8 @@ def build_proxy(s: Settings, notices: Notices) -> ProxyConfig | None:
         need = schema.PLUGIN_REQUIRED.get(plugin["type"])
         if need and not plugin.get(need):
             raise ConfigError(f"{s.at('plugin')}: missing: plugin {plugin['type']} needs {need}")
-        subject = f"plugin {q(plugin['type'])}"
-        notices.unsupported(f"plugin:{name}", s.at("plugin"), subject, f"proxy [{name}] skipped")
-        return None
-    if "localPort" not in s.values or not s.values["localPort"]:
+        notices.unsupported(f"plugin:{name}", s.at("plugin"), f"plugin {q(plugin['type'])}")
+    if not plugin and not s.values.get("localPort"):
         raise ConfigError(
             f"{s.at('localPort')}: missing: a {ptype} proxy needs "
             f"{s.name_of('localPort')}"
@@ -562,6 +570,8 @@ def build_proxy(s: Settings, notices: Notices) -> ProxyConfig | None:
         notices.unsupported(
             "bandwidth", s.at("transport.bandwidthLimit"), "client-side bandwidth limit"
         )
+    if ptype not in RUNNABLE_PROXY_TYPES:
+        notices.unsupported(f"type:{name}", s.at("type"), f"proxy type {q(ptype)}")
     return p
 
 
@@ -579,7 +589,7 @@ def build_visitor(s: Settings, notices: Notices) -> VisitorConfig:
         raise ConfigError(f"{s.at('bindPort')}: missing: bind port is required")
     if v.bind_port > 65535:
         check_port(v.bind_port, s.at("bindPort"))
-    notices.unsupported("visitors", f"{s.origin}: visitor [{name}]", "visitors are", "not started")
+    notices.unsupported("visitors", f"{s.origin}: visitor [{name}]", "visitors are")
     return v
 
 
@@ -614,9 +624,7 @@ def finish_client(
             if not s.values.pop("enabled", True) or (start and name not in start):
                 continue
             if what == "proxy":
-                p = build_proxy(s, notices)
-                if p is not None:
-                    cfg.proxies.append(p)
+                cfg.proxies.append(build_proxy(s, notices))
             else:
                 cfg.visitors.append(build_visitor(s, notices))
     return cfg

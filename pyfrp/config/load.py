@@ -54,9 +54,9 @@ def _rendered(path: str, envs: Envs | None) -> tuple[str, LineMap, bool]:
 
 
 def load_server_config(
-    path: str, strict: Strict = None, envs: Envs | None = None
+    path: str, strict: Strict = None, envs: Envs | None = None, unsupported_ok: bool = False
 ) -> tuple[ServerConfig, list[str]]:
-    notices = Notices(strict)
+    notices = Notices(strict, unsupported_ok)
     text, lines, legacy = _rendered(path, envs)
     if legacy:
         s = ini.server_settings(text, path, notices, lines)
@@ -68,9 +68,9 @@ def load_server_config(
 
 
 def load_client_config(
-    path: str, strict: Strict = None, envs: Envs | None = None
+    path: str, strict: Strict = None, envs: Envs | None = None, unsupported_ok: bool = False
 ) -> tuple[ClientConfig, list[str]]:
-    notices = Notices(strict)
+    notices = Notices(strict, unsupported_ok)
     text, lines, legacy = _rendered(path, envs)
     if legacy:
         cs = ini.client_settings(text, path, notices, lines)

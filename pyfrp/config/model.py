@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
+RUNNABLE_PROXY_TYPES = ("tcp", "http", "https")  # what pyfrpc and pyfrps implement so far
 
 
 @dataclass(slots=True)

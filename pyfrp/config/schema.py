@@ -12,9 +12,13 @@ pkg/auth/legacy/legacy.go, at frp 0.65.0 plus the few keys added up to 0.70.
 * ``True``: implemented (or accepted and meaningless, like the ``version`` metadata key, or a
   sub-option of a feature whose switch is reported instead: ``webServer.user`` does nothing until
   ``webServer.port`` is set, in frp too).
-* ``False``: recognised, type-checked, and reported as "not supported yet" when set to anything
-  but its zero value; rejected under ``--strict_config``.
-* a predicate: reported when the predicate is false (``transport.protocol`` works for ``tcp``).
+* ``False``: recognised, type-checked, and, when set to anything but its zero value, an error
+  ("not supported yet"): pyfrp never silently runs a config that would change who may connect,
+  how traffic is routed or what goes on the wire.
+* a predicate: an error when the predicate is false (``transport.protocol`` works for ``tcp``).
+
+``adds`` marks a missing feature that only adds something (a dashboard, an admin API, metrics,
+an extra listener): it is a start-up warning instead, and an error under ``--strict_config``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Opt:
     works: Works = True
     choices: tuple[str, ...] = ()
     item: dict[str, Opt] | None = None  # Kind.TABLES: the schema of one item
+    adds: bool = False  # unimplemented but only additive: a warning, not an error
 
     def supported(self, value: Any) -> bool:
         if callable(self.works):
@@ -98,7 +103,7 @@ def _prefixed(prefix: str, table: dict[str, Opt]) -> dict[str, Opt]:
 def _web_server(prefix: str) -> dict[str, Opt]:
     return {
         "webServer.addr": Opt(S, ini=f"{prefix}_addr"),
-        "webServer.port": Opt(P, ini=f"{prefix}_port", works=False),
+        "webServer.port": Opt(P, ini=f"{prefix}_port", works=False, adds=True),
         "webServer.user": Opt(S, ini=f"{prefix}_user"),
         "webServer.password": Opt(S, ini=f"{prefix}_pwd"),
         "webServer.assetsDir": Opt(S, ini="assets_dir"),
@@ -135,22 +140,22 @@ SERVER: dict[str, Opt] = {
     "auth.oidc.skipIssuerCheck": Opt(B, ini="oidc_skip_issuer_check"),
     "bindAddr": Opt(S, "bind_addr", "bind_addr"),
     "bindPort": Opt(P, "bind_port", "bind_port"),
-    "kcpBindPort": Opt(P, ini="kcp_bind_port", works=False),
-    "quicBindPort": Opt(P, ini="quic_bind_port", works=False),
+    "kcpBindPort": Opt(P, ini="kcp_bind_port", works=False, adds=True),
+    "quicBindPort": Opt(P, ini="quic_bind_port", works=False, adds=True),
     "proxyBindAddr": Opt(S, "proxy_bind_addr", "proxy_bind_addr"),
     "vhostHTTPPort": Opt(P, "vhost_http_port", "vhost_http_port"),
     "vhostHTTPTimeout": Opt(N, "vhost_http_timeout", "vhost_http_timeout"),
     "vhostHTTPSPort": Opt(P, "vhost_https_port", "vhost_https_port"),
-    "tcpmuxHTTPConnectPort": Opt(P, ini="tcpmux_httpconnect_port", works=False),
-    "tcpmuxPassthrough": Opt(B, ini="tcpmux_passthrough", works=False),
+    "tcpmuxHTTPConnectPort": Opt(P, ini="tcpmux_httpconnect_port", works=False, adds=True),
+    "tcpmuxPassthrough": Opt(B, ini="tcpmux_passthrough", works=False, adds=True),
     "subDomainHost": Opt(S, "subdomain_host", "subdomain_host"),
     "custom404Page": Opt(S, "custom_404_page", "custom_404_page"),
-    "sshTunnelGateway.bindPort": Opt(P, works=False),
+    "sshTunnelGateway.bindPort": Opt(P, works=False, adds=True),
     "sshTunnelGateway.privateKeyFile": Opt(S),
     "sshTunnelGateway.autoGenPrivateKeyPath": Opt(S),
     "sshTunnelGateway.authorizedKeysFile": Opt(S),
     **_web_server("dashboard"),
-    "enablePrometheus": Opt(B, ini="enable_prometheus", works=False),
+    "enablePrometheus": Opt(B, ini="enable_prometheus", works=False, adds=True),
     **_LOG,
     "transport.tcpMux": Opt(B, "tcp_mux", "tcp_mux"),
     "transport.tcpMuxKeepaliveInterval": Opt(
@@ -249,7 +254,7 @@ CLIENT: dict[str, Opt] = {
     "udpPacketSize": Opt(N, ini="udp_packet_size"),  # udp, sudp only
     "metadatas": Opt(M, "metas"),
     "includes": Opt(L, ini="includes"),
-    "store.path": Opt(S, works=False),
+    "store.path": Opt(S, works=False, adds=True),
     "proxies": Opt(Kind.RAW),
     "visitors": Opt(Kind.RAW),
 }
@@ -296,7 +301,7 @@ PROXY_BASE: dict[str, Opt] = {
     "name": Opt(S, "name"),
     "type": Opt(S, "type"),
     "enabled": Opt(B),
-    "annotations": Opt(M, works=False),
+    "annotations": Opt(M, works=False, adds=True),
     "transport.useEncryption": Opt(B, "use_encryption", "use_encryption"),
     "transport.useCompression": Opt(B, "use_compression", "use_compression"),
     "transport.bandwidthLimit": Opt(Kind.BANDWIDTH, "bandwidth_limit", "bandwidth_limit"),

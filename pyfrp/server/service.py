@@ -277,6 +277,12 @@ class Server:
         ptype = msg.proxy_type or "tcp"
         if name in self.proxies:
             raise PortError(f"proxy [{name}] already exists")
+        # Load balancing and server-side limits change where and how fast traffic goes: refuse
+        # them rather than run the proxy without them.
+        if msg.group:
+            raise PortError(f"proxy group [{msg.group}] is not supported by pyfrps yet")
+        if msg.bandwidth_limit and msg.bandwidth_limit_mode == "server":
+            raise PortError("server-side bandwidth limit is not supported by pyfrps yet")
         if ptype in ("http", "https") and not (
             self.cfg.vhost_http_port if ptype == "http" else self.cfg.vhost_https_port
         ):

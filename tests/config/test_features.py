@@ -200,9 +200,9 @@ def test_ini_repeated_key_last_wins_with_a_notice(tmp_path: Path) -> None:
 
 def test_ini_authenticate_scopes_are_recognised(tmp_path: Path) -> None:
     f = _write(tmp_path / "s.ini", "[common]\nauthenticate_heartbeats = true\n")
-    assert load_server_config(f)[1] == [
-        f"{f}:2: [common] authenticate_heartbeats: not supported yet, ignored"
-    ]
+    with pytest.raises(ConfigError) as info:
+        load_server_config(f)
+    assert str(info.value) == f"{f}:2: [common] authenticate_heartbeats: not supported yet by pyfrp"
     f = _write(tmp_path / "t.ini", "[common]\nauthenticate_heartbeats = false\n")
     assert load_server_config(f)[1] == []
 
@@ -212,7 +212,9 @@ def test_ini_server_plugin_sections(tmp_path: Path) -> None:
         tmp_path / "s.ini",
         "[common]\n[plugin.user-manager]\naddr = 127.0.0.1:9000\npath = /handler\nops = Login\n",
     )
-    assert load_server_config(f)[1] == [f"{f}:2: [plugin.user-manager]: not supported yet, ignored"]
+    with pytest.raises(ConfigError) as info:
+        load_server_config(f)
+    assert str(info.value) == f"{f}:2: [plugin.user-manager]: not supported yet by pyfrp"
     f = _write(tmp_path / "t.ini", "[common]\n[plugin.x]\nops = Logout\n")
     with pytest.raises(ConfigError, match=r't.ini:3: \[plugin.x\] ops: "Logout" is not one of'):
         load_server_config(f)
@@ -224,11 +226,14 @@ def test_ini_server_plugin_sections(tmp_path: Path) -> None:
 def test_unsupported_options_are_reported_once(tmp_path: Path) -> None:
     proxy = '[[proxies]]\nname = "p{i}"\ntype = "tcp"\nlocalPort = 1\nhealthCheck.type = "tcp"\n'
     f = _write(tmp_path / "c.toml", "".join(proxy.format(i=i) for i in range(3)))
-    cfg, notices = load_client_config(f)
+    cfg, notices = load_client_config(f, unsupported_ok=True)
     assert len(cfg.proxies) == 3
     assert notices == [
         f"{f}:5: proxies[0].healthCheck.type: not supported yet, ignored (and 2 more)"
     ]
+    with pytest.raises(ConfigError) as info:
+        load_client_config(f)
+    assert str(info.value) == f"{f}:5: proxies[0].healthCheck.type: not supported yet by pyfrp"
 
 
 def test_unsupported_values_of_supported_keys(tmp_path: Path) -> None:
@@ -236,10 +241,12 @@ def test_unsupported_values_of_supported_keys(tmp_path: Path) -> None:
         tmp_path / "c.toml",
         'transport.protocol = "quic"\nauth.method = "oidc"\ntransport.tcpMux = true\n',
     )
-    assert load_client_config(f)[1] == [
+    assert load_client_config(f, unsupported_ok=True)[1] == [
         f"{f}:1: transport.protocol: not supported yet, ignored",
         f"{f}:2: auth.method: not supported yet, ignored",
     ]
+    with pytest.raises(ConfigError, match=r"transport\.protocol: not supported yet by pyfrp"):
+        load_client_config(f)
     f = _write(tmp_path / "d.toml", 'transport.protocol = "tcp"\nauth.method = "token"\n')
     assert load_client_config(f)[1] == []
 
@@ -251,8 +258,8 @@ def test_sub_options_of_an_unsupported_feature_are_quiet(tmp_path: Path) -> None
 
 
 def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
-    """udp, stcp, xtcp, sudp and tcpmux reach the model; the client layer reports what it
-    cannot serve."""
+    """udp, stcp, xtcp, sudp and tcpmux reach the model (and are errors until pyfrp runs
+    them)."""
     f = _write(
         tmp_path / "c.toml",
         '[[proxies]]\nname = "u"\ntype = "udp"\nlocalPort = 53\nremotePort = 5353\n'
@@ -261,14 +268,17 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
         '[[proxies]]\nname = "m"\ntype = "tcpmux"\nlocalPort = 22\nmultiplexer = "httpconnect"\n'
         'customDomains = ["t1"]\n',
     )
-    cfg, notices = load_client_config(f)
+    cfg, notices = load_client_config(f, unsupported_ok=True)
     assert [(p.name, p.type) for p in cfg.proxies] == [
         ("u", "udp"),
         ("x", "xtcp"),
         ("s", "sudp"),
         ("m", "tcpmux"),
     ]
-    assert notices == []
+    assert [n.split(": ", 1)[1] for n in notices] == [
+        f'proxies[{i}].type: proxy type "{t}" not supported yet, ignored'
+        for i, t in enumerate(("udp", "xtcp", "sudp", "tcpmux"))
+    ]
 
 
 # ------------------------------------------------------------------------------- strictness

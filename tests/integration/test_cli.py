@@ -155,13 +155,13 @@ def _run(
 
 def test_verify_ok_and_warnings(tmp_path: Path) -> None:
     (tmp_path / "frpc.toml").write_text(
-        'serverAddr = "127.0.0.1"\ndnsServer = "8.8.8.8"\n'
+        'serverAddr = "127.0.0.1"\nwebServer.port = 7400\n'
         '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 22\nremotePort = 6000\n'
     )
     out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml")
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == (
-        "WARNING: frpc.toml:2: dnsServer: not supported yet, ignored\n"
+        "WARNING: frpc.toml:2: webServer.port: not supported yet, ignored\n"
         "frpc: the configuration file frpc.toml syntax is ok\n"
     )
     (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\n")
@@ -173,7 +173,38 @@ def test_verify_ok_and_warnings(tmp_path: Path) -> None:
     out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml", "--strict_config")
     assert out.returncode == 1
     assert out.stderr == (
-        "frpc.toml:2: dnsServer: not supported yet by pyfrp (rejected by --strict_config)\n"
+        "frpc.toml:2: webServer.port: not supported yet by pyfrp (rejected by --strict_config)\n"
+    )
+
+
+def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
+    """A setting that changes who may connect, routing or the wire is an error, never a
+    warning: verify names it, and so does start-up."""
+    cases = {
+        'dnsServer = "8.8.8.8"\n': "frpc.toml:2: dnsServer: not supported yet by pyfrp",
+        'auth.method = "oidc"\n': "frpc.toml:2: auth.method: not supported yet by pyfrp",
+        'transport.protocol = "kcp"\n': (
+            "frpc.toml:2: transport.protocol: not supported yet by pyfrp"
+        ),
+        '[[proxies]]\nname = "dns"\ntype = "udp"\nlocalPort = 53\n': (
+            'frpc.toml:4: proxies[0].type: proxy type "udp" not supported yet by pyfrp'
+        ),
+        '[[visitors]]\nname = "v"\ntype = "stcp"\nserverName = "s"\nbindPort = 9000\n': (
+            "frpc.toml:2: visitor [v]: visitors are not supported yet by pyfrp"
+        ),
+    }
+    for extra, message in cases.items():
+        (tmp_path / "frpc.toml").write_text('serverAddr = "127.0.0.1"\n' + extra)
+        for argv in (["verify", "-c", "frpc.toml"], ["-c", "frpc.toml"]):
+            out = _run(tmp_path, "pyfrp.client", *argv)
+            assert (out.returncode, out.stderr) == (1, message + "\n"), (argv, extra)
+    (tmp_path / "frps.ini").write_text(
+        "[common]\nbind_port = 7000\nauthenticate_heartbeats = true\n"
+    )
+    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.ini")
+    assert (out.returncode, out.stderr) == (
+        1,
+        "frps.ini:3: [common] authenticate_heartbeats: not supported yet by pyfrp\n",
     )
 
 
