@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import socket
 import sys
 import time
 from typing import Any
@@ -212,6 +213,7 @@ class Client:
             conn.send(
                 Login(
                     version=FRP_VERSION,
+                    hostname=socket.gethostname(),  # Go frpc sends os.Hostname()
                     os=sys.platform if sys.platform != "win32" else "windows",
                     arch=_GOARCH.get(platform.machine().lower(), platform.machine().lower()),
                     user=cfg.user,

@@ -197,7 +197,7 @@ def _settings(
                 if (v1 and v1.ini)
                 else suggest(key, known)
             )
-            if notices.strict is False:
+            if not notices.strict:  # go-ini ignores it: Go frp starts such a file
                 notices.add(f"unknown:{where}", f"{where}: unknown key{hint}, ignored")
                 continue
             raise ConfigError(f"{where}: unknown key{hint}")

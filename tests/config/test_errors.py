@@ -54,29 +54,34 @@ def _client_error(tmp_path: Path, name: str, text: str, envs: dict[str, str] | N
             'frps.json:2: vhostHttpPorts: unknown key (did you mean "vhostHTTPPort"?)',
         ),
         (
-            "frps.ini",
-            "[common]\nbind_prot = 7000\n",
-            'frps.ini:2: [common] bind_prot: unknown key (did you mean "bind_port"?)',
-        ),
-        (
             "frps.toml",
             "bind_port = 7000\n",
             'frps.toml:1: bind_port: unknown key (did you mean "bindPort"? "bind_port" is its'
             " INI name)",
         ),
-        (
-            "frps.ini",
-            "[common]\nbindPort = 7000\n",
-            'frps.ini:2: [common] bindPort: unknown key (did you mean "bind_port"? "bindPort" is'
-            " its TOML/YAML/JSON name)",
-        ),
     ],
-    ids=["toml", "toml-table", "yaml", "json", "ini", "ini-name-in-toml", "toml-name-in-ini"],
+    ids=["toml", "toml-table", "yaml", "json", "ini-name-in-toml"],
 )
 def test_unknown_key_names_it_and_suggests(
     tmp_path: Path, name: str, text: str, message: str
 ) -> None:
     assert _server_error(tmp_path, name, text) == message
+
+
+def test_unknown_ini_keys_are_warnings(tmp_path: Path) -> None:
+    """go-ini ignores unknown keys, so Go frp starts such a file: pyfrp starts it too, and says
+    what it ignored (an error under --strict_config)."""
+    f = tmp_path / "frps.ini"
+    f.write_text("[common]\nbind_prot = 7000\nbindPort = 7001\n")
+    cfg, notices = load_server_config(str(f))
+    assert cfg.bind_port == 7000  # the default: neither key is bind_port
+    assert notices == [
+        f'{f}:2: [common] bind_prot: unknown key (did you mean "bind_port"?), ignored',
+        f'{f}:3: [common] bindPort: unknown key (did you mean "bind_port"? "bindPort" is its'
+        " TOML/YAML/JSON name), ignored",
+    ]
+    with pytest.raises(ConfigError, match="bind_prot: unknown key"):
+        load_server_config(str(f), strict=True)
 
 
 def test_unknown_key_in_a_proxy_is_checked_against_its_type(tmp_path: Path) -> None:

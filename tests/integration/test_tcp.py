@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 import pytest
@@ -38,6 +39,7 @@ def test_seed_configs_unchanged_carry_traffic(pyfrp: Pyfrp, echo: int) -> None:
     assert_echo(remote, os.urandom(1_000_000))
     log = frps.wait_log(rf"\[ssh-C\] tcp proxy listen port \[{remote}\]")
     assert "client login info: ip [127.0.0.1:" in log
+    assert f"hostname [{socket.gethostname()}]" in log  # as Go frpc reports it
 
 
 @pytest.mark.parametrize(
