@@ -1,12 +1,13 @@
 """The relay benchmark: throughput, connection rate, latency and memory through a tcp proxy.
 
 Every configuration is started fresh in the same run and compared with the ceilings measured in
-that run (direct loopback, a two-hop socat chain, native Go frp when its binaries are given).
+that run (direct loopback, a two-hop socat chain, and native Go frp: by default the 0.70.1 that
+../shared/peers/native builds, when it is there).
 pyfrp and Go frp with the same settings run side by side and take turns for every repetition,
 so the machine's drift during a run hits both alike:
 
-    python benchmarks/relay.py --size-mib 1024 --repeat 3 \\
-        --frps-go /path/to/frps --frpc-go /path/to/frpc --json results.json
+    python benchmarks/relay.py --size-mib 1024 --repeat 3 --json results.json
+    python benchmarks/relay.py --frps-go /path/to/frps --frpc-go /path/to/frpc   # another Go frp
 
 Only 127.0.0.1 is ever used. The wine/qemu peers in ../shared/peers are not a speed reference.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.native import native_go
 from tests.harness import HOST, free_ports  # ports no connection can take
 
 HERE = Path(__file__).resolve().parent
@@ -432,12 +434,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--streams", default="1,8")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="pyfrp/Go frp settings to run")
+    frps_go, frpc_go = native_go()
     ap.add_argument(
-        "--frps-go", default=os.environ.get("FRPS_GO", ""), help="native Go frps binary"
+        "--frps-go", default=frps_go, help=f"native Go frps binary (default: {frps_go or 'none'})"
     )
     ap.add_argument(
-        "--frpc-go", default=os.environ.get("FRPC_GO", ""), help="native Go frpc binary"
+        "--frpc-go", default=frpc_go, help=f"native Go frpc binary (default: {frpc_go or 'none'})"
     )
+    ap.add_argument("--no-go", action="store_true", help="leave the Go baseline out")
     ap.add_argument("--rate-seconds", type=float, default=3.0)
     ap.add_argument("--latency-n", type=int, default=2000)
     ap.add_argument("--idle-conns", type=int, default=1000)
@@ -451,6 +455,8 @@ def main() -> None:
     )
     ap.add_argument("--json", default="", help="write results here")
     args = ap.parse_args()
+    if args.no_go:
+        args.frps_go = args.frpc_go = ""
     # pyfrps/pyfrpc are run as ``python -m``: measure this checkout, whatever is installed.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
@@ -522,6 +528,8 @@ def vhost_rows(args: argparse.Namespace) -> list[dict[str, object]]:
     cmd = [sys.executable, str(HERE / "vhost.py"), "--json", "--duration", str(args.rate_seconds)]
     if args.frps_go and args.frpc_go:
         cmd += ["--frps", args.frps_go, "--frpc", args.frpc_go]
+    else:
+        cmd.append("--no-go")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         print(f"vhost benchmark failed: {out.stderr.strip()[-500:]}")

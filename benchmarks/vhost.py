@@ -1,11 +1,11 @@
 """Requests/s and latency through the HTTP vhost, beside the backend hit directly.
 
-    python benchmarks/vhost.py [--duration 5] [--conns 8] [--frps PATH --frpc PATH]
+    python benchmarks/vhost.py [--duration 5] [--conns 8] [--frps PATH --frpc PATH | --no-go]
 
 Three processes besides the tunnel: a minimal keep-alive HTTP/1.1 backend (``/small``: 13 bytes,
 ``/big``: 1 MiB, both with Content-Length), and one load generator per run that keeps ``--conns``
 keep-alive connections busy for ``--duration`` seconds and reports requests/s and p50/p99 latency.
-Targets: the backend directly, pyfrps + pyfrpc, and Go frps + frpc when their paths are given
+Targets: the backend directly, pyfrps + pyfrpc, and Go frps + frpc (native 0.70.1 when built)
 (legacy INI configs, so any frp release since 0.18 works; ``api_enable = false`` is for the
 ChmlFrp fork in ../shared/peers and ignored by upstream frps). Everything runs on 127.0.0.1.
 """
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.native import native_go
 from tests.harness import HOST, free_port, free_ports  # ports no connection can take
 
 SIZES = {"small": 13, "big": 1 << 20}
@@ -163,8 +164,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--conns", type=int, default=8)
-    ap.add_argument("--frps", help="path of a Go frps binary")
-    ap.add_argument("--frpc", help="path of a Go frpc binary")
+    frps_go, frpc_go = native_go()
+    ap.add_argument(
+        "--frps", default=frps_go, help=f"Go frps binary (default: {frps_go or 'none'})"
+    )
+    ap.add_argument(
+        "--frpc", default=frpc_go, help=f"Go frpc binary (default: {frpc_go or 'none'})"
+    )
+    ap.add_argument("--no-go", action="store_true", help="leave the Go baseline out")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
@@ -199,7 +206,7 @@ def main() -> None:
             )
             procs += ps
             targets.append(("pyfrp", port))
-            if args.frps and args.frpc:
+            if args.frps and args.frpc and not args.no_go:
                 go = Path(d) / "go"
                 go.mkdir()
                 port, ps = start_tunnel(go, [args.frps], [args.frpc], backend_port)

@@ -22,8 +22,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from pyfrp import FRP_VERSION, __version__
-from pyfrp.config.decode import Strict, convert_text
-from pyfrp.config.flags import CLIENT_FLAGS, PROXY_FLAGS, SERVER_FLAGS, Flag
+from pyfrp.config import schema
+from pyfrp.config.decode import Strict, convert_text, proxy_schema
+from pyfrp.config.flags import CLIENT_FLAGS, PROXY_FLAGS, SERVER_FLAGS, Flag, flag_help
 from pyfrp.config.model import ClientConfig, ServerConfig
 from pyfrp.config.schema import Kind, Opt
 from pyfrp.errors import ConfigError
@@ -34,7 +35,26 @@ _UNSUPPORTED_COMMANDS = ("reload", "status", "stop", "nathole", "completion")
 
 
 def _version() -> str:
-    return f"pyfrp {__version__} (frp wire protocol {FRP_VERSION})"
+    # frp's own output first (scripts compare it), then what this program is.
+    return f"{FRP_VERSION} (pyfrp {__version__})"
+
+
+class _Help(argparse.HelpFormatter):
+    """Flags listed as cobra lists them: ``-p, --bind-port int   bind port (default 7000)``,
+    under the spelling frp 0.70 documents (the underscore one works too)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=40, width=110)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        short = [o for o in action.option_strings if not o.startswith("--")]
+        long = [o for o in action.option_strings if o.startswith("--")]
+        name = next((o for o in long if "_" not in o), long[0])
+        head = f"{short[0]}, " if short else "    "
+        word = action.metavar if isinstance(action.metavar, str) and action.nargs != 0 else ""
+        return f"{head}{name} {word}".rstrip()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,12 +73,17 @@ def _spellings(name: str) -> list[str]:
     return names
 
 
-def _add_flag(p: argparse.ArgumentParser, f: Flag, dest_prefix: str = "") -> None:
-    names = _spellings(f.name) + ([f"-{f.short}"] if f.short else [])
+def _add_flag(
+    p: argparse.ArgumentParser,
+    f: Flag,
+    flat: dict[str, Opt],
+    dest_prefix: str = "",
+    server: bool = False,
+) -> None:
+    names = ([f"-{f.short}"] if f.short else []) + _spellings(f.name)
     dest = dest_prefix + f.name.replace("-", "_")
-    p.add_argument(
-        *names, dest=dest, default=argparse.SUPPRESS, metavar="BOOL" if f.boolean else "VALUE"
-    )
+    word, text = flag_help(f, flat, server)
+    p.add_argument(*names, dest=dest, default=argparse.SUPPRESS, metavar=word, help=text)
 
 
 def _bool_spellings() -> set[str]:
@@ -73,23 +98,27 @@ def _normalize(argv: Sequence[str]) -> list[str]:
     return [f"{a}=true" if a in bools else a for a in argv]
 
 
-def _globals(p: argparse.ArgumentParser, default_config: str | None) -> None:
+def _globals(p: argparse.ArgumentParser, who: str, default_config: str | None) -> None:
     # SUPPRESS keeps a subcommand's parser from resetting what the root parser already read.
+    default = f' (default "{default_config}")' if default_config else ""
     p.add_argument(
         "-c",
         "--config",
         default=argparse.SUPPRESS,
-        metavar="FILE",
-        help=f"config file (default: {default_config or 'none, use flags'})",
+        metavar="string",
+        help=f"config file of {who}{default}",
     )
     p.add_argument(
-        *_spellings("strict_config"),
+        *reversed(_spellings("strict_config")),
         dest="strict_config",
         default=argparse.SUPPRESS,
-        metavar="BOOL",
-        help="reject options pyfrp does not implement; =false ignores unknown keys",
+        metavar="",
+        help="strict config parsing mode: unknown fields, and settings pyfrp does not implement"
+        " yet, are errors (default true)",
     )
-    p.add_argument("-v", "--version", action="version", version=_version())
+    p.add_argument(
+        "-v", "--version", action="version", version=_version(), help=f"version of {who}"
+    )
 
 
 def _strict(args: argparse.Namespace) -> Strict:
@@ -183,13 +212,18 @@ def _verify(who: str, path: str, load: Callable[[], list[str]]) -> int:
 def _frps_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="pyfrps",
-        description="the server (frps) of pyfrp, a drop-in frp replacement",
+        usage="%(prog)s [flags]\n       %(prog)s verify -c FILE",
+        description="pyfrps is the server of pyfrp, a drop-in replacement for frps"
+        f" {FRP_VERSION} (https://github.com/fatedier/frp)",
+        formatter_class=_Help,
         allow_abbrev=False,
     )
-    _globals(p, None)
-    p.add_argument("command", nargs="?", choices=["verify"], help="verify: check the config file")
+    _globals(p, "frps", None)
+    p.add_argument(
+        "command", nargs="?", choices=["verify"], help="verify that the configures is valid"
+    )
     for f in SERVER_FLAGS:
-        _add_flag(p, f)
+        _add_flag(p, f, schema.SERVER, server=True)
     return p
 
 
@@ -264,22 +298,35 @@ async def _serve(cfg: ServerConfig) -> int:
 def _frpc_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="pyfrpc",
-        description="the client (frpc) of pyfrp, a drop-in frp replacement",
+        usage="%(prog)s [flags]\n       %(prog)s [command]",
+        description="pyfrpc is the client of pyfrp, a drop-in replacement for frpc"
+        f" {FRP_VERSION} (https://github.com/fatedier/frp)",
+        formatter_class=_Help,
         allow_abbrev=False,
     )
-    _globals(p, "./frpc.ini")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    v = sub.add_parser("verify", help="verify that the config file is valid", allow_abbrev=False)
-    _globals(v, "./frpc.ini")
+    _globals(p, "frpc", "./frpc.ini")
+    sub = p.add_subparsers(
+        dest="command", metavar="command", parser_class=_Parser, title="available commands",
+        prog="pyfrpc",
+    )  # fmt: skip
+    v = sub.add_parser(
+        "verify", help="Verify that the configures is valid", formatter_class=_Help,
+        allow_abbrev=False,
+    )  # fmt: skip
+    _globals(v, "frpc", "./frpc.ini")
     for ptype, flags in PROXY_FLAGS.items():
-        q = sub.add_parser(ptype, help=f"run frpc with a single {ptype} proxy", allow_abbrev=False)
-        _globals(q, None)
+        what = f"Run frpc with a single {ptype} proxy"
+        q = sub.add_parser(
+            ptype, help=what, description=what, usage="%(prog)s [flags]",
+            formatter_class=_Help, allow_abbrev=False,
+        )  # fmt: skip
+        _globals(q, "frpc", None)
         for f in CLIENT_FLAGS:
-            _add_flag(q, f, "c_")
+            _add_flag(q, f, schema.CLIENT, "c_")
         for f in flags:
-            _add_flag(q, f, "p_")
+            _add_flag(q, f, proxy_schema(ptype), "p_")
     for name in _UNSUPPORTED_COMMANDS:
-        sub.add_parser(name, help="not supported yet", allow_abbrev=False)
+        sub.add_parser(name, help="not supported yet by pyfrpc", allow_abbrev=False)
     return p
 
 

@@ -29,6 +29,32 @@ def peers_bin() -> Path | None:
     return b if ok else None
 
 
+def native_bin() -> Path | None:
+    """Native Go frp 0.70.1 built by ../shared/peers/native (frps, frpc)."""
+    root = Path(os.environ.get("FRP_NATIVE_DIR") or Path.home() / ".cache" / "frp-native")
+    b = root / "bin"
+    ok = all(os.access(b / n, os.X_OK) for n in ("frps", "frpc"))
+    return b if ok else None
+
+
+# The Go peers by the names the interop tests use: the emulated older releases of
+# ../shared/peers/setup and native 0.70.1 (frps-native, frpc-native).
+NATIVE_PEERS = {"frps-native": "frps", "frpc-native": "frpc"}
+
+
+def peer_exe(kind: str) -> Path:
+    """The executable of Go peer ``kind``; skips the test when that peer is not built."""
+    if kind in NATIVE_PEERS:
+        b = native_bin()
+        if b is None:
+            pytest.skip("native Go frp 0.70.1 absent: run ../shared/peers/native")
+        return b / NATIVE_PEERS[kind]
+    b = peers_bin()
+    if b is None:
+        pytest.skip("real frp peers absent: run ../shared/peers/setup")
+    return b / kind
+
+
 @pytest.fixture(scope="session")
 def peers() -> Path:
     b = peers_bin()

@@ -182,7 +182,8 @@ class Session:
             conn.close()
             return
         if start.error:
-            self.log.warning("StartWorkConn contains error: %s", start.error)
+            # frpc's level; frps 0.70 answers this way when its work connection pool is full.
+            self.log.error("StartWorkConn contains error: %s", start.error)
             conn.close()
             return
         name = local_name(self.client.cfg.user, start.proxy_name)

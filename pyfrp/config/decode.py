@@ -252,6 +252,25 @@ def parse_ini_int(raw: str, opt: Opt, where: str) -> int:
             raise ConfigError(f"{where}: expected {opt.kind.value}, got {q(raw)}") from None
 
 
+def go_ini_parses(opt: Opt, raw: str) -> bool:
+    """Whether go-ini can read ``raw`` for ``opt``: it leaves a number or boolean it cannot
+    parse at the field's default, silently (``local_port = 22 # ssh`` is port 0 in Go frp)."""
+    v = raw.strip()
+    if not v:
+        return True
+    if opt.kind in (Kind.INT, Kind.PORT):
+        for base in (0, 10):
+            try:
+                int(v, base)
+                return True
+            except ValueError:
+                pass
+        return False
+    if opt.kind is Kind.BOOL:
+        return v in _INI_TRUE or v in _INI_FALSE
+    return True
+
+
 def parse_port_ranges(raw: str, where: str) -> list[tuple[int, int]]:
     """INI/flag ``2000-3000,3001`` -> [(2000, 3000), (3001, 3001)] (types.PortsRangeSlice)."""
     out: list[tuple[int, int]] = []
@@ -547,10 +566,11 @@ def build_proxy(s: Settings, notices: Notices) -> ProxyConfig:
             raise ConfigError(f"{s.at('plugin')}: missing: plugin {plugin['type']} needs {need}")
         notices.unsupported(f"plugin:{name}", s.at("plugin"), f"plugin {q(plugin['type'])}")
     if not plugin and not s.values.get("localPort"):
-        raise ConfigError(
-            f"{s.at('localPort')}: missing: a {ptype} proxy needs "
-            f"{s.name_of('localPort')}"
-            " (or a plugin)"
+        # frp starts such a proxy too; each of its connections then fails to dial port 0.
+        notices.add(
+            f"localPort:{name}",
+            f"{s.at('localPort')}: missing: a {ptype} proxy needs {s.name_of('localPort')} "
+            "(or a plugin); its connections will fail",
         )
     if ptype in ("http", "https", "tcpmux") and not p.custom_domains and not p.subdomain:
         raise ConfigError(

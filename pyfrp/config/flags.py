@@ -122,6 +122,87 @@ PROXY_FLAGS: dict[str, tuple[Flag, ...]] = {
 }
 
 
+# What ``-h`` says of each flag, and the default it shows, in frp 0.70.1's words.
+FLAG_HELP: dict[str, tuple[str, str]] = {
+    # frps
+    "bind-addr": ("bind address", '"0.0.0.0"'),
+    "bind-port": ("bind port", "7000"),
+    "kcp-bind-port": ("kcp bind udp port", ""),
+    "quic-bind-port": ("quic bind udp port", ""),
+    "proxy-bind-addr": ("proxy bind address", '"0.0.0.0"'),
+    "vhost-http-port": ("vhost http port", ""),
+    "vhost-https-port": ("vhost https port", ""),
+    "vhost-http-timeout": ("vhost http response header timeout", "60"),
+    "dashboard-addr": ("dashboard address", '"0.0.0.0"'),
+    "dashboard-port": ("dashboard port", ""),
+    "dashboard-user": ("dashboard user", '"admin"'),
+    "dashboard-pwd": ("dashboard password", '"admin"'),
+    "enable-prometheus": ("enable prometheus dashboard", ""),
+    "subdomain-host": ("subdomain host", ""),
+    "allow-ports": ("allow ports", ""),
+    "max-ports-per-client": ("max ports per client", ""),
+    "tls-only": ("frps tls only", ""),
+    "dashboard-tls-cert-file": ("dashboard tls cert file", ""),
+    "dashboard-tls-key-file": ("dashboard tls key file", ""),
+    "dashboard-tls-mode": ("if enable dashboard tls mode", ""),
+    # both
+    "log-file": ("console or file path", '"console"'),
+    "log-level": ("log level", '"info"'),
+    "log-max-days": ("log file reversed days", "3"),
+    "disable-log-color": ("disable log color in console", ""),
+    "token": ("auth token", ""),
+    # frpc
+    "server-addr": ("frp server's address", '"127.0.0.1"'),
+    "server-port": ("frp server's port", "7000"),
+    "protocol": ("optional values are [tcp kcp quic websocket wss]", '"tcp"'),
+    "tls-server-name": ("specify the custom server name of tls certificate", ""),
+    "dns-server": ("specify dns server instead of using system default one", ""),
+    "tls-enable": ("enable frpc tls", "true"),
+    "user": ("user", ""),
+    "client-id": ("unique identifier for this frpc instance", ""),
+    # proxies
+    "proxy-name": ("proxy name", ""),
+    "metadatas": ("metadata key-value pairs (e.g., key1=value1,key2=value2)", "[]"),
+    "annotations": ("annotation key-value pairs (e.g., key1=value1,key2=value2)", "[]"),
+    "local-ip": ("local ip", '"127.0.0.1"'),
+    "local-port": ("local port", ""),
+    "ue": ("use encryption", ""),
+    "uc": ("use compression", ""),
+    "bandwidth-limit-mode": ("bandwidth limit mode", '"client"'),
+    "bandwidth-limit": ("bandwidth limit (e.g. 100KB or 1MB)", ""),
+    "remote-port": ("remote port", ""),
+    "custom-domain": ("custom domains", ""),
+    "sd": ("sub domain", ""),
+    "locations": ("locations", ""),
+    "http-user": ("http auth user", ""),
+    "http-pwd": ("http auth password", ""),
+    "host-header-rewrite": ("host header rewrite", ""),
+    "mux": ("multiplexer", ""),
+    "sk": ("secret key", ""),
+    "allow-users": ("allow visitor users", ""),
+}
+# pflag's name for the type of a flag's value.
+_TYPE_WORD = {
+    Kind.INT: "int",
+    Kind.PORT: "int",
+    Kind.STR_LIST: "strings",
+    Kind.STR_MAP: "stringToString",
+}
+
+
+_FRPS_HELP = {"log-file": ("log file", '"console"'), "log-max-days": ("log max days", "3")}
+
+
+def flag_help(f: Flag, flat: dict[str, Opt], server: bool = False) -> tuple[str, str]:
+    """(type word, help text with its default) of ``f`` as ``frps -h``/``frpc tcp -h`` show it."""
+    name = f.name.replace("_", "-")
+    text, default = (server and _FRPS_HELP.get(name)) or FLAG_HELP.get(name, ("", ""))
+    if default:
+        text += f" (default {default})"
+    kind = f.opt(flat).kind
+    return ("" if f.boolean else _TYPE_WORD.get(kind, "string")), text
+
+
 def _settings(
     given: dict[str, str], flags: tuple[Flag, ...], flat: dict[str, Opt], what: str
 ) -> Settings:

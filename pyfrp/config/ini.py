@@ -24,6 +24,7 @@ from pyfrp.config.decode import (
     Notices,
     Settings,
     convert_text,
+    go_ini_parses,
     proxy_schema,
     q,
     suggest,
@@ -65,6 +66,7 @@ def parse_ini(
     text: str, path: str, notices: Notices, lines: LineMap = same_line
 ) -> list[IniSection]:
     sections: list[IniSection] = []
+    by_name: dict[str, IniSection] = {}
     current: IniSection | None = None
     for n, raw in enumerate(text.splitlines(), 1):
         lineno = lines(n)
@@ -75,7 +77,16 @@ def parse_ini(
             end = line.find("]")
             if end < 2:
                 raise ConfigError(f"{path}:{lineno}: malformed section header {q(line)}")
-            current = IniSection(line[1:end].strip(), lineno, path)
+            name = line[1:end].strip()
+            current = by_name.get(name)
+            if current is not None:  # go-ini reopens the section: its keys merge, the last wins
+                notices.add(
+                    f"section:{path}:{lineno}",
+                    f"{path}:{lineno}: [{name}] repeats the section at line {current.line}; "
+                    "merged into it, as frp does",
+                )
+                continue
+            current = by_name[name] = IniSection(name, lineno, path)
             sections.append(current)
             continue
         cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
@@ -177,6 +188,17 @@ def _settings(
             continue
         if key in index:
             canon = index[key]
+            if not notices.strict and not go_ini_parses(flat[canon], iv.value):
+                # go-ini leaves such a field at its default and Go frp starts.
+                comment = ""
+                if "#" in iv.value or ";" in iv.value:
+                    comment = " (an INI comment must be on a line of its own)"
+                notices.add(
+                    f"value:{where}",
+                    f"{where}: {q(iv.value)} is not {flat[canon].kind.value}; ignored, "
+                    f"as frp does{comment}",
+                )
+                continue
             value = convert_text(flat[canon], iv.value, where)
             if value is not None:
                 s.set(canon, value, where)
@@ -205,17 +227,10 @@ def _settings(
 
 
 def _common(sections: list[IniSection], path: str) -> IniSection:
-    """[common], with repeated [common] sections merged as go-ini does."""
-    merged: IniSection | None = None
     for s in sections:
         if s.name == "common":
-            if merged is None:
-                merged = IniSection("common", s.line, s.path, dict(s.values))
-            else:
-                merged.values.update(s.values)
-    if merged is None:
-        raise ConfigError(f"{path}: invalid configuration file, not found [common] section")
-    return merged
+            return s
+    raise ConfigError(f"{path}: invalid configuration file, not found [common] section")
 
 
 # ----------------------------------------------------------------------------------- server

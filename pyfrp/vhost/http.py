@@ -40,6 +40,7 @@ from pyfrp.net.splice import WRITE_HIGH_WATER, splice
 from pyfrp.vhost.conn import WorkConnOpener, peer_of
 from pyfrp.vhost.http1 import (
     MAX_HEAD,
+    MAX_RESPONSE_HEAD,
     REASONS,
     BodyFramer,
     Framing,
@@ -472,6 +473,9 @@ class _ClientConn(asyncio.Protocol):
                 self.scan = 0
             if buf:
                 end = find_head_end(buf, self.scan)
+                if end > MAX_HEAD:  # arrived whole, but over Go's limit all the same
+                    self._reply_error(431, "")
+                    return None
                 if end >= 0:
                     self._cancel_head_timer()
                     raw = bytes(buf[:end])
@@ -804,7 +808,7 @@ class _ClientConn(asyncio.Protocol):
         while True:
             end = find_head_end(rb, self.resp_scan)
             if end < 0:
-                if len(rb) > MAX_HEAD:
+                if len(rb) > MAX_RESPONSE_HEAD:
                     log.warning("response head from [%s] too large", up.route.opener.name)
                     self._finish(_Outcome.FAILED)
                 else:

@@ -5,7 +5,7 @@ pass through unchanged: a ``BodyFramer`` only tracks where the body ends in the 
 (Content-Length countdown, a chunked-coding state machine that forwards the chunk framing as it
 is, or until-close), so the adapter can forward each received chunk as one slice with no copy,
 no re-encoding and memory bounded by the transports' buffers. Only message heads are parsed,
-and they are bounded (``MAX_HEAD``, Go's DefaultMaxHeaderBytes plus its bufio slack).
+and they are bounded as Go bounds them (``MAX_HEAD``, ``MAX_RESPONSE_HEAD``).
 
 Head rewriting follows frp's ``httputil.ReverseProxy`` (pkg/util/vhost/http.go, frp >= 0.55):
 hop-by-hop headers go, ``X-Forwarded-For`` gets the client IP appended, ``X-Forwarded-Host`` and
@@ -29,6 +29,8 @@ from pyfrp.errors import ProtocolError
 
 # Go's http.DefaultMaxHeaderBytes (1 MiB) plus the 4096 bytes of bufio slack it allows.
 MAX_HEAD = (1 << 20) + 4096
+# A response head, as Go's http.Transport bounds it (MaxResponseHeaderBytes' default).
+MAX_RESPONSE_HEAD = 10 << 20
 # A chunk-size line (with extensions) or one trailer line longer than this is malformed.
 MAX_CHUNK_LINE = 4096
 

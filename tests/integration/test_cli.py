@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -231,9 +233,10 @@ BAD = {
         " subdomain",
     ),
     "duplicate proxy name": (
-        "frpc.ini",
-        "[common]\n[ssh]\nlocal_port = 22\n\n[ssh]\nlocal_port = 2222\n",
-        "frpc.ini:5: proxy name [ssh] is duplicated (first at line 2)",
+        "frpc.toml",
+        '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 22\n'
+        '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 2\n',
+        "frpc.toml:6: proxies[1].name: proxy name [ssh] is duplicated (first at line 2)",
     ),
     "undefined environment variable": (
         "frpc.toml",
@@ -309,8 +312,49 @@ def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Pat
     )
 
 
-def test_version(tmp_path: Path) -> None:
-    for module in ("pyfrp.server", "pyfrp.client"):
-        out = _run(tmp_path, module, "-v")
-        assert out.returncode == 0
-        assert out.stdout.startswith("pyfrp ")
+def test_help_lists_every_flag_with_its_text_and_default(tmp_path: Path) -> None:
+    out = _run(tmp_path, "pyfrp.server", "-h")
+    assert out.returncode == 0
+    lines = [" ".join(ln.split()) for ln in out.stdout.splitlines()]
+    assert "-p, --bind-port int bind port (default 7000)" in lines
+    assert '--proxy-bind-addr string proxy bind address (default "0.0.0.0")' in lines
+    assert "--tls-only frps tls only" in lines
+    assert "-c, --config string config file of frps" in lines
+    out = _run(tmp_path, "pyfrp.client", "tcp", "-h")
+    assert out.returncode == 0
+    assert out.stdout.startswith("usage: pyfrpc tcp [flags]\n")
+    lines = [" ".join(ln.split()) for ln in out.stdout.splitlines()]
+    assert '-s, --server-addr string frp server\'s address (default "127.0.0.1")' in lines
+    assert "-r, --remote-port int remote port" in lines
+    assert "--tls-enable enable frpc tls (default true)" in lines
+    assert (
+        "--metadatas stringToString metadata key-value pairs (e.g., key1=value1,key2=value2)"
+        " (default [])" in lines
+    )
+    out = _run(tmp_path, "pyfrp.client", "-h")
+    assert '-c, --config string config file of frpc (default "./frpc.ini")' in [
+        " ".join(ln.split()) for ln in out.stdout.splitlines()
+    ]
+
+
+def test_ini_frp_starts_starts_with_warnings(pyfrp: Pyfrp, echo: int) -> None:
+    """An INI Go frpc starts (inline comments, a repeated section) starts: the warnings name
+    each line, values go-ini cannot read keep their defaults, and the good proxy carries traffic
+    while the one whose port is unreadable fails each connection, as in frp."""
+    bind, remote, broken = free_ports(3)
+    frps = pyfrp.frps(f"[common]\nbind_port = {bind}\n")
+    frps.wait_port(bind)
+    frpc = pyfrp.frpc(
+        f"[common]\nserver_addr = 127.0.0.1\nserver_port = {bind}\n"
+        f"[ssh]\ntype = tcp\nlocal_port = 22 # ssh\nremote_port = {broken}\n"
+        f"[echo]\ntype = tcp\nlocal_port = 1\nremote_port = {remote}\n"
+        f"[echo]\nlocal_port = {echo}\n"
+    )
+    wait_echo(remote, proc=frpc)
+    log = frpc.log()
+    assert '[ssh] local_port: "22 # ssh" is not a port number; ignored, as frp does' in log
+    assert re.search(r"\[echo\] repeats the section at line \d+; merged into it, as frp does", log)
+    with socket.create_connection(("127.0.0.1", broken), timeout=10) as s:
+        s.sendall(b"hello")
+        assert s.recv(16) == b""  # closed: the local service at port 0 cannot be dialed
+    frpc.wait_log(r"\[ssh\] connect to local service \[127\.0\.0\.1:0\] error")

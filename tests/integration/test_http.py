@@ -335,6 +335,25 @@ def test_bad_requests_do_not_disturb_others(env: Env) -> None:
         slow.close()
 
 
+def test_request_head_limit_is_gos(env: Env) -> None:
+    """Go's net/http limit (1 MiB + 4 KiB): a head within it reaches the backend, one beyond it
+    gets 431 from frps even when it arrives whole in one read."""
+
+    def head(size: int) -> bytes:
+        start = b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n"
+        lines, i = b"", 0
+        while len(start) + len(lines) < size - 4:
+            lines += b"X-H%d: " % i + b"b" * 16000 + b"\r\n"
+            i += 1
+        return (start + lines)[: size - 6] + b"\r\n\r\n"
+
+    under = raw_exchange(env.vhttp, head(1 << 20))
+    assert under.startswith(b"HTTP/1.1 200 "), under[:200]
+    over = raw_exchange(env.vhttp, head((1 << 20) + 4096 + 200))
+    assert over.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), over[:200]
+    assert request(env.vhttp, "app.example.com").status == 200
+
+
 # ----------------------------------------------------------------------------- streaming
 
 

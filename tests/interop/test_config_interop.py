@@ -1,11 +1,12 @@
-"""Configuration parity with the real frpc 0.65.0 (``frpc-go-new`` from ../shared/peers).
+"""Configuration parity with the real frpc: native 0.70.1 (``frpc-native``, built by
+../shared/peers/native) and 0.65.0 (``frpc-go-new`` from ../shared/peers/setup).
 
-* frpc-go-new started from a TOML (and a JSON) file tunnels through pyfrps started from a TOML
+* The Go frpc started from a TOML (and a JSON) file tunnels through pyfrps started from a TOML
   (and a YAML) file.
-* ``pyfrpc verify`` accepts every config of the set that ``frpc-go-new verify`` accepts, and
+* ``pyfrpc verify`` accepts every config of the set that the Go ``frpc verify`` accepts, and
   both reject the broken ones.
-* Where pyfrp is deliberately stricter than frp 0.65.0, the difference is pinned here, with
-  both programs' answers, so it stays a decision and not an accident.
+* Where pyfrp is deliberately stricter than frp, the difference is pinned here, with both
+  programs' answers, so it stays a decision and not an accident.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import peer_exe
 from tests.harness import HOST, Proc, Pyfrp, echo_roundtrip, free_ports, wait_echo
 
 pytestmark = pytest.mark.interop
@@ -29,9 +31,12 @@ DATA = Path(__file__).parent.parent / "config" / "data"
 ENV = {"PYFRP_IT_TOKEN": "env-token", "PYFRP_IT_PORT": "7000"}
 
 
-def _go_verify(peers: Path, cfg: Path) -> tuple[int, str]:
+GO_CLIENTS = {"frpc-native": "0.70.1", "frpc-go-new": "0.65.0"}
+
+
+def _go_verify(client: str, cfg: Path) -> tuple[int, str]:
     out = subprocess.run(
-        [peers / "frpc-go-new", "verify", "-c", cfg.name],
+        [peer_exe(client), "verify", "-c", cfg.name],
         cwd=cfg.parent,
         capture_output=True,
         text=True,
@@ -56,10 +61,12 @@ def _py_verify(cfg: Path) -> tuple[int, str]:
 # ------------------------------------------------------------------------------- the tunnel
 
 
+@pytest.mark.parametrize("client", GO_CLIENTS)
 @pytest.mark.parametrize(("server_fmt", "client_fmt"), [("toml", "toml"), ("yaml", "json")])
-def test_frpc_go_new_through_pyfrps_from_v1_files(
-    peers: Path, tmp_path: Path, pyfrp: Pyfrp, echo: int, server_fmt: str, client_fmt: str
+def test_go_frpc_through_pyfrps_from_v1_files(
+    tmp_path: Path, pyfrp: Pyfrp, echo: int, server_fmt: str, client_fmt: str, client: str
 ) -> None:
+    exe = peer_exe(client)
     bind, remote = free_ports(2)
     if server_fmt == "toml":
         server = (
@@ -96,7 +103,7 @@ def test_frpc_go_new_through_pyfrps_from_v1_files(
             "remotePort": remote,
             "transport": {"useEncryption": True, "useCompression": True},
         }
-        client = {
+        doc = {
             "serverAddr": HOST,
             "serverPort": bind,
             "user": "alice",
@@ -104,8 +111,8 @@ def test_frpc_go_new_through_pyfrps_from_v1_files(
             "log": {"disablePrintColor": True},
             "proxies": [proxy],
         }
-        cfg.write_text(json.dumps(client, indent=2))
-    go = Proc("frpc-go-new", [peers / "frpc-go-new", "-c", cfg], tmp_path / "go.log", tmp_path)
+        cfg.write_text(json.dumps(doc, indent=2))
+    go = Proc(client, [exe, "-c", cfg], tmp_path / "go.log", tmp_path)
     try:
         frps.wait_log(r"\[alice\.ssh\] tcp proxy listen port", timeout=30)
         wait_echo(remote, timeout=30, proc=go)
@@ -113,7 +120,7 @@ def test_frpc_go_new_through_pyfrps_from_v1_files(
         got = echo_roundtrip(remote, payload)
         assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
         assert "login to server success" in go.log()
-        assert "version [0.65.0]" in frps.log()
+        assert f"version [{GO_CLIENTS[client]}]" in frps.log()
     finally:
         go.stop()
 
@@ -133,8 +140,14 @@ GOOD = {
     "includes.toml": 'includes = ["inc.d/*.toml"]\n',
     "additive.toml": 'webServer.port = 7400\n[[proxies]]\nname = "a"\ntype = "tcp"\n'
     "localPort = 1\n",
-    # go-ini ignores unknown keys: a warning in pyfrpc, not an error.
+    # go-ini ignores unknown keys, and numbers it cannot read (Go frp then uses the default),
+    # and merges repeated sections: warnings in pyfrpc, not errors.
     "typo.ini": "[common]\nserver_prot = 7000\n",
+    "bad-int.ini": "[common]\nserver_port = abc\n",
+    "inline-comment.ini": "[common]\n[ssh]\nlocal_port = 22 # ssh\n",
+    "duplicate.ini": "[common]\n[ssh]\nlocal_port = 22\n[ssh]\nlocal_port = 23\n",
+    # Go frp starts it, and every user connection then fails dialing 127.0.0.1:0.
+    "no-local-port.toml": '[[proxies]]\nname = "a"\ntype = "tcp"\n',
 }
 # Files frpc starts that use what pyfrp does not implement yet: an error naming the setting.
 UNSUPPORTED = {
@@ -173,25 +186,35 @@ BAD = {
 }
 
 
-def test_verify_parity_with_frpc_go_new(peers: Path, tmp_path: Path) -> None:
+# frp >= 0.70 rejects duplicate names; 0.65.0 silently keeps one of them.
+DUPLICATE = (
+    '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 1\n'
+    '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 2\n'
+)
+
+
+@pytest.mark.parametrize("client", GO_CLIENTS)
+def test_verify_parity(client: str, tmp_path: Path) -> None:
+    peer_exe(client)
     (tmp_path / "inc.d").mkdir()
     (tmp_path / "inc.d" / "a.toml").write_text(
         '[[proxies]]\nname = "inc"\ntype = "tcp"\nlocalPort = 1\n'
     )
     (tmp_path / "missing").mkdir()
-    cases = {**{n: (t, 0) for n, t in GOOD.items()}, **{n: (t, 1) for n, t in BAD.items()}}
+    bad = {**BAD, "duplicate.toml": DUPLICATE} if client == "frpc-native" else BAD
+    cases = {**{n: (t, 0) for n, t in GOOD.items()}, **{n: (t, 1) for n, t in bad.items()}}
     results = {}
     for name, (text, _) in cases.items():
         (tmp_path / name).write_text(text)
-        results[name] = (_go_verify(peers, tmp_path / name), _py_verify(tmp_path / name))
+        results[name] = (_go_verify(client, tmp_path / name), _py_verify(tmp_path / name))
     results["missing.toml"] = (
-        _go_verify(peers, tmp_path / "missing.toml"),
+        _go_verify(client, tmp_path / "missing.toml"),
         _py_verify(tmp_path / "missing.toml"),
     )
     cases["missing.toml"] = ("", 1)
     for name, ((go_rc, go_out), (py_rc, py_out)) in results.items():
         want = cases[name][1]
-        assert go_rc == want, f"{name}: frpc-go-new said {go_rc}: {go_out}"
+        assert go_rc == want, f"{name}: {client} said {go_rc}: {go_out}"
         assert py_rc == want, f"{name}: pyfrpc said {py_rc}: {py_out}"
         if want == 0:
             assert py_out.endswith(f"frpc: the configuration file {name} syntax is ok\n")
@@ -201,54 +224,39 @@ def test_verify_parity_with_frpc_go_new(peers: Path, tmp_path: Path) -> None:
             assert "Traceback" not in py_out
 
 
-# Where pyfrp is stricter than frpc 0.65.0 (exit 0 there), on purpose.
+# Where pyfrp is stricter than frpc (exit 0 there), on purpose.
 STRICTER = {
     # Go's text/template prints "<no value>" for a missing variable: a token of "<no value>".
     "missing-env.toml": (
         'auth.token = "{{ .Envs.PYFRP_IT_UNSET }}"\n',
         "missing-env.toml:1: undefined environment variable PYFRP_IT_UNSET",
     ),
-    # frp starts it and every user connection then fails dialing 127.0.0.1:0.
-    "no-local-port.toml": (
-        '[[proxies]]\nname = "a"\ntype = "tcp"\n',
-        "no-local-port.toml:1: proxies[0].localPort: missing",
-    ),
-    # frpc 0.65.0 does not range-check serverPort / remotePort; the dial or frps fails later.
+    # frpc does not range-check serverPort / remotePort; the dial or frps fails later.
     "server-port.toml": ("serverPort = 70000\n", "server-port.toml:1: serverPort: port number"),
     "remote-port.ini": (
         "[common]\n[a]\nlocal_port = 1\nremote_port = 70000\n",
         "remote-port.ini:4: [a] remote_port: port number 70000",
     ),
-    # frp >= 0.70 rejects duplicate names too; 0.65.0 silently keeps one of them.
-    "duplicate.toml": (
-        '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 1\n'
-        '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 2\n',
-        "duplicate.toml:6: proxies[1].name: proxy name [a] is duplicated",
-    ),
-    # go-ini maps what it knows and ignores the rest: a typo or a bad number goes unnoticed.
-    "bad-int.ini": ("[common]\nserver_port = abc\n", "bad-int.ini:2: [common] server_port"),
-    "duplicate.ini": (
-        "[common]\n[ssh]\nlocal_port = 22\n[ssh]\nlocal_port = 23\n",
-        "duplicate.ini:4: proxy name [ssh] is duplicated",
-    ),
 }
 
 
-def test_where_pyfrpc_is_stricter_than_frpc_0_65(peers: Path, tmp_path: Path) -> None:
-    for name, (text, message) in STRICTER.items():
+@pytest.mark.parametrize("client", GO_CLIENTS)
+def test_where_pyfrpc_is_stricter_than_frpc(client: str, tmp_path: Path) -> None:
+    peer_exe(client)
+    cases = {name: message for name, (_, message) in STRICTER.items()}
+    # Settings pyfrp does not implement yet: an error naming the file (and the setting).
+    cases.update({name: name for name in UNSUPPORTED})
+    texts = {name: text for name, (text, _) in STRICTER.items()} | UNSUPPORTED
+    if client == "frpc-go-new":
+        texts["duplicate.toml"] = DUPLICATE
+        cases["duplicate.toml"] = "duplicate.toml:6: proxies[1].name: proxy name [a] is duplicated"
+    for name, message in cases.items():
         cfg = tmp_path / name
-        cfg.write_text(text)
-        go_rc, go_out = _go_verify(peers, cfg)
+        cfg.write_text(texts[name])
+        go_rc, go_out = _go_verify(client, cfg)
         py_rc, py_out = _py_verify(cfg)
-        assert go_rc == 0, f"{name}: frpc-go-new now rejects it: {go_out}"
+        assert go_rc == 0, f"{name}: {client} now rejects it: {go_out}"
         assert py_rc == 1, f"{name}: {py_out}"
         assert py_out.startswith(message), f"{name}: {py_out}"
-    for name, text in UNSUPPORTED.items():
-        cfg = tmp_path / name
-        cfg.write_text(text)
-        go_rc, go_out = _go_verify(peers, cfg)
-        py_rc, py_out = _py_verify(cfg)
-        assert go_rc == 0, f"{name}: frpc-go-new now rejects it: {go_out}"
-        assert py_rc == 1, f"{name}: {py_out}"
-        assert py_out.startswith(name), py_out
-        assert "not supported yet by pyfrp" in py_out, py_out
+        if name in UNSUPPORTED:
+            assert "not supported yet by pyfrp" in py_out, py_out
