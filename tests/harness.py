@@ -256,6 +256,47 @@ def wait_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) -> Non
     raise AssertionError(f"tunnel on {port} not working after {timeout}s: {last}")
 
 
+class _UdpEchoHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        data, sock = self.request
+        sock.sendto(data, self.client_address)
+
+
+def udp_echo_server() -> AbstractContextManager[int]:
+    """A UDP echo on 127.0.0.1: every datagram goes back to its sender."""
+    return serving(socketserver.ThreadingUDPServer((HOST, 0), _UdpEchoHandler))
+
+
+def udp_ask(
+    port: int, payload: bytes, timeout: float = 2.0, sock: socket.socket | None = None
+) -> bytes:
+    """Send one datagram to ``port`` and return the first reply (TimeoutError if none)."""
+    own = sock is None
+    s = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(timeout)
+        s.sendto(payload, (HOST, port))
+        data, _ = s.recvfrom(65536)
+        return data
+    finally:
+        if own:
+            s.close()
+
+
+def wait_udp_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) -> None:
+    """Poll until a datagram comes back through ``port`` (UDP has no connect to wait for)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"{proc.name} exited:\n{proc.log()[-3000:]}")
+        try:
+            if udp_ask(port, b"ping", 0.3) == b"ping":
+                return
+        except OSError:
+            pass
+    raise AssertionError(f"no udp echo through {port} after {timeout}s")
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pyfrp import FRP_VERSION
 from pyfrp.client.connector import Connector
-from pyfrp.client.proxy import TcpProxy
+from pyfrp.client.proxies import PROXY_TYPES
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.errors import AuthError, ProtocolError
 from pyfrp.log import PrefixLogger
@@ -91,7 +91,9 @@ class Session:
         self.conn = conn
         self.run_id = run_id
         self.log = PrefixLogger(log, run_id)
-        self.proxies = {p.name: TcpProxy(p, client.cfg.token, self.log) for p in client.cfg.proxies}
+        self.proxies = {
+            p.name: PROXY_TYPES[p.type](p, client.cfg, self.log) for p in client.cfg.proxies
+        }
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_pong = time.monotonic()
 
@@ -131,6 +133,8 @@ class Session:
         self.connector.close()
         for t in list(self._tasks):
             t.cancel()
+        for proxy in self.proxies.values():
+            proxy.close()
 
     def send_close_proxies(self) -> None:
         cfg = self.client.cfg

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
-RUNNABLE_PROXY_TYPES = ("tcp", "http", "https")  # what pyfrpc and pyfrps implement so far
+RUNNABLE_PROXY_TYPES = ("tcp", "udp", "http", "https")  # what pyfrpc and pyfrps implement so far
 
 
 @dataclass(slots=True)
@@ -125,6 +125,7 @@ class ClientConfig:
     tls_server_name: str = ""
     dial_server_timeout: int = 10
     login_fail_exit: bool = True
+    udp_packet_size: int = 1500
     metas: dict[str, str] = field(default_factory=dict)
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)

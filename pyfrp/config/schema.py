@@ -251,7 +251,7 @@ CLIENT: dict[str, Opt] = {
     "transport.tls.serverName": Opt(S, "tls_server_name", "tls_server_name"),
     "virtualNet.address": Opt(S, works=False),
     "featureGates": Opt(Kind.BOOL_MAP, works=False),
-    "udpPacketSize": Opt(N, ini="udp_packet_size"),  # udp, sudp only
+    "udpPacketSize": Opt(N, "udp_packet_size", "udp_packet_size"),
     "metadatas": Opt(M, "metas"),
     "includes": Opt(L, ini="includes"),
     "store.path": Opt(S, works=False, adds=True),

@@ -52,6 +52,20 @@ def bind_socket(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socke
     return sock
 
 
+def bind_udp_socket(host: str, port: int) -> socket.socket:
+    """A bound, non-blocking UDP socket; raises OSError like Go's net.ListenUDP would fail."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.bind(addr)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve_tcp(
     protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
 ) -> tuple[asyncio.Server, int]:

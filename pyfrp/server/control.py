@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from pyfrp.config.model import ServerConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import CryptoLayer
@@ -24,16 +25,27 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.ports import PortError
-
-if TYPE_CHECKING:
-    from pyfrp.server.proxy_http import ServerProxy
-    from pyfrp.server.service import Server
+from pyfrp.server.proxies import Proxy
 
 log = logging.getLogger(__name__)
 
 
+class ControlService(Protocol):
+    """What a Control needs of the server (the Server in service.py)."""
+
+    cfg: ServerConfig
+
+    async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy: ...
+
+    def unregister_proxy(self, name: str) -> None: ...
+
+    def control_closed(self, ctl: Control) -> None: ...
+
+
 class Control:
-    def __init__(self, service: Server, conn: MessageConn, login: Login, run_id: str) -> None:
+    def __init__(
+        self, service: ControlService, conn: MessageConn, login: Login, run_id: str
+    ) -> None:
         self.service = service
         self.conn = conn
         self.login = login
@@ -41,7 +53,7 @@ class Control:
         cfg = service.cfg
         self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
         self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
-        self.proxies: dict[str, ServerProxy] = {}
+        self.proxies: dict[str, Proxy] = {}
         self.log = PrefixLogger(log, run_id)
         self.last_ping = time.monotonic()
         self.closed = asyncio.Event()
@@ -129,7 +141,7 @@ class Control:
         proxy = self.proxies.pop(name, None)
         if proxy is None:
             return
-        self.service.proxies.pop(name, None)
+        self.service.unregister_proxy(name)
         await proxy.close()
         self.log.info("close proxy [%s] success", name)  # server/control.go, for every type
 

@@ -1,9 +1,11 @@
-"""Remote ports for tcp proxies (server/ports/ports.go): allow list, per-client quota, binding."""
+"""Remote ports for tcp and udp proxies (server/ports/ports.go): allow list, binding. frps keeps
+one manager per protocol, so a tcp and a udp proxy may share a port number."""
 
 from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Callable
 
 from pyfrp.net.listen import bind_socket
 
@@ -16,16 +18,22 @@ class PortError(Exception):
 
 
 class PortManager:
-    def __init__(self, bind_addr: str, allow_ports: list[tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        bind_addr: str,
+        allow_ports: list[tuple[int, int]],
+        bind: Callable[[str, int], socket.socket] = bind_socket,
+    ) -> None:
         self.bind_addr = bind_addr
         self.allow = allow_ports
+        self.bind = bind
         self.used: set[int] = set()
 
     def allowed(self, port: int) -> bool:
         return not self.allow or any(a <= port <= b for a, b in self.allow)
 
     def acquire(self, port: int) -> tuple[int, socket.socket]:
-        """Bind ``port`` (0: a random allowed free port) for a tcp proxy; returns (port, socket)."""
+        """Bind ``port`` (0: a random allowed free port); returns (port, socket)."""
         if port == 0:
             return self._acquire_random()
         if not self.allowed(port):
@@ -33,7 +41,7 @@ class PortManager:
         if port in self.used:
             raise PortError("port already used")
         try:
-            sock = bind_socket(self.bind_addr, port)
+            sock = self.bind(self.bind_addr, port)
         except OSError:
             raise PortError("port unavailable") from None
         self.used.add(port)
@@ -52,7 +60,7 @@ class PortManager:
             if cand in self.used:
                 continue
             try:
-                sock = bind_socket(self.bind_addr, cand)
+                sock = self.bind(self.bind_addr, cand)
             except OSError:
                 continue
             port = sock.getsockname()[1]

@@ -11,7 +11,7 @@ from typing import Any
 from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import ProtocolError
-from pyfrp.net.listen import FrpListener, bind_socket
+from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.tls import server_context
@@ -28,8 +28,7 @@ from pyfrp.proto.msg import (
 )
 from pyfrp.server.control import Control
 from pyfrp.server.ports import PortError, PortManager
-from pyfrp.server.proxy import TcpProxy
-from pyfrp.server.proxy_http import HttpProxy, HttpsProxy, ServerProxy
+from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
 
@@ -138,8 +137,13 @@ class Server:
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.controls: dict[str, Control] = {}
-        self.proxies: dict[str, ServerProxy] = {}
-        self.ports = PortManager(cfg.effective_proxy_bind_addr, cfg.allow_ports)
+        self.proxies: dict[str, Proxy] = {}
+        addr = cfg.effective_proxy_bind_addr
+        self.res = Resources(
+            cfg,
+            tcp_ports=PortManager(addr, cfg.allow_ports),
+            udp_ports=PortManager(addr, cfg.allow_ports, bind_udp_socket),
+        )
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
@@ -180,10 +184,12 @@ class Server:
                 not_found_page=cfg.custom_404_page,
             )
             await self.vhost_http.listen(addr, cfg.vhost_http_port)
+            self.res.vhost_http = self.vhost_http
             log.info("http service listen on %s:%d", addr, self.vhost_http.port)
         if cfg.vhost_https_port:
             self.vhost_https = VhostHttpsServer()
             await self.vhost_https.listen(addr, cfg.vhost_https_port)
+            self.res.vhost_https = self.vhost_https
             log.info("https service listen on %s:%d", addr, self.vhost_https.port)
 
     async def close(self) -> None:
@@ -272,7 +278,7 @@ class Server:
             return
         ctl.add_work_conn(conn)
 
-    async def register_proxy(self, ctl: Control, msg: NewProxy) -> ServerProxy:
+    async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy:
         name = msg.proxy_name
         ptype = msg.proxy_type or "tcp"
         if name in self.proxies:
@@ -283,32 +289,17 @@ class Server:
             raise PortError(f"proxy group [{msg.group}] is not supported by pyfrps yet")
         if msg.bandwidth_limit and msg.bandwidth_limit_mode == "server":
             raise PortError("server-side bandwidth limit is not supported by pyfrps yet")
-        if ptype in ("http", "https") and not (
-            self.cfg.vhost_http_port if ptype == "http" else self.cfg.vhost_https_port
-        ):
-            raise PortError(f"type [{ptype}] not supported when vhost {ptype} port is not set")
-        vhost_proxy: HttpProxy | HttpsProxy | None = None
-        if ptype == "http" and self.vhost_http is not None:
-            vhost_proxy = HttpProxy(ctl, msg, self.vhost_http)
-        elif ptype == "https" and self.vhost_https is not None:
-            vhost_proxy = HttpsProxy(ctl, msg, self.vhost_https)
-        if vhost_proxy is not None:  # vhost proxies use no port of their own
-            await vhost_proxy.start()
-            self.proxies[name] = vhost_proxy
-            return vhost_proxy
-        if ptype != "tcp":
+        cls = PROXY_TYPES.get(ptype)
+        if cls is None:
             raise PortError(f"proxy type [{ptype}] is not supported by pyfrps yet")
         limit = self.cfg.max_ports_per_client
-        tcp_count = sum(isinstance(p, TcpProxy) for p in ctl.proxies.values())
-        if limit > 0 and tcp_count >= limit:
+        used = sum(p.uses_port for p in ctl.proxies.values())
+        if cls.uses_port and 0 < limit <= used:
             raise PortError("exceed the max_ports_per_client")
-        port, sock = self.ports.acquire(msg.remote_port)
-        proxy = TcpProxy(ctl, msg, port, sock)
-        try:
-            await proxy.start()
-        except OSError as exc:
-            self.ports.release(port)
-            sock.close()
-            raise PortError("port unavailable") from exc
+        proxy = cls(ctl, msg, self.res)
+        await proxy.start()
         self.proxies[name] = proxy
         return proxy
+
+    def unregister_proxy(self, name: str) -> None:
+        self.proxies.pop(name, None)

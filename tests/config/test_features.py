@@ -258,8 +258,8 @@ def test_sub_options_of_an_unsupported_feature_are_quiet(tmp_path: Path) -> None
 
 
 def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
-    """udp, stcp, xtcp, sudp and tcpmux reach the model (and are errors until pyfrp runs
-    them)."""
+    """udp, stcp, xtcp, sudp and tcpmux reach the model (and those pyfrp does not run yet are
+    errors)."""
     f = _write(
         tmp_path / "c.toml",
         '[[proxies]]\nname = "u"\ntype = "udp"\nlocalPort = 53\nremotePort = 5353\n'
@@ -278,6 +278,7 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
     assert [n.split(": ", 1)[1] for n in notices] == [
         f'proxies[{i}].type: proxy type "{t}" not supported yet, ignored'
         for i, t in enumerate(("udp", "xtcp", "sudp", "tcpmux"))
+        if t != "udp"  # runs
     ]
 
 

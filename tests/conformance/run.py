@@ -216,16 +216,18 @@ def save_list(ids: list[str]) -> None:
 
 
 def run_pair(
-    pair: str, bin_dir: Path, procs: int, out_dir: Path, listed: list[str]
+    pair: str, bin_dir: Path, procs: int, out_dir: Path, listed: list[str], focus: str = ""
 ) -> tuple[bool, list[str]]:
     """Run one pair: whether every listed spec passed (on the first run or the retry), and the
-    passing specs not listed yet."""
+    passing specs not listed yet. ``focus``: a regex: only the specs it matches run."""
     src = bin_dir.parent / "src"
     py_frps, py_frpc = wrappers(out_dir)
     server, client = PAIRS[pair]
     frps = py_frps if server == "py" else bin_dir / "frps"
     frpc = py_frpc if client == "py" else bin_dir / "frpc"
-    full = pair == "pyfrp"
+    full = pair == "pyfrp" or bool(focus)
+    if focus:
+        listed = [i for i in listed if re.search(focus, i)]
     say(f"{pair}: frps={frps} frpc={frpc}, {'every spec' if full else 'the listed specs'}")
     started = time.monotonic()
     specs = run_suite(
@@ -236,7 +238,7 @@ def run_pair(
         procs,
         out_dir / f"{pair}.json",
         out_dir / f"{pair}.log",
-        None if full else focus_args(listed),
+        [f"--focus={focus}"] if focus else None if full else focus_args(listed),
     )
     seconds = time.monotonic() - started
     state = {s.id: s for s in specs}
@@ -284,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--update", action="store_true", help="add the new pyfrp/pyfrp passes to passing.txt"
     )
+    ap.add_argument("--focus", default="", help="run only the specs this regex (Go RE2) matches")
     args = ap.parse_args(argv)
     bin_dir = native_bin()
     if bin_dir is None:
@@ -296,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     listed = load_list()
     ok, new = True, list[str]()
     for pair in pairs:
-        passed, fresh = run_pair(pair, bin_dir, args.procs, out_dir, listed)
+        passed, fresh = run_pair(pair, bin_dir, args.procs, out_dir, listed, args.focus)
         ok = ok and passed
         new = fresh if pair == "pyfrp" else new
     if args.update and new:

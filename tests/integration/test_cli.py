@@ -188,8 +188,8 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         'transport.protocol = "kcp"\n': (
             "frpc.toml:2: transport.protocol: not supported yet by pyfrp"
         ),
-        '[[proxies]]\nname = "dns"\ntype = "udp"\nlocalPort = 53\n': (
-            'frpc.toml:4: proxies[0].type: proxy type "udp" not supported yet by pyfrp'
+        '[[proxies]]\nname = "x"\ntype = "xtcp"\nlocalPort = 22\n': (
+            'frpc.toml:4: proxies[0].type: proxy type "xtcp" not supported yet by pyfrp'
         ),
         '[[visitors]]\nname = "v"\ntype = "stcp"\nserverName = "s"\nbindPort = 9000\n': (
             "frpc.toml:2: visitor [v]: visitors are not supported yet by pyfrp"

@@ -1,31 +1,20 @@
-"""Client-side proxies (client/proxy/): turn a started work connection into a local connection."""
+"""``type = tcp`` (and the work connections of http/https, which frpc handles alike): dial
+local_ip:local_port for each work connection and splice."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
-from pyfrp.config.model import ProxyConfig
-from pyfrp.log import PrefixLogger
+from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, splice
-from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import StartWorkConn
-
-log = logging.getLogger(__name__)
 
 LOCAL_DIAL_TIMEOUT = 10.0
 
 
-class TcpProxy:
-    """A tcp proxy: dial local_ip:local_port for each work connection and splice."""
-
-    def __init__(self, cfg: ProxyConfig, token: str, logger: PrefixLogger) -> None:
-        self.cfg = cfg
-        self.token = token
-        self.log = logger.child(cfg.name)
-        self.running = False
-
+@register("tcp")
+class TcpProxy(ClientProxy):
     async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
@@ -43,14 +32,7 @@ class TcpProxy:
             )
             conn.close()
             return
-        transport, pending, ended = conn.detach()
-        top, pending = wrap_work_transport(
-            transport,
-            pending,
-            token=self.token,
-            use_encryption=cfg.use_encryption,
-            use_compression=cfg.use_compression,
-        )
+        top, pending, ended = self.wrap(conn)
         self.log.debug(
             "join connections, user [%s:%d] local [%s:%d]",
             start.src_addr, start.src_port, cfg.local_ip, cfg.local_port,
@@ -67,3 +49,13 @@ class TcpProxy:
         finally:
             top.close()
             local.close()
+
+
+@register("http")
+class HttpProxy(TcpProxy):
+    """frps does the HTTP; frpc splices its work connections as tcp ones."""
+
+
+@register("https")
+class HttpsProxy(TcpProxy):
+    """frps routes by SNI; frpc splices its work connections as tcp ones."""

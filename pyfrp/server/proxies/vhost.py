@@ -7,22 +7,12 @@ opens work connections on demand for them. Both validate domains like frp
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
-
-from pyfrp.log import PrefixLogger
 from pyfrp.proto.msg import NewProxy
 from pyfrp.server.ports import PortError
-from pyfrp.server.proxy import TcpProxy, start_work_conn
-from pyfrp.vhost.conn import WorkConn
+from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
 from pyfrp.vhost.http import HttpRoute, VhostHttpServer
 from pyfrp.vhost.https import HttpsRoute, VhostHttpsServer
 from pyfrp.vhost.router import RouteConflict
-
-if TYPE_CHECKING:
-    from pyfrp.server.control import Control
-
-log = logging.getLogger(__name__)
 
 
 def canonical_addr(host: str, port: int) -> str:
@@ -56,41 +46,26 @@ def build_domains(msg: NewProxy, subdomain_host: str) -> list[str]:
     return domains
 
 
-class _VhostProxy:
-    """What http and https proxies share: the name, the work connections, the lifecycle."""
-
-    kind = ""
-
-    def __init__(self, control: Control, msg: NewProxy) -> None:
-        self.control = control
-        self.msg = msg
-        self.name = msg.proxy_name
-        self.remote_addr = ""
-        self.log = PrefixLogger(log, control.run_id, self.name)
-
-    async def open_work_conn(
-        self, src: tuple[str, int], dst: tuple[str, int] = ("", 0)
-    ) -> WorkConn | None:
-        return await start_work_conn(self.control, self.msg, self.log, src, dst)
-
-    async def start(self) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
+def _vhost_port_unset(kind: str) -> PortError:
+    return PortError(f"type [{kind}] not supported when vhost {kind} port is not set")
 
 
-class HttpProxy(_VhostProxy):
-    kind = "http"
-
-    def __init__(self, control: Control, msg: NewProxy, vhost: VhostHttpServer) -> None:
-        super().__init__(control, msg)
-        self.vhost = vhost
+@register("http")
+class HttpProxy(Proxy):
+    def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
+        super().__init__(host, msg, res)
         self._routes: list[tuple[str, str, str, HttpRoute]] = []
 
+    @property
+    def vhost(self) -> VhostHttpServer:
+        if self.res.vhost_http is None:
+            raise _vhost_port_unset(self.kind)
+        return self.res.vhost_http
+
     async def start(self) -> None:
-        cfg = self.control.service.cfg
+        cfg = self.res.cfg
         msg = self.msg
+        vhost = self.vhost
         domains = build_domains(msg, cfg.subdomain_host)
         locations = msg.locations or [""]
         addrs: list[str] = []
@@ -105,7 +80,7 @@ class HttpProxy(_VhostProxy):
                         headers=dict(msg.headers),
                         response_headers=dict(msg.response_headers),
                     )
-                    self.vhost.add_route(domain, location, msg.route_by_http_user, route)
+                    vhost.add_route(domain, location, msg.route_by_http_user, route)
                     self._routes.append((domain, location, msg.route_by_http_user, route))
                     # frp lists a domain once per location.
                     addrs.append(canonical_addr(domain, cfg.vhost_http_port))
@@ -125,22 +100,27 @@ class HttpProxy(_VhostProxy):
         self._routes.clear()
 
 
-class HttpsProxy(_VhostProxy):
-    kind = "https"
-
-    def __init__(self, control: Control, msg: NewProxy, vhost: VhostHttpsServer) -> None:
-        super().__init__(control, msg)
-        self.vhost = vhost
+@register("https")
+class HttpsProxy(Proxy):
+    def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
+        super().__init__(host, msg, res)
         self._domains: list[str] = []
 
+    @property
+    def vhost(self) -> VhostHttpsServer:
+        if self.res.vhost_https is None:
+            raise _vhost_port_unset(self.kind)
+        return self.res.vhost_https
+
     async def start(self) -> None:
-        cfg = self.control.service.cfg
+        cfg = self.res.cfg
+        vhost = self.vhost
         domains = build_domains(self.msg, cfg.subdomain_host)
         addrs: list[str] = []
         route = HttpsRoute(opener=self)
         try:
             for domain in domains:
-                self.vhost.add_route(domain, route)
+                vhost.add_route(domain, route)
                 self._domains.append(domain)
                 addrs.append(canonical_addr(domain, cfg.vhost_https_port))
                 self.log.info("https proxy listen for host [%s] group [%s]", domain, self.msg.group)
@@ -153,7 +133,3 @@ class HttpsProxy(_VhostProxy):
         for domain in self._domains:
             self.vhost.remove_route(domain)
         self._domains.clear()
-
-
-# Every kind of proxy a Control may hold.
-ServerProxy = TcpProxy | HttpProxy | HttpsProxy

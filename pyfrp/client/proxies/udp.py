@@ -1,0 +1,175 @@
+"""``type = udp`` (client/proxy/udp.go, pkg/proto/udp): UDPPacket messages from frps become
+datagrams to local_ip:local_port, one local socket per user address, and replies go back tagged
+with that address.
+
+frp's behaviour, kept: a new work connection replaces the old one; frpc pings on it every 30 s;
+a local socket idle for 30 s is closed; replies are read with a ``udpPacketSize`` buffer; what
+the work connection cannot take is dropped, never queued without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from pyfrp.client.proxies.base import ClientProxy, register
+from pyfrp.config.model import ClientConfig, ProxyConfig
+from pyfrp.errors import ProtocolError
+from pyfrp.log import PrefixLogger
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.proto.framing import encode_message
+from pyfrp.proto.msg import Ping, StartWorkConn, UDPAddr, UDPPacket
+
+HEARTBEAT = 30.0
+LOCAL_IDLE = 30.0
+SEND_LIMIT = 1024 * 1600  # frp's 1024-message channel, in bytes
+
+
+class _Local:
+    """A connected UDP socket to the local service for one user address."""
+
+    __slots__ = ("last", "sock", "timer", "user")
+
+    def __init__(self, sock: socket.socket, user: UDPAddr) -> None:
+        self.sock = sock
+        self.user = user
+        self.last = time.monotonic()
+        self.timer: asyncio.TimerHandle | None = None
+
+
+@register("udp")
+class UdpProxy(ClientProxy):
+    def __init__(self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger) -> None:
+        super().__init__(cfg, client, logger)
+        self._work: MessageConn | None = None
+        self._locals: dict[tuple[str, int, str], _Local] = {}
+        self._local_addr: tuple[int, tuple[str, int]] | None = None
+
+    async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        peer = conn.peername
+        self.log.info(
+            "incoming a new work connection for udp proxy, %s",
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+        )
+        self._drop_work()
+        if self._local_addr is None:
+            try:
+                self._local_addr = await self._resolve()
+            except OSError as exc:
+                self.log.warning("resolve local address error: %s", exc)
+                conn.close()
+                return
+        top, pending, ended = self.wrap(conn)
+        mc = MessageConn.attach(top)
+        if pending:
+            mc.data_received(pending)
+        if ended:
+            mc.eof_received()
+        self._work = mc
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(mc))
+        try:
+            while True:
+                msg = await mc.recv()
+                if isinstance(msg, UDPPacket) and msg.remote_addr is not None:
+                    self._to_local(msg.content, msg.remote_addr)
+        except (ConnectionError, OSError, ProtocolError) as exc:
+            if self._work is mc:
+                self.log.warning("read from workConn for udp error: %s", exc)
+        finally:
+            beat.cancel()
+            if self._work is mc:
+                self._drop_work()
+
+    async def _resolve(self) -> tuple[int, tuple[str, int]]:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            self.cfg.local_ip, self.cfg.local_port, type=socket.SOCK_DGRAM
+        )
+        family, _, _, _, addr = infos[0]
+        return family, (str(addr[0]), int(addr[1]))
+
+    async def _heartbeat(self, mc: MessageConn) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            mc.send(Ping())
+
+    def _to_local(self, data: bytes, user: UDPAddr) -> None:
+        key = (user.ip, user.port, user.zone)
+        local = self._locals.get(key)
+        if local is None:
+            local = self._open(key, user)
+            if local is None:
+                return
+        local.last = time.monotonic()
+        try:
+            local.sock.send(data)
+        except BlockingIOError:
+            pass  # the kernel's buffer is full: a datagram may be lost
+        except OSError as exc:
+            self.log.debug("write to local udp service error: %s", exc)
+            self._close_local(key)
+
+    def _open(self, key: tuple[str, int, str], user: UDPAddr) -> _Local | None:
+        assert self._local_addr is not None
+        family, addr = self._local_addr
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            self.log.warning("connect to local udp service [%s:%d] error: %s", *addr, exc)
+            return None
+        local = self._locals[key] = _Local(sock, user)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), self._from_local, key)
+        local.timer = loop.call_later(LOCAL_IDLE, self._idle_check, key)
+        return local
+
+    def _from_local(self, key: tuple[str, int, str]) -> None:
+        local = self._locals.get(key)
+        if local is None:
+            return
+        size = self.client.udp_packet_size
+        work = self._work
+        while True:
+            try:
+                data = local.sock.recv(size)
+            except BlockingIOError:
+                return
+            except OSError:  # e.g. ICMP port unreachable from the local service: keep waiting
+                return
+            local.last = time.monotonic()
+            transport = work.transport if work is not None else None
+            if transport is None or transport.get_write_buffer_size() > SEND_LIMIT:
+                continue  # no work connection, or it cannot keep up: drop
+            transport.write(encode_message(UDPPacket(content=data, remote_addr=local.user)))
+
+    def _idle_check(self, key: tuple[str, int, str]) -> None:
+        local = self._locals.get(key)
+        if local is None:
+            return
+        left = local.last + LOCAL_IDLE - time.monotonic()
+        if left > 0:
+            local.timer = asyncio.get_running_loop().call_later(left, self._idle_check, key)
+        else:
+            self._close_local(key)
+
+    def _close_local(self, key: tuple[str, int, str]) -> None:
+        local = self._locals.pop(key, None)
+        if local is None:
+            return
+        if local.timer is not None:
+            local.timer.cancel()
+        asyncio.get_running_loop().remove_reader(local.sock.fileno())
+        local.sock.close()
+
+    def _drop_work(self) -> None:
+        work, self._work = self._work, None
+        if work is not None:
+            work.close()
+        for key in list(self._locals):
+            self._close_local(key)
+
+    def close(self) -> None:
+        self._drop_work()

@@ -1,0 +1,7 @@
+"""Server-side proxies, one module per type, known to the control and the service only through
+``base.Proxy`` and the registry ``PROXY_TYPES`` (type name -> class)."""
+
+from pyfrp.server.proxies import tcp, udp, vhost
+from pyfrp.server.proxies.base import PROXY_TYPES, Proxy, ProxyHost, Resources
+
+__all__ = ["PROXY_TYPES", "Proxy", "ProxyHost", "Resources", "tcp", "udp", "vhost"]

@@ -1,0 +1,112 @@
+"""What every server-side proxy type shares (server/proxy/proxy.go): the interface the control
+and the service know proxies by, what a proxy may use of the server, and the registry of types.
+
+A proxy module imports this one and nothing above it: it reaches its frpc only through a
+``ProxyHost`` (the Control) and the server's shared listeners through ``Resources``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from pyfrp.config.model import ServerConfig
+from pyfrp.log import PrefixLogger
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.workconn import wrap_work_transport
+from pyfrp.proto.msg import NewProxy, StartWorkConn
+from pyfrp.server.ports import PortManager
+from pyfrp.vhost.conn import WorkConn
+from pyfrp.vhost.http import VhostHttpServer
+from pyfrp.vhost.https import VhostHttpsServer
+
+log = logging.getLogger("pyfrp.server.proxy")
+
+
+class ProxyHost(Protocol):
+    """The control connection a proxy belongs to: its frpc's pool of work connections."""
+
+    run_id: str
+
+    def take_work_conn(self, start: StartWorkConn) -> MessageConn | None:
+        """A pooled work connection with ``start`` sent on it, or None at once."""
+        ...
+
+    async def get_work_conn(self, start: StartWorkConn) -> MessageConn | None:
+        """As take_work_conn, asking frpc for one and waiting (None after userConnTimeout)."""
+        ...
+
+
+@dataclass(slots=True)
+class Resources:
+    """What the server shares between proxies."""
+
+    cfg: ServerConfig
+    tcp_ports: PortManager
+    udp_ports: PortManager
+    vhost_http: VhostHttpServer | None = None
+    vhost_https: VhostHttpsServer | None = None
+
+
+class Proxy:
+    """One registered NewProxy. ``start`` raises PortError with frp's text for NewProxyResp."""
+
+    kind: ClassVar[str] = ""
+    uses_port: ClassVar[bool] = False  # counts against max_ports_per_client
+
+    def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
+        self.host = host
+        self.msg = msg
+        self.res = res
+        self.name = msg.proxy_name
+        self.remote_addr = ""
+        self.log = PrefixLogger(log, host.run_id, self.name)
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def start_msg(
+        self, src: tuple[str, int] = ("", 0), dst: tuple[str, int] = ("", 0)
+    ) -> StartWorkConn:
+        return StartWorkConn(
+            proxy_name=self.name, src_addr=src[0], src_port=src[1], dst_addr=dst[0], dst_port=dst[1]
+        )
+
+    def wrap(self, conn: MessageConn) -> WorkConn:
+        """Stack the proxy's encryption/compression on a work connection that got StartWorkConn."""
+        transport, pending, ended = conn.detach()
+        top, pending = wrap_work_transport(
+            transport,
+            pending,
+            token=self.res.cfg.token,
+            use_encryption=self.msg.use_encryption,
+            use_compression=self.msg.use_compression,
+        )
+        return WorkConn(top, pending, ended)
+
+    async def open_work_conn(
+        self, src: tuple[str, int] = ("", 0), dst: tuple[str, int] = ("", 0)
+    ) -> WorkConn | None:
+        """A started, wrapped work connection for a user at ``src``; None if frpc gave none."""
+        conn = await self.host.get_work_conn(self.start_msg(src, dst))
+        if conn is None:
+            self.log.warning("failed to get work connection for user [%s:%d]", src[0], src[1])
+            return None
+        return self.wrap(conn)
+
+
+PROXY_TYPES: dict[str, type[Proxy]] = {}
+
+
+def register(kind: str) -> Callable[[type[Proxy]], type[Proxy]]:
+    def deco(cls: type[Proxy]) -> type[Proxy]:
+        cls.kind = kind
+        PROXY_TYPES[kind] = cls
+        return cls
+
+    return deco

@@ -1,0 +1,112 @@
+"""``type = tcp`` (server/proxy/tcp.go): a listener on remote_port whose every connection is
+joined to a work connection."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+
+from pyfrp.net.listen import BACKLOG
+from pyfrp.net.splice import HoldProtocol, Joined, join
+from pyfrp.proto.msg import NewProxy
+from pyfrp.server.ports import PortError
+from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
+from pyfrp.vhost.conn import WorkConn
+
+
+class _UserConn(HoldProtocol):
+    """A user connection on a proxy's port, held until its work connection is ready."""
+
+    def __init__(self, proxy: TcpProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def on_held(self, transport: asyncio.Transport) -> None:
+        self.proxy.spawn_user(self)
+
+
+@register("tcp")
+class TcpProxy(Proxy):
+    uses_port = True
+
+    def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
+        super().__init__(host, msg, res)
+        self.port = 0
+        self._sock: socket.socket | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._joins: set[Joined] = set()
+
+    async def start(self) -> None:
+        self.port, self._sock = self.res.tcp_ports.acquire(self.msg.remote_port)
+        loop = asyncio.get_running_loop()
+        try:
+            # create_server listens again on a given socket, with its own backlog of 100 by default.
+            self._server = await loop.create_server(
+                lambda: _UserConn(self), sock=self._sock, backlog=BACKLOG
+            )
+        except OSError as exc:
+            await self.close()
+            raise PortError("port unavailable") from exc
+        self.remote_addr = f":{self.port}"
+        self.log.info("tcp proxy listen port [%d]", self.port)
+
+    def spawn_user(self, held: _UserConn) -> None:
+        user = held.transport
+        assert user is not None
+        src = user.get_extra_info("peername") or ("", 0)
+        dst = user.get_extra_info("sockname") or ("", 0)
+        self.log.debug("get a user connection [%s:%d]", src[0], src[1])
+        # Usually a pooled work connection is ready: join at once, without a task.
+        conn = self.host.take_work_conn(self.start_msg(src, dst))
+        if conn is None:
+            task = asyncio.get_running_loop().create_task(self._wait_work_conn(held, src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._join(held, src, self.wrap(conn))
+
+    async def _wait_work_conn(
+        self, held: _UserConn, src: tuple[str, int], dst: tuple[str, int]
+    ) -> None:
+        user = held.transport
+        assert user is not None
+        try:
+            work = await self.open_work_conn(src, dst)
+        except asyncio.CancelledError:
+            user.close()
+            raise
+        if work is None:
+            user.close()
+        else:
+            self._join(held, src, work)
+
+    def _join(self, held: _UserConn, src: tuple[str, int], work: WorkConn) -> None:
+        user = held.transport
+        assert user is not None
+        self.log.debug("join connections, user [%s:%d]", src[0], src[1])
+        joined = join(
+            user,
+            work.transport,
+            a_pending=held.take(),
+            a_ended=held.ended,
+            b_pending=work.pending,
+            b_ended=work.ended,
+        )
+        if not joined.done:
+            self._joins.add(joined)
+            joined.on_done = functools.partial(self._joins.discard, joined)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        elif self._sock is not None:
+            self._sock.close()
+        if self._sock is not None:
+            self.res.tcp_ports.release(self.port)
+            self._sock = None
+        for t in list(self._tasks):
+            t.cancel()
+        for j in list(self._joins):
+            j.abort()
