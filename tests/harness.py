@@ -381,6 +381,7 @@ class FirstByteTap:
         self, src: socket.socket, dst: socket.socket, from_client: bool, done: threading.Semaphore
     ) -> None:
         first = True
+        hello = b"" if not from_client else None  # the server's first bytes, until a whole hello
         tail = b""
         try:
             while True:
@@ -392,8 +393,12 @@ class FirstByteTap:
                 with self._lock:
                     if first and from_client:
                         self.first_bytes.append(data[0])
-                    elif first:
-                        self.resumed.append(server_hello_resumed(data))
+                    if hello is not None:  # a loaded machine may split the ServerHello
+                        hello += data
+                        resumed = server_hello_resumed(hello)
+                        if resumed is not None or len(hello) > 1 << 14:
+                            self.resumed.append(resumed)
+                            hello = None
                     first = False
                     self.bytes_moved += len(data)
                     self.saw_snappy_magic |= magic

@@ -14,6 +14,7 @@ from typing import Any
 from pyfrp import FRP_VERSION
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
+from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.errors import AuthError, ProtocolError
 from pyfrp.log import PrefixLogger
@@ -63,7 +64,7 @@ def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
         group_key=p.group_key,
         metas=dict(p.metas),
     )
-    known = p.type in ("tcp", "udp", "http", "https")
+    known = p.type in ("tcp", "udp", "http", "https", "stcp", "sudp", "xtcp")
     if p.type in ("tcp", "udp") or not known:
         msg.remote_port = p.remote_port
     if p.type in ("http", "https") or not known:
@@ -77,6 +78,9 @@ def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
         msg.headers = dict(p.request_headers)
         msg.response_headers = dict(p.response_headers)
         msg.route_by_http_user = p.route_by_http_user
+    if p.type in ("stcp", "sudp", "xtcp") or not known:
+        msg.sk = p.secret_key
+        msg.allow_users = list(p.allow_users)
     return msg
 
 
@@ -94,6 +98,9 @@ class Session:
         self.proxies = {
             p.name: PROXY_TYPES[p.type](p, client.cfg, self.log) for p in client.cfg.proxies
         }
+        self.visitors = [
+            VISITOR_TYPES[v.type](v, client.cfg, self, self.log) for v in client.cfg.visitors
+        ]
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_pong = time.monotonic()
 
@@ -107,6 +114,8 @@ class Session:
         self.conn.push_layer(CryptoLayer, derive_key(cfg.token))
         for p in self.client.cfg.proxies:
             self.conn.send(new_proxy_msg(p, cfg.user))
+        if self.visitors:
+            self.spawn(self._start_visitors())
         if cfg.heartbeat_interval > 0:
             self.spawn(self._heartbeat())
         try:
@@ -135,6 +144,20 @@ class Session:
             t.cancel()
         for proxy in self.proxies.values():
             proxy.close()
+        for visitor in self.visitors:
+            visitor.close()
+
+    async def connect_server(self) -> MessageConn:
+        return await self.connector.connect()
+
+    async def _start_visitors(self) -> None:
+        for v in self.visitors:
+            try:
+                await v.start()
+            except OSError as exc:
+                v.log.warning("start error: %s", exc)
+            else:
+                v.log.info("start visitor success")
 
     def send_close_proxies(self) -> None:
         cfg = self.client.cfg

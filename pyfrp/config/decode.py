@@ -31,6 +31,7 @@ from pyfrp.config.formats import Document, KeyPath, dotted
 from pyfrp.config.model import (
     PROXY_TYPES,
     RUNNABLE_PROXY_TYPES,
+    RUNNABLE_VISITOR_TYPES,
     VISITOR_TYPES,
     ClientConfig,
     ProxyConfig,
@@ -601,15 +602,20 @@ def build_visitor(s: Settings, notices: Notices) -> VisitorConfig:
     if not name:
         raise ConfigError(f"{s.at('name')}: missing: name is required")
     v = VisitorConfig(name=name, type=vtype)
-    s.values.pop("plugin", None)
+    plugin = s.values.pop("plugin", None)
     apply(s, visitor_schema(vtype), v, notices, "visitor")
+    if plugin:
+        notices.unsupported(
+            f"vplugin:{name}", s.at("plugin"), f"visitor plugin {q(plugin['type'])}"
+        )
     if not v.server_name:
         raise ConfigError(f"{s.at('serverName')}: missing: server name is required")
     if not v.bind_port:
         raise ConfigError(f"{s.at('bindPort')}: missing: bind port is required")
     if v.bind_port > 65535:
         check_port(v.bind_port, s.at("bindPort"))
-    notices.unsupported("visitors", f"{s.origin}: visitor [{name}]", "visitors are")
+    if vtype not in RUNNABLE_VISITOR_TYPES:
+        notices.unsupported(f"vtype:{name}", s.at("type"), f"visitor type {q(vtype)}")
     return v
 
 

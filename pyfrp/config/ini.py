@@ -309,7 +309,7 @@ def _proxy(sec: IniSection, notices: Notices) -> Settings:
         sec, proxy_schema(ptype), notices, prefixes, _PROXY_EXTRA, skip=("plugin", *plugin_keys)
     )
     s.set("name", sec.name, f"{sec.path}:{sec.line}: [{sec.name}]")
-    s.values["type"] = ptype
+    s.set("type", ptype, sec.where("type"))
     if "plugin" in sec.values:
         s.set("plugin", _plugin(sec, plugin_keys), sec.where("plugin"))
     elif plugin_keys:
@@ -351,7 +351,7 @@ def _visitor(sec: IniSection, notices: Notices) -> Settings:
         )
     s = _settings(sec, visitor_schema(vtype), notices, {}, _PROXY_EXTRA)
     s.set("name", sec.name, f"{sec.path}:{sec.line}: [{sec.name}]")
-    s.values["type"] = vtype
+    s.set("type", vtype, sec.where("type"))
     return s
 
 

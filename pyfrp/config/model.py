@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
-RUNNABLE_PROXY_TYPES = ("tcp", "udp", "http", "https")  # what pyfrpc and pyfrps implement so far
+# What pyfrpc and pyfrps implement so far.
+RUNNABLE_PROXY_TYPES = ("tcp", "udp", "http", "https", "stcp", "sudp")
+RUNNABLE_VISITOR_TYPES = ("stcp", "sudp")
 
 
 @dataclass(slots=True)
@@ -91,7 +93,7 @@ class ProxyConfig:
 
 @dataclass(slots=True)
 class VisitorConfig:
-    """An stcp/xtcp/sudp visitor. Parsed and checked; pyfrpc does not run visitors yet."""
+    """An stcp/xtcp/sudp visitor."""
 
     name: str
     type: str = "stcp"  # one of VISITOR_TYPES

@@ -146,6 +146,10 @@ class Control:
         self.log.info("close proxy [%s] success", name)  # server/control.go, for every type
 
     @property
+    def user(self) -> str:
+        return self.login.user
+
+    @property
     def port_count(self) -> int:
         return len(self.proxies)
 

@@ -221,17 +221,7 @@ class Server:
         elif isinstance(msg, Login):
             self.spawn(self._login(conn, msg))
         elif isinstance(msg, NewVisitorConn):
-            conn.send(
-                NewVisitorConnResp(
-                    proxy_name=msg.proxy_name, error="visitors are not supported yet"
-                )
-            )
-            log.warning(
-                "visitor connection from %s for [%s]: not supported yet",
-                conn.peername,
-                msg.proxy_name,
-            )
-            conn.close()
+            self._visitor_conn(conn, msg)
         else:
             log.warning(
                 "closing connection from %s: unexpected first message %s",
@@ -277,6 +267,28 @@ class Server:
             conn.close()
             return
         ctl.add_work_conn(conn)
+
+    def _visitor_conn(self, conn: MessageConn, msg: NewVisitorConn) -> None:
+        """A visitor's connection for an stcp/sudp/xtcp proxy (RegisterVisitorConn)."""
+        target = self.res.visitor_targets.get(msg.proxy_name)
+        try:
+            user = ""  # visitors older than frp 0.50 send no run id
+            if msg.run_id:
+                ctl = self.controls.get(msg.run_id)
+                if ctl is None:
+                    raise PortError(f"no client control found for run id [{msg.run_id}]")
+                user = ctl.user
+            if target is None:
+                raise PortError(f"custom listener for [{msg.proxy_name}] doesn't exist")
+            target.admit(msg, user)
+        except PortError as exc:
+            log.warning("register visitor conn error: %s", exc)
+            err = str(exc) if self.cfg.detailed_errors_to_client else "register visitor conn error"
+            conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name, error=err))
+            conn.close()
+            return
+        conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name))
+        target.accept(msg, *conn.detach())
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy:
         name = msg.proxy_name

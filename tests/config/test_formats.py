@@ -71,7 +71,7 @@ def test_client_four_formats_one_model() -> None:
     cfg = loaded["ini"][0]
     for fmt in FORMATS:
         assert loaded[fmt][0] == cfg, fmt
-        assert len(loaded[fmt][1]) == 4, loaded[fmt][1]
+        assert len(loaded[fmt][1]) == 2, loaded[fmt][1]
     assert (cfg.server_addr, cfg.server_port, cfg.user, cfg.token) == (
         "127.0.0.1",
         7001,

@@ -191,8 +191,8 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         '[[proxies]]\nname = "x"\ntype = "xtcp"\nlocalPort = 22\n': (
             'frpc.toml:4: proxies[0].type: proxy type "xtcp" not supported yet by pyfrp'
         ),
-        '[[visitors]]\nname = "v"\ntype = "stcp"\nserverName = "s"\nbindPort = 9000\n': (
-            "frpc.toml:2: visitor [v]: visitors are not supported yet by pyfrp"
+        '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "s"\nbindPort = 9000\n': (
+            'frpc.toml:4: visitors[0].type: visitor type "xtcp" not supported yet by pyfrp'
         ),
     }
     for extra, message in cases.items():

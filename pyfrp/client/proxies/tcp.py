@@ -59,3 +59,8 @@ class HttpProxy(TcpProxy):
 @register("https")
 class HttpsProxy(TcpProxy):
     """frps routes by SNI; frpc splices its work connections as tcp ones."""
+
+
+@register("stcp")
+class StcpProxy(TcpProxy):
+    """frps joins visitors to work connections; frpc splices them as tcp ones."""

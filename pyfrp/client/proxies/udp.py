@@ -1,10 +1,11 @@
-"""``type = udp`` (client/proxy/udp.go, pkg/proto/udp): UDPPacket messages from frps become
-datagrams to local_ip:local_port, one local socket per user address, and replies go back tagged
-with that address.
+"""``type = udp`` and ``type = sudp`` (client/proxy/udp.go, sudp.go, pkg/proto/udp): UDPPacket
+messages on a work connection become datagrams to local_ip:local_port, one local socket per user
+address, and replies go back tagged with that address.
 
-frp's behaviour, kept: a new work connection replaces the old one; frpc pings on it every 30 s;
-a local socket idle for 30 s is closed; replies are read with a ``udpPacketSize`` buffer; what
-the work connection cannot take is dropped, never queued without bound.
+frp's behaviour, kept: a udp proxy has one work connection at a time (a new one replaces the
+old), an sudp proxy one per visitor connection; frpc pings on each every 30 s; a local socket idle
+for 30 s is closed; replies are read with a ``udpPacketSize`` buffer; what a work connection
+cannot take is dropped, never queued without bound.
 """
 
 from __future__ import annotations
@@ -38,60 +39,38 @@ class _Local:
         self.timer: asyncio.TimerHandle | None = None
 
 
-@register("udp")
-class UdpProxy(ClientProxy):
-    def __init__(self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger) -> None:
-        super().__init__(cfg, client, logger)
-        self._work: MessageConn | None = None
-        self._locals: dict[tuple[str, int, str], _Local] = {}
-        self._local_addr: tuple[int, tuple[str, int]] | None = None
+class UdpForwarder:
+    """One work connection's UDPPacket stream and the local sockets it feeds (udp.Forwarder)."""
 
-    async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
-        peer = conn.peername
-        self.log.info(
-            "incoming a new work connection for udp proxy, %s",
-            f"{peer[0]}:{peer[1]}" if peer else "?",
-        )
-        self._drop_work()
-        if self._local_addr is None:
-            try:
-                self._local_addr = await self._resolve()
-            except OSError as exc:
-                self.log.warning("resolve local address error: %s", exc)
-                conn.close()
-                return
-        top, pending, ended = self.wrap(conn)
-        mc = MessageConn.attach(top)
-        if pending:
-            mc.data_received(pending)
-        if ended:
-            mc.eof_received()
-        self._work = mc
-        beat = asyncio.get_running_loop().create_task(self._heartbeat(mc))
+    def __init__(
+        self, proxy: ClientProxy, mc: MessageConn, local_addr: tuple[int, tuple[str, int]]
+    ) -> None:
+        self.proxy = proxy
+        self.mc = mc
+        self.local_addr = local_addr
+        self._locals: dict[tuple[str, int, str], _Local] = {}
+        self._closed = False
+
+    async def run(self, what: str) -> None:
+        """Forward until the work connection ends; ``what`` names the proxy type in logs."""
+        mc = self.mc
+        beat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
             while True:
                 msg = await mc.recv()
                 if isinstance(msg, UDPPacket) and msg.remote_addr is not None:
                     self._to_local(msg.content, msg.remote_addr)
         except (ConnectionError, OSError, ProtocolError) as exc:
-            if self._work is mc:
-                self.log.warning("read from workConn for udp error: %s", exc)
+            if not self._closed:
+                self.proxy.log.warning("read from workConn for %s error: %s", what, exc)
         finally:
             beat.cancel()
-            if self._work is mc:
-                self._drop_work()
+            self.close()
 
-    async def _resolve(self) -> tuple[int, tuple[str, int]]:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            self.cfg.local_ip, self.cfg.local_port, type=socket.SOCK_DGRAM
-        )
-        family, _, _, _, addr = infos[0]
-        return family, (str(addr[0]), int(addr[1]))
-
-    async def _heartbeat(self, mc: MessageConn) -> None:
+    async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT)
-            mc.send(Ping())
+            self.mc.send(Ping())
 
     def _to_local(self, data: bytes, user: UDPAddr) -> None:
         key = (user.ip, user.port, user.zone)
@@ -106,19 +85,18 @@ class UdpProxy(ClientProxy):
         except BlockingIOError:
             pass  # the kernel's buffer is full: a datagram may be lost
         except OSError as exc:
-            self.log.debug("write to local udp service error: %s", exc)
+            self.proxy.log.debug("write to local udp service error: %s", exc)
             self._close_local(key)
 
     def _open(self, key: tuple[str, int, str], user: UDPAddr) -> _Local | None:
-        assert self._local_addr is not None
-        family, addr = self._local_addr
+        family, addr = self.local_addr
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             sock.connect(addr)
         except OSError as exc:
             sock.close()
-            self.log.warning("connect to local udp service [%s:%d] error: %s", *addr, exc)
+            self.proxy.log.warning("connect to local udp service [%s:%d] error: %s", *addr, exc)
             return None
         local = self._locals[key] = _Local(sock, user)
         loop = asyncio.get_running_loop()
@@ -130,19 +108,16 @@ class UdpProxy(ClientProxy):
         local = self._locals.get(key)
         if local is None:
             return
-        size = self.client.udp_packet_size
-        work = self._work
+        size = self.proxy.client.udp_packet_size
+        transport = self.mc.transport
         while True:
             try:
                 data = local.sock.recv(size)
-            except BlockingIOError:
-                return
-            except OSError:  # e.g. ICMP port unreachable from the local service: keep waiting
+            except OSError:  # nothing more, or an ICMP error from the local service
                 return
             local.last = time.monotonic()
-            transport = work.transport if work is not None else None
             if transport is None or transport.get_write_buffer_size() > SEND_LIMIT:
-                continue  # no work connection, or it cannot keep up: drop
+                continue  # the work connection is gone or cannot keep up: drop
             transport.write(encode_message(UDPPacket(content=data, remote_addr=local.user)))
 
     def _idle_check(self, key: tuple[str, int, str]) -> None:
@@ -164,12 +139,62 @@ class UdpProxy(ClientProxy):
         asyncio.get_running_loop().remove_reader(local.sock.fileno())
         local.sock.close()
 
-    def _drop_work(self) -> None:
-        work, self._work = self._work, None
-        if work is not None:
-            work.close()
+    def close(self) -> None:
+        self._closed = True
+        self.mc.close()
         for key in list(self._locals):
             self._close_local(key)
 
+
+class _UdpBase(ClientProxy):
+    def __init__(self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger) -> None:
+        super().__init__(cfg, client, logger)
+        self._local_addr: tuple[int, tuple[str, int]] | None = None
+        self._forwarders: set[UdpForwarder] = set()
+
+    async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        peer = conn.peername
+        self.log.info(
+            "incoming a new work connection for %s proxy, %s",
+            self.kind,
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+        )
+        if self.kind == "udp":  # one work connection at a time: the new one replaces the old
+            self.close()
+        if self._local_addr is None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    self.cfg.local_ip, self.cfg.local_port, type=socket.SOCK_DGRAM
+                )
+            except OSError as exc:
+                self.log.warning("resolve local address error: %s", exc)
+                conn.close()
+                return
+            family, _, _, _, addr = infos[0]
+            self._local_addr = family, (str(addr[0]), int(addr[1]))
+        top, pending, ended = self.wrap(conn)
+        mc = MessageConn.attach(top)
+        if pending:
+            mc.data_received(pending)
+        if ended:
+            mc.eof_received()
+        fwd = UdpForwarder(self, mc, self._local_addr)
+        self._forwarders.add(fwd)
+        try:
+            await fwd.run(self.kind)
+        finally:
+            self._forwarders.discard(fwd)
+
     def close(self) -> None:
-        self._drop_work()
+        for fwd in list(self._forwarders):
+            fwd.close()
+
+
+@register("udp")
+class UdpProxy(_UdpBase):
+    pass
+
+
+@register("sudp")
+class SudpProxy(_UdpBase):
+    pass

@@ -1,7 +1,17 @@
 """Server-side proxies, one module per type, known to the control and the service only through
 ``base.Proxy`` and the registry ``PROXY_TYPES`` (type name -> class)."""
 
-from pyfrp.server.proxies import tcp, udp, vhost
-from pyfrp.server.proxies.base import PROXY_TYPES, Proxy, ProxyHost, Resources
+from pyfrp.server.proxies import stcp, tcp, udp, vhost
+from pyfrp.server.proxies.base import PROXY_TYPES, Proxy, ProxyHost, Resources, VisitorTarget
 
-__all__ = ["PROXY_TYPES", "Proxy", "ProxyHost", "Resources", "tcp", "udp", "vhost"]
+__all__ = [
+    "PROXY_TYPES",
+    "Proxy",
+    "ProxyHost",
+    "Resources",
+    "VisitorTarget",
+    "stcp",
+    "tcp",
+    "udp",
+    "vhost",
+]

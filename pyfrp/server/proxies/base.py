@@ -7,16 +7,17 @@ A proxy module imports this one and nothing above it: it reaches its frpc only t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from pyfrp.config.model import ServerConfig
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.workconn import wrap_work_transport
-from pyfrp.proto.msg import NewProxy, StartWorkConn
+from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
 from pyfrp.server.ports import PortManager
 from pyfrp.vhost.conn import WorkConn
 from pyfrp.vhost.http import VhostHttpServer
@@ -30,12 +31,31 @@ class ProxyHost(Protocol):
 
     run_id: str
 
+    @property
+    def user(self) -> str:
+        """The user its frpc logged in as."""
+        ...
+
     def take_work_conn(self, start: StartWorkConn) -> MessageConn | None:
         """A pooled work connection with ``start`` sent on it, or None at once."""
         ...
 
     async def get_work_conn(self, start: StartWorkConn) -> MessageConn | None:
         """As take_work_conn, asking frpc for one and waiting (None after userConnTimeout)."""
+        ...
+
+
+class VisitorTarget(Protocol):
+    """A proxy that visitors reach through NewVisitorConn (stcp, sudp, xtcp)."""
+
+    def admit(self, msg: NewVisitorConn, user: str) -> None:
+        """Check a visitor connection of ``user``; raises PortError with frp's text."""
+        ...
+
+    def accept(
+        self, msg: NewVisitorConn, transport: asyncio.Transport, pending: bytes, ended: bool
+    ) -> None:
+        """Take the admitted connection (NewVisitorConnResp already sent on it)."""
         ...
 
 
@@ -48,6 +68,8 @@ class Resources:
     udp_ports: PortManager
     vhost_http: VhostHttpServer | None = None
     vhost_https: VhostHttpsServer | None = None
+    # stcp/sudp/xtcp proxies by name, for NewVisitorConn (server/visitor's listeners).
+    visitor_targets: dict[str, VisitorTarget] = field(default_factory=dict)
 
 
 class Proxy:

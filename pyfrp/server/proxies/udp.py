@@ -17,8 +17,9 @@ from typing import Any
 
 from pyfrp.errors import ProtocolError
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.udpaddr import reply_addr, user_addr
 from pyfrp.proto.framing import encode_message
-from pyfrp.proto.msg import NewProxy, UDPAddr, UDPPacket
+from pyfrp.proto.msg import NewProxy, UDPPacket
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
 
@@ -69,11 +70,7 @@ class UdpProxy(Proxy):
         self._task = loop.create_task(self._work_loop())
 
     def from_user(self, data: bytes, addr: Any) -> None:
-        # A dual-stack socket sees IPv4 users as ::ffff:a.b.c.d; Go writes them as a.b.c.d.
-        ip = addr[0].removeprefix("::ffff:") if "." in addr[0] else addr[0]
-        frame = encode_message(
-            UDPPacket(content=data[: self._size], remote_addr=UDPAddr(ip=ip, port=addr[1]))
-        )
+        frame = encode_message(UDPPacket(content=data[: self._size], remote_addr=user_addr(addr)))
         work = self._work
         if work is None or work.transport is None or self._queue:
             self._queue.append(frame)  # a full deque drops its oldest, frp drops the newest
@@ -108,19 +105,16 @@ class UdpProxy(Proxy):
         users = self._users
         assert users is not None
         sock = users.get_extra_info("socket")
-        v6 = sock is not None and sock.family == socket.AF_INET6
+        family = sock.family if sock is not None else socket.AF_INET
         try:
             while True:
                 async with asyncio.timeout(WORK_CONN_READ_TIMEOUT):
                     msg = await mc.recv()
                 if isinstance(msg, UDPPacket) and msg.remote_addr is not None:
-                    ip = msg.remote_addr.ip
-                    if v6 and "." in ip and ":" not in ip:
-                        ip = "::ffff:" + ip
                     try:
-                        users.sendto(msg.content, (ip, msg.remote_addr.port))
+                        users.sendto(msg.content, reply_addr(msg.remote_addr, family))
                     except (OSError, ValueError, TypeError) as exc:  # an address frpc made up
-                        self.log.debug("udp packet for [%s]: %s", ip, exc)
+                        self.log.debug("udp packet for [%s]: %s", msg.remote_addr.ip, exc)
         except (TimeoutError, ConnectionError, OSError, ProtocolError) as exc:
             self.log.warning("read from workConn for udp error: %s", exc or "timeout")
 

@@ -1,0 +1,113 @@
+"""What every visitor type shares (client/visitor/visitor.go): dialing frps with NewVisitorConn,
+the secret key's encryption, and the registry of types. A visitor module imports this one and
+nothing above: it reaches frps through a ``VisitorHost`` (the session)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import ClassVar, Protocol
+
+from pyfrp.config.model import ClientConfig, VisitorConfig
+from pyfrp.errors import ProtocolError
+from pyfrp.log import PrefixLogger
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.workconn import wrap_work_transport
+from pyfrp.proto.auth import privilege_key
+from pyfrp.proto.msg import NewVisitorConn, NewVisitorConnResp
+
+log = logging.getLogger("pyfrp.client.visitor")
+
+RESP_TIMEOUT = 10.0
+
+
+class VisitorHost(Protocol):
+    """The logged-in session a visitor dials frps through."""
+
+    run_id: str
+
+    async def connect_server(self) -> MessageConn:
+        """A new connection to frps (a yamux stream with tcp_mux), in message mode."""
+        ...
+
+
+class VisitorError(Exception):
+    pass
+
+
+def target_name(user: str, server_user: str, server_name: str) -> str:
+    """The proxy a visitor asks for: serverUser.serverName, else the visitor's own user's."""
+    owner = server_user or user
+    return f"{owner}.{server_name}" if owner else server_name
+
+
+class Visitor:
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self, cfg: VisitorConfig, client: ClientConfig, host: VisitorHost, logger: PrefixLogger
+    ) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.host = host
+        self.log = logger.child(cfg.name)
+
+    async def start(self) -> None:
+        """Listen on bindAddr:bindPort; raises OSError."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def dial(self) -> tuple[asyncio.Transport, bytes, bool]:
+        """A visitor connection frps accepted, with the visitor's encryption (keyed by the
+        secret key) and compression on it: (top transport, bytes read, ended). The caller must
+        give the transport a protocol before yielding. Raises VisitorError."""
+        cfg = self.cfg
+        try:
+            conn = await self.host.connect_server()
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            raise VisitorError(f"connect to server error: {exc}") from exc
+        now = int(time.time())
+        try:
+            conn.send(
+                NewVisitorConn(
+                    run_id=self.host.run_id,
+                    proxy_name=target_name(self.client.user, cfg.server_user, cfg.server_name),
+                    sign_key=privilege_key(cfg.secret_key, now),
+                    timestamp=now,
+                    use_encryption=cfg.use_encryption,
+                    use_compression=cfg.use_compression,
+                )
+            )
+            async with asyncio.timeout(RESP_TIMEOUT):
+                resp = await conn.recv_as(NewVisitorConnResp)
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            conn.close()
+            raise VisitorError(f"read newVisitorConnRespMsg error: {exc or 'timeout'}") from exc
+        if resp.error:
+            conn.close()
+            raise VisitorError(f"start new visitor connection error: {resp.error}")
+        transport, pending, ended = conn.detach()
+        top, pending = wrap_work_transport(
+            transport,
+            pending,
+            token=cfg.secret_key,
+            use_encryption=cfg.use_encryption,
+            use_compression=cfg.use_compression,
+        )
+        return top, pending, ended
+
+
+VISITOR_TYPES: dict[str, type[Visitor]] = {}
+
+
+def register(kind: str) -> Callable[[type[Visitor]], type[Visitor]]:
+    def deco(cls: type[Visitor]) -> type[Visitor]:
+        cls.kind = kind
+        VISITOR_TYPES[kind] = cls
+        return cls
+
+    return deco
