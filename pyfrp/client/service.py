@@ -64,12 +64,17 @@ def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
         group_key=p.group_key,
         metas=dict(p.metas),
     )
-    known = p.type in ("tcp", "udp", "http", "https", "stcp", "sudp", "xtcp")
+    known = p.type in ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp")
     if p.type in ("tcp", "udp") or not known:
         msg.remote_port = p.remote_port
-    if p.type in ("http", "https") or not known:
+    if p.type in ("http", "https", "tcpmux") or not known:
         msg.custom_domains = list(p.custom_domains)
         msg.subdomain = p.subdomain
+    if p.type == "tcpmux":
+        msg.multiplexer = p.multiplexer
+        msg.http_user = p.http_user
+        msg.http_pwd = p.http_pwd
+        msg.route_by_http_user = p.route_by_http_user
     if p.type == "http" or not known:
         msg.locations = list(p.locations)
         msg.http_user = p.http_user

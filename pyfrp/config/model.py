@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
 # What pyfrpc and pyfrps implement so far.
-RUNNABLE_PROXY_TYPES = ("tcp", "udp", "http", "https", "stcp", "sudp")
+RUNNABLE_PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp")
 RUNNABLE_VISITOR_TYPES = ("stcp", "sudp")
 
 
@@ -33,6 +33,8 @@ class ServerConfig:
     vhost_http_port: int = 0
     vhost_https_port: int = 0
     vhost_http_timeout: int = 60
+    tcpmux_httpconnect_port: int = 0
+    tcpmux_passthrough: bool = False
     subdomain_host: str = ""
     custom_404_page: str = ""
     token: str = ""

@@ -31,6 +31,7 @@ from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
+from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class Server:
     async def _start_vhosts(self) -> None:
         cfg = self.cfg
         addr = cfg.effective_proxy_bind_addr
-        for port in (cfg.vhost_http_port, cfg.vhost_https_port):
+        for port in (cfg.vhost_http_port, cfg.vhost_https_port, cfg.tcpmux_httpconnect_port):
             if port and port == cfg.bind_port and addr == cfg.bind_addr:
                 raise OSError(f"sharing bind_port {port} with a vhost port is not supported yet")
         if cfg.vhost_http_port:
@@ -191,11 +192,20 @@ class Server:
             await self.vhost_https.listen(addr, cfg.vhost_https_port)
             self.res.vhost_https = self.vhost_https
             log.info("https service listen on %s:%d", addr, self.vhost_https.port)
+        if cfg.tcpmux_httpconnect_port:
+            tcpmux = VhostTcpmuxServer(
+                passthrough=cfg.tcpmux_passthrough,
+                version=FRP_VERSION,
+                not_found_page=cfg.custom_404_page,
+            )
+            await tcpmux.listen(addr, cfg.tcpmux_httpconnect_port)
+            self.res.vhost_tcpmux = tcpmux
+            log.info("tcpmux httpconnect multiplexer listen on %s:%d", addr, tcpmux.port)
 
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
-        for vhost in (self.vhost_http, self.vhost_https):
+        for vhost in (self.vhost_http, self.vhost_https, self.res.vhost_tcpmux):
             if vhost is not None:
                 await vhost.close()
         for ctl in list(self.controls.values()):

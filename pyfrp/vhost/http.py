@@ -55,6 +55,7 @@ from pyfrp.vhost.http1 import (
     upstream_request_head,
     wire_text,
 )
+from pyfrp.vhost.notfound import not_found_page
 from pyfrp.vhost.router import Route, Router, canonical_host
 
 log = logging.getLogger(__name__)
@@ -70,29 +71,6 @@ _JOIN_AT = 64 * 1024
 LINGER = 0.5
 # Go's Transport retries a replayable request that failed on a reused connection.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-# pkg/util/vhost/resource.go
-NOT_FOUND_PAGE = b"""<!DOCTYPE html>
-<html>
-<head>
-<title>Not Found</title>
-<style>
-    body {
-        width: 35em;
-        margin: 0 auto;
-        font-family: Tahoma, Verdana, Arial, sans-serif;
-    }
-</style>
-</head>
-<body>
-<h1>The page you requested was not found.</h1>
-<p>Sorry, the page you are looking for is currently unavailable.<br/>
-Please try again later.</p>
-<p>The server is powered by <a href="https://github.com/fatedier/frp">frp</a>.</p>
-<p><em>Faithfully yours, frp.</em></p>
-</body>
-</html>
-"""
 
 
 @dataclass(eq=False, slots=True)
@@ -217,13 +195,7 @@ class VhostHttpServer:
             route.idle.pop().close()
 
     def not_found_page(self) -> bytes:
-        if self.not_found_path:
-            try:
-                with open(self.not_found_path, "rb") as f:
-                    return f.read()
-            except OSError as exc:
-                log.warning("read custom 404 page error: %s", exc)
-        return NOT_FOUND_PAGE
+        return not_found_page(self.not_found_path)
 
     # -- upstream pool
     async def acquire(self, route: HttpRoute, src: tuple[str, int]) -> _Upstream | None:

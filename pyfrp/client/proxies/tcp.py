@@ -61,6 +61,11 @@ class HttpsProxy(TcpProxy):
     """frps routes by SNI; frpc splices its work connections as tcp ones."""
 
 
+@register("tcpmux")
+class TcpmuxProxy(TcpProxy):
+    """frps answers the CONNECT; frpc splices the tunnel's work connections as tcp ones."""
+
+
 @register("stcp")
 class StcpProxy(TcpProxy):
     """frps joins visitors to work connections; frpc splices them as tcp ones."""

@@ -22,6 +22,7 @@ from pyfrp.server.ports import PortManager
 from pyfrp.vhost.conn import WorkConn
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
+from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 log = logging.getLogger("pyfrp.server.proxy")
 
@@ -68,6 +69,7 @@ class Resources:
     udp_ports: PortManager
     vhost_http: VhostHttpServer | None = None
     vhost_https: VhostHttpsServer | None = None
+    vhost_tcpmux: VhostTcpmuxServer | None = None
     # stcp/sudp/xtcp proxies by name, for NewVisitorConn (server/visitor's listeners).
     visitor_targets: dict[str, VisitorTarget] = field(default_factory=dict)
 

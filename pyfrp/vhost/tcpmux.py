@@ -1,0 +1,204 @@
+"""The tcpmux HTTP CONNECT vhost on ``tcpmux_httpconnect_port`` (frp pkg/util/tcpmux,
+pkg/util/vhost/vhost.go): a client sends ``CONNECT host:port HTTP/1.1``, frps routes on the host
+(and on the Basic ``Proxy-Authorization`` user, for ``route_by_http_user``) over the domains of
+``type = tcpmux`` proxies, and the connection becomes a tunnel to the proxy's local service.
+
+frp's order of events, kept: the head must arrive within 30 s; no route -> 404 page, closed; a
+route -> ``200 OK`` (unless ``tcpmux_passthrough``, which forwards the CONNECT head itself to the
+service instead), then the route's credentials are checked (-> 407, closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+from pyfrp.net.listen import serve_tcp
+from pyfrp.net.splice import splice
+from pyfrp.vhost.conn import WorkConnOpener, peer_of
+from pyfrp.vhost.http import parse_basic
+from pyfrp.vhost.http1 import MAX_HEAD, HttpError, find_head_end, parse_request_head
+from pyfrp.vhost.notfound import not_found_page
+from pyfrp.vhost.router import Route, Router, canonical_host
+
+log = logging.getLogger(__name__)
+
+HEAD_TIMEOUT = 30.0  # frp server/service.go vhostReadWriteTimeout
+CONNECT_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+PROXY_AUTH_REQUIRED = (
+    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+    b'Proxy-Authenticate: Basic realm="Restricted"\r\nContent-Length: 0\r\n\r\n'
+)
+
+
+@dataclass(eq=False, slots=True)
+class TcpmuxRoute:
+    opener: WorkConnOpener
+    username: str = ""
+    password: str = ""
+
+
+def not_found_response(page: bytes, version: str) -> bytes:
+    return (
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n"
+        + f"Server: frp/{version}\r\nContent-Length: {len(page)}\r\n\r\n".encode()
+        + page
+    )
+
+
+class VhostTcpmuxServer:
+    def __init__(
+        self,
+        *,
+        passthrough: bool = False,
+        version: str = "",
+        not_found_page: str = "",
+        head_timeout: float = HEAD_TIMEOUT,
+    ) -> None:
+        self.router: Router[TcpmuxRoute] = Router()
+        self.passthrough = passthrough
+        self.version = version
+        self.not_found_path = not_found_page
+        self.head_timeout = head_timeout
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[_ConnectConn] = set()
+
+    async def listen(self, host: str, port: int) -> int:
+        self._server, self.port = await serve_tcp(lambda: _ConnectConn(self), host, port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.close()
+
+    def add_route(self, domain: str, user: str, route: TcpmuxRoute) -> Route[TcpmuxRoute]:
+        return self.router.add(domain, "", user, route)
+
+    def remove_route(self, domain: str, user: str) -> None:
+        self.router.remove(domain, "", user)
+
+
+class _ConnectConn(asyncio.Protocol):
+    def __init__(self, server: VhostTcpmuxServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.ended = False
+        self.routed = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.server._conns.add(self)
+        self.timer = asyncio.get_running_loop().call_later(self.server.head_timeout, self._timeout)
+
+    def _timeout(self) -> None:
+        self.timer = None
+        if not self.routed:
+            log.debug("no CONNECT request within %.0f s, closing", self.server.head_timeout)
+            self.close()
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.transport.close()
+        if self.task is not None:
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        assert self.transport is not None
+        if self.routed:  # bytes that arrived before the splice took over
+            self.transport.pause_reading()
+            return
+        end = find_head_end(self.buf)
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                self.close()
+            return
+        self.routed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.transport.pause_reading()
+        self._route(end)
+
+    def _route(self, end: int) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            req = parse_request_head(bytes(self.buf[:end]))
+        except HttpError as exc:
+            log.debug("get hostname from http/https request error: %s", exc)
+            self.close()
+            return
+        if req.method != "CONNECT":
+            log.debug("get hostname from http/https request error: connections to tcp vhost "
+                      "must be of method CONNECT")  # fmt: skip
+            self.close()
+            return
+        host = canonical_host(req.host)
+        user, password = parse_basic(req.get("proxy-authorization")) or ("", "")
+        found = self.server.router.lookup(host, "", user)
+        if found is None:
+            log.debug("http request for host [%s] path [] httpUser [%s] not found", host, user)
+            page = not_found_page(self.server.not_found_path)
+            transport.write(not_found_response(page, self.server.version))
+            transport.close()
+            return
+        route = found.payload
+        if not self.server.passthrough:
+            transport.write(CONNECT_OK)
+            del self.buf[:end]  # the service sees only what follows the CONNECT head
+        if route.username and (user, password) != (route.username, route.password):
+            log.debug("auth failed for user: %s", route.username)
+            transport.write(PROXY_AUTH_REQUIRED)
+            transport.close()
+            return
+        log.debug("new request host [%s] path [] httpUser [%s]", host, user)
+        self.task = asyncio.get_running_loop().create_task(self._join(route))
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        if not self.routed:
+            self.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.server._conns.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    async def _join(self, route: TcpmuxRoute) -> None:
+        user = self.transport
+        assert user is not None
+        try:
+            opened = await route.opener.open_work_conn(peer_of(user), peer_of(user, "sockname"))
+            if opened is None:
+                return
+            if self.ended and user.is_closing():
+                opened.transport.close()
+                return
+            early = bytes(self.buf)
+            self.buf.clear()
+            await splice(
+                user,
+                opened.transport,
+                a_pending=early,
+                a_ended=self.ended,
+                b_pending=opened.pending,
+                b_ended=opened.ended,
+            )
+        finally:
+            self.server._conns.discard(self)
+            user.close()
