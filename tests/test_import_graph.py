@@ -1,0 +1,77 @@
+"""The shape the code promises: no import cycle among pyfrp's modules (TYPE_CHECKING imports
+count too), and the layers point one way (proto below net below vhost below server/client)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "pyfrp"
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            for name in names:
+                if name in modules and name != mod:
+                    graph[mod].add(name)
+    return graph
+
+
+def test_no_import_cycle() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for dep in sorted(graph[m]):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_layers_point_one_way() -> None:
+    below = {
+        "pyfrp.proto": ("pyfrp.net", "pyfrp.vhost", "pyfrp.server", "pyfrp.client", "pyfrp.cli"),
+        "pyfrp.net": ("pyfrp.vhost", "pyfrp.server", "pyfrp.client", "pyfrp.cli"),
+        "pyfrp.vhost": ("pyfrp.server", "pyfrp.client", "pyfrp.cli"),
+        "pyfrp.server": ("pyfrp.client",),
+        "pyfrp.client": ("pyfrp.server",),
+    }
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in _graph().items()
+        for layer, forbidden in below.items()
+        if m == layer or m.startswith(layer + ".")
+        for d in deps
+        if any(d == f or d.startswith(f + ".") for f in forbidden)
+    ]
+    assert not bad, "\n".join(sorted(bad))
