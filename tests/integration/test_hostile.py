@@ -25,7 +25,20 @@ from pyfrp.proto import yamux
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.crypto import StreamDecryptor, StreamEncryptor, derive_key
 from pyfrp.proto.framing import MessageDecoder, encode_message
-from pyfrp.proto.msg import MESSAGE_TYPES, Login, LoginResp, Message, NewWorkConn, StartWorkConn
+from pyfrp.proto.msg import (
+    MESSAGE_TYPES,
+    Login,
+    LoginResp,
+    Message,
+    NewProxy,
+    NewProxyResp,
+    NewVisitorConn,
+    NewVisitorConnResp,
+    NewWorkConn,
+    ReqWorkConn,
+    StartWorkConn,
+    UDPPacket,
+)
 from tests.harness import HOST, Proc, Pyfrp, assert_echo, free_ports, wait_echo
 
 TOKEN = "hostile-test-token"
@@ -453,3 +466,53 @@ def test_yamux_bad_version(tunnel: Tunnel) -> None:
             assert c.wait_closed(5) < 2
         assert c.go_away == yamux.GO_AWAY_PROTOCOL_ERROR
         tunnel.reason_logged_once(c.src_port, r"yamux version 1, expected 0")
+
+
+def test_visitor_for_unknown_proxy(tunnel: Tunnel) -> None:
+    with tunnel.under_attack():
+        with RawConn(tunnel.bind, mux=tunnel.mux) as c:
+            ts = int(time.time())
+            c.send(
+                NewVisitorConn(
+                    proxy_name="nobody.ssh", sign_key=privilege_key("k", ts), timestamp=ts
+                )
+            )
+            resp = c.recv()
+            assert isinstance(resp, NewVisitorConnResp)
+            assert resp.error == "custom listener for [nobody.ssh] doesn't exist"
+            assert c.wait_closed(5) < 2
+        tunnel.frps.wait_log(
+            r"register visitor conn error: custom listener for \[nobody\.ssh\] doesn't exist"
+        )
+
+
+def test_malformed_udp_packet_closes_only_its_work_conn(tunnel: Tunnel) -> None:
+    """A hand-driven frpc with a udp proxy sends a UDPPacket whose content is not base64: frps
+    drops that work connection with a log line, asks for another, and the proxy still works."""
+    udp_port = free_ports(1)[0]
+    with tunnel.under_attack(), RawConn(tunnel.bind, mux=tunnel.mux) as ctl:
+        resp = ctl.login(TOKEN)
+        assert not resp.error
+        ctl.start_crypto(TOKEN)
+        ctl.send(NewProxy(proxy_name="u", proxy_type="udp", remote_port=udp_port))
+        started = ctl.recv_as(NewProxyResp)
+        assert isinstance(started, NewProxyResp)
+        assert started.error == ""
+
+        def work_conn() -> RawConn:
+            ctl.recv_as(ReqWorkConn)
+            w = RawConn(tunnel.bind, mux=tunnel.mux)
+            w.send(NewWorkConn(run_id=resp.run_id))
+            assert isinstance(w.recv(), StartWorkConn)
+            return w
+
+        with work_conn() as w:
+            body = b'{"c":"!!! not base64 !!!","r":{"IP":"127.0.0.1","Port":1,"Zone":""}}'
+            w.send_raw(b"u" + struct.pack(">q", len(body)) + body)
+            assert w.wait_closed(5) < 2
+        tunnel.frps.wait_log(r"\[u\] read from workConn for udp error: .*")
+        with work_conn() as w2, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as user:
+            user.sendto(b"still here", (HOST, udp_port))
+            pkt = w2.recv()
+            assert isinstance(pkt, UDPPacket)
+            assert pkt.content == b"still here"
