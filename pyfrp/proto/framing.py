@@ -10,11 +10,12 @@ ciphertext (or raw proxied data after StartWorkConn).
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 
 from pyfrp.errors import FrameError, MessageError
-from pyfrp.proto.msg import MESSAGE_TYPES, Message
+from pyfrp.proto.msg import MESSAGE_TYPES, Message, UDPAddr, UDPPacket
 
 MAX_BODY = 10240
 HEADER = struct.Struct(">cq")
@@ -32,6 +33,31 @@ def encode_message(msg: Message, max_body: int = MAX_BODY) -> bytes:
             f"{type(msg).__name__} body is {len(body)} bytes, over the peer's limit of {max_body}"
         )
     return HEADER.pack(msg.TYPE, len(body)) + body
+
+
+def encode_udp_packet(content: bytes, addr: UDPAddr, max_body: int = MAX_BODY) -> bytes:
+    """``encode_message(UDPPacket(content, remote_addr=addr))``, byte for byte, at a fraction of
+    its cost: every datagram of a udp/sudp proxy is one of these."""
+    if not content:
+        return encode_message(UDPPacket(content=content, remote_addr=addr), max_body)
+    body = b"".join(
+        (
+            b'{"c":"',
+            base64.b64encode(content),
+            b'","r":{"IP":',
+            _ENCODE(addr.ip).encode(),
+            b',"Port":',
+            str(addr.port).encode(),
+            b',"Zone":',
+            _ENCODE(addr.zone).encode(),
+            b"}}",
+        )
+    )
+    if len(body) > max_body:
+        raise MessageError(
+            f"UDPPacket body is {len(body)} bytes, over the peer's limit of {max_body}"
+        )
+    return HEADER.pack(b"u", len(body)) + body
 
 
 def decode_body(type_byte: bytes, body: bytes | bytearray | memoryview) -> Message:

@@ -369,6 +369,28 @@ class UDPPacket(Message):
     local_addr: UDPAddr | None = field(default=None, metadata={"json": "l"})
     remote_addr: UDPAddr | None = field(default=None, metadata={"json": "r"})
 
+    @classmethod
+    def from_json(cls: type[_T], obj: _JSON) -> _T:
+        # The shape frps and frpc send for every datagram, decoded directly; anything else
+        # (other keys, key case, types, nulls) takes the general path and its checks.
+        c, r = obj.get("c"), obj.get("r")
+        if (
+            type(c) is str
+            and obj.keys() <= {"c", "r"}
+            and type(r) is dict
+            and r.keys() == {"IP", "Port", "Zone"}
+            and type(r["IP"]) is str
+            and r["IP"].isascii()
+            and type(r["Port"]) is int
+            and -(2**63) <= r["Port"] < 2**63
+            and type(r["Zone"]) is str
+            and r["Zone"].isascii()
+        ):
+            content = _dec_bytes(c, "UDPPacket.c")
+            packet = UDPPacket(content, None, UDPAddr(r["IP"], r["Port"], r["Zone"]))
+            return typing.cast(_T, packet)
+        return _struct_from_json(cls, obj, "UDPPacket")
+
 
 @_register(b"i")
 @dataclass(slots=True)

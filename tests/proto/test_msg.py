@@ -8,6 +8,7 @@ are byte for byte what a real frpc 0.65.0 sent (tests/vectors/frpc-0.65.0.json).
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 import struct
 import types
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyfrp.errors import MessageError, ProtocolError
-from pyfrp.proto.framing import MessageDecoder, encode_message
+from pyfrp.proto.framing import MessageDecoder, decode_body, encode_message, encode_udp_packet
 from pyfrp.proto.msg import (
     MESSAGE_TYPES,
     ClientSpec,
@@ -548,3 +549,34 @@ def test_zero_fields_are_omitted(msg: Message) -> None:
             continue  # see test_empty_bytes_are_omitted
         zero = value in (None, False, 0, "", [], {})
         assert (key in obj) == (key in always or not zero), key
+
+
+def test_udp_packet_fast_paths_match_the_general_codec() -> None:
+    """encode_udp_packet and UDPPacket's direct decoding give what the general codec gives, for
+    the shapes peers send and for the odd ones (no content, IPv6 with a zone, a key in another
+    case, a null, extra keys), and reject bad base64 alike."""
+    rng = random.Random(5)
+    addrs = [UDPAddr("127.0.0.1", 53), UDPAddr("fe80::1", 65535, "eth0"), UDPAddr("::1", 0)]
+    for size in [0, 1, 2, 3, 100, 1500, 7000]:
+        for addr in addrs:
+            content = rng.randbytes(size)
+            frame = encode_udp_packet(content, addr)
+            assert frame == encode_message(UDPPacket(content=content, remote_addr=addr))
+            assert decode_body(b"u", frame[9:]) == UDPPacket(content=content, remote_addr=addr)
+    odd = [
+        b'{"C":"aGk=","r":{"IP":"1.2.3.4","Port":5,"Zone":""}}',
+        b'{"c":"aGk=","r":null}',
+        b'{"c":"aGk=","l":{"IP":"1.2.3.4","Port":5,"Zone":""},"r":{"IP":"1.2.3.4","Port":5}}',
+        b'{"c":"aGk=","r":{"IP":"1.2.3.4","Port":5,"Zone":"","x":1}}',
+    ]
+    for body in odd:
+        got = decode_body(b"u", body)
+        assert isinstance(got, UDPPacket)
+        assert got.content == b"hi"
+    for body in [
+        b'{"c":"!!","r":{"IP":"1.2.3.4","Port":5,"Zone":""}}',
+        b'{"c":"aGk","r":{"IP":"1.2.3.4","Port":5,"Zone":""}}',
+        b'{"c":"aGk=","r":{"IP":"1.2.3.4","Port":"5","Zone":""}}',
+    ]:
+        with pytest.raises(MessageError):
+            decode_body(b"u", body)

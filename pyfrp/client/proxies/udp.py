@@ -18,8 +18,9 @@ from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
+from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
-from pyfrp.proto.framing import encode_message
+from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import Ping, StartWorkConn, UDPAddr, UDPPacket
 
 HEARTBEAT = 30.0
@@ -50,6 +51,7 @@ class UdpForwarder:
         self.local_addr = local_addr
         self._locals: dict[tuple[str, int, str], _Local] = {}
         self._closed = False
+        self._batch = WriteBatch(SEND_LIMIT)
 
     async def run(self, what: str) -> None:
         """Forward until the work connection ends; ``what`` names the proxy type in logs."""
@@ -116,9 +118,8 @@ class UdpForwarder:
             except OSError:  # nothing more, or an ICMP error from the local service
                 return
             local.last = time.monotonic()
-            if transport is None or transport.get_write_buffer_size() > SEND_LIMIT:
-                continue  # the work connection is gone or cannot keep up: drop
-            transport.write(encode_message(UDPPacket(content=data, remote_addr=local.user)))
+            if transport is not None:  # dropped when the work connection cannot keep up
+                self._batch.add(transport, encode_udp_packet(data, local.user))
 
     def _idle_check(self, key: tuple[str, int, str]) -> None:
         local = self._locals.get(key)

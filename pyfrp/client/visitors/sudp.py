@@ -12,9 +12,10 @@ from typing import Any
 
 from pyfrp.client.visitors.base import Visitor, VisitorError, register
 from pyfrp.errors import ProtocolError
+from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.udpaddr import reply_addr, user_addr
-from pyfrp.proto.framing import encode_message
+from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import UDPPacket
 
 READ_TIMEOUT = 60.0
@@ -41,6 +42,7 @@ class SudpVisitor(Visitor):
         self._task: asyncio.Task[None] | None = None
         self._queue: collections.deque[bytes] = collections.deque(maxlen=QUEUE)
         self._family = socket.AF_INET
+        self._batch = WriteBatch(QUEUE * (self.client.udp_packet_size + 64))
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -53,14 +55,14 @@ class SudpVisitor(Visitor):
 
     def from_user(self, data: bytes, addr: Any) -> None:
         size = self.client.udp_packet_size
-        frame = encode_message(UDPPacket(content=data[:size], remote_addr=user_addr(addr)))
+        frame = encode_udp_packet(data[:size], user_addr(addr))
         conn = self._conn
         if conn is None or conn.transport is None:
             self._queue.append(frame)
             if self._task is None:
                 self._task = asyncio.get_running_loop().create_task(self._work())
-        elif conn.transport.get_write_buffer_size() < QUEUE * (size + 64):
-            conn.transport.write(frame)
+        else:  # dropped when the visitor connection cannot keep up
+            self._batch.add(conn.transport, frame)
 
     async def _work(self) -> None:
         try:

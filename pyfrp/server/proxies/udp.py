@@ -16,9 +16,10 @@ import socket
 from typing import Any
 
 from pyfrp.errors import ProtocolError
+from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.udpaddr import reply_addr, user_addr
-from pyfrp.proto.framing import encode_message
+from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import NewProxy, UDPPacket
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
@@ -52,6 +53,7 @@ class UdpProxy(Proxy):
         self._queue: collections.deque[bytes] = collections.deque(maxlen=QUEUE)
         self._task: asyncio.Task[None] | None = None
         self._size = res.cfg.udp_packet_size
+        self._batch = WriteBatch(QUEUE * (self._size + 64))
 
     async def start(self) -> None:
         try:
@@ -70,14 +72,13 @@ class UdpProxy(Proxy):
         self._task = loop.create_task(self._work_loop())
 
     def from_user(self, data: bytes, addr: Any) -> None:
-        frame = encode_message(UDPPacket(content=data[: self._size], remote_addr=user_addr(addr)))
+        frame = encode_udp_packet(data[: self._size], user_addr(addr))
         work = self._work
         if work is None or work.transport is None or self._queue:
             self._queue.append(frame)  # a full deque drops its oldest, frp drops the newest
             return
-        if work.transport.get_write_buffer_size() > QUEUE * (self._size + 64):
-            return  # the work connection cannot keep up: drop, as a full channel does in frp
-        work.transport.write(frame)
+        # Dropped when the work connection cannot keep up, as by a full channel in frp.
+        self._batch.add(work.transport, frame)
 
     async def _work_loop(self) -> None:
         await asyncio.sleep(FIRST_WORK_CONN_DELAY)
