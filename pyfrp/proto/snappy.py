@@ -65,7 +65,7 @@ _U32: Final = struct.Struct("<I")
 _CHUNK_HEAD: Final = struct.Struct("<II")  # type | length << 8, then the masked checksum
 _snappy = cramjam.snappy
 # CRC-32C of a bytes object (not other buffers); the library's C extension.
-_crc32c: Callable[[bytes], int] = google_crc32c.value  # type: ignore[has-type]
+_crc32c: Callable[[bytes], int] = google_crc32c.value
 
 
 def _mask(crc: int) -> int:
