@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Pyfrp, echo_server
+from tests.harness import Proc, Pyfrp, echo_server
 
 
 @pytest.fixture
@@ -53,6 +53,18 @@ def peer_exe(kind: str) -> Path:
     if b is None:
         pytest.skip("real frp peers absent: run ../shared/peers/setup")
     return b / kind
+
+
+def start_any(pyfrp: Pyfrp, tmp: Path, kind: str, config: str, tag: str = "") -> Proc:
+    """Start pyfrps, pyfrpc or the Go peer ``kind`` with an INI ``config``."""
+    if kind == "pyfrps":
+        return pyfrp.frps(config)
+    if kind == "pyfrpc":
+        return pyfrp.frpc(config)
+    name = f"{kind}-{tag}" if tag else kind
+    cfg = tmp / f"{name}.ini"
+    cfg.write_text(config)
+    return Proc(name, [peer_exe(kind), "-c", cfg], tmp / f"{name}.log", tmp)
 
 
 @pytest.fixture(scope="session")

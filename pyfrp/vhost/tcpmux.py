@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import cast
 
 from pyfrp.net.listen import serve_tcp
-from pyfrp.net.splice import splice
-from pyfrp.vhost.conn import WorkConnOpener, peer_of
+from pyfrp.vhost.conn import WorkConnOpener
 from pyfrp.vhost.http import parse_basic
 from pyfrp.vhost.http1 import MAX_HEAD, HttpError, find_head_end, parse_request_head
 from pyfrp.vhost.notfound import not_found_page
+from pyfrp.vhost.routed import RoutedConn
 from pyfrp.vhost.router import Route, Router, canonical_host
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class VhostTcpmuxServer:
         self.head_timeout = head_timeout
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._conns: set[_ConnectConn] = set()
+        self._conns: set[RoutedConn] = set()
 
     async def listen(self, host: str, port: int) -> int:
         self._server, self.port = await serve_tcp(lambda: _ConnectConn(self), host, port)
@@ -83,66 +82,26 @@ class VhostTcpmuxServer:
         self.router.remove(domain, "", user)
 
 
-class _ConnectConn(asyncio.Protocol):
+class _ConnectConn(RoutedConn):
+    awaited = "CONNECT request"
+
     def __init__(self, server: VhostTcpmuxServer) -> None:
+        super().__init__(server._conns, server.head_timeout)
         self.server = server
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.ended = False
-        self.routed = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.server._conns.add(self)
-        self.timer = asyncio.get_running_loop().call_later(self.server.head_timeout, self._timeout)
-
-    def _timeout(self) -> None:
-        self.timer = None
-        if not self.routed:
-            log.debug("no CONNECT request within %.0f s, closing", self.server.head_timeout)
-            self.close()
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.transport is not None:
-            self.transport.close()
-        if self.task is not None:
-            self.task.cancel()
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        assert self.transport is not None
-        if self.routed:  # bytes that arrived before the splice took over
-            self.transport.pause_reading()
-            return
+    def examine(self) -> None:
         end = find_head_end(self.buf)
         if end < 0:
             if len(self.buf) > MAX_HEAD:
                 self.close()
             return
-        self.routed = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.transport.pause_reading()
-        self._route(end)
-
-    def _route(self, end: int) -> None:
-        transport = self.transport
-        assert transport is not None
+        transport = self.decided()
         try:
             req = parse_request_head(bytes(self.buf[:end]))
+            if req.method != "CONNECT":
+                raise HttpError("connections to tcp vhost must be of method CONNECT")
         except HttpError as exc:
             log.debug("get hostname from http/https request error: %s", exc)
-            self.close()
-            return
-        if req.method != "CONNECT":
-            log.debug("get hostname from http/https request error: connections to tcp vhost "
-                      "must be of method CONNECT")  # fmt: skip
             self.close()
             return
         host = canonical_host(req.host)
@@ -163,42 +122,4 @@ class _ConnectConn(asyncio.Protocol):
             transport.write(PROXY_AUTH_REQUIRED)
             transport.close()
             return
-        log.debug("new request host [%s] path [] httpUser [%s]", host, user)
-        self.task = asyncio.get_running_loop().create_task(self._join(route))
-
-    def eof_received(self) -> bool:
-        self.ended = True
-        if not self.routed:
-            self.close()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ended = True
-        self.server._conns.discard(self)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    async def _join(self, route: TcpmuxRoute) -> None:
-        user = self.transport
-        assert user is not None
-        try:
-            opened = await route.opener.open_work_conn(peer_of(user), peer_of(user, "sockname"))
-            if opened is None:
-                return
-            if self.ended and user.is_closing():
-                opened.transport.close()
-                return
-            early = bytes(self.buf)
-            self.buf.clear()
-            await splice(
-                user,
-                opened.transport,
-                a_pending=early,
-                a_ended=self.ended,
-                b_pending=opened.pending,
-                b_ended=opened.ended,
-            )
-        finally:
-            self.server._conns.discard(self)
-            user.close()
+        self.route_to(route.opener, f"new request host [{host}] path [] httpUser [{user}]")

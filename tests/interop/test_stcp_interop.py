@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_exe
+from tests.conftest import peer_exe, start_any
 from tests.harness import (
-    Proc,
     Pyfrp,
     assert_echo,
     free_ports,
@@ -36,16 +35,6 @@ TRIPLES = [
 ]
 
 
-def _start(pyfrp: Pyfrp, tmp: Path, kind: str, text: str, tag: str) -> Proc:
-    if kind == "pyfrps":
-        return pyfrp.frps(text)
-    if kind == "pyfrpc":
-        return pyfrp.frpc(text)
-    cfg = tmp / f"{kind}-{tag}.ini"
-    cfg.write_text(text)
-    return Proc(f"{kind}-{tag}", [peer_exe(kind), "-c", cfg], tmp / f"{kind}-{tag}.log", tmp)
-
-
 @pytest.mark.parametrize("kind", ["stcp", "sudp"])
 @pytest.mark.parametrize(
     ("server", "proxy", "visitor"), TRIPLES, ids=["-".join(t) for t in TRIPLES]
@@ -58,13 +47,13 @@ def test_visitor_reaches_proxy(
             peer_exe(who)
     bind, visit = free_ports(2)
     common = f"[common]\nserver_addr = 127.0.0.1\nserver_port = {bind}\nuser = lab\n"
-    procs = [_start(pyfrp, tmp_path, server, f"[common]\nbind_port = {bind}\n", "s")]
+    procs = [start_any(pyfrp, tmp_path, server, f"[common]\nbind_port = {bind}\n", "s")]
     try:
         procs[0].wait_port(bind, STARTUP)
         with udp_echo_server() as uecho:
             local = echo if kind == "stcp" else uecho
             procs.append(
-                _start(
+                start_any(
                     pyfrp,
                     tmp_path,
                     proxy,
@@ -73,7 +62,7 @@ def test_visitor_reaches_proxy(
                 )
             )
             procs.append(
-                _start(
+                start_any(
                     pyfrp,
                     tmp_path,
                     visitor,

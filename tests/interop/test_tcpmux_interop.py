@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_exe
-from tests.harness import Proc, Pyfrp, free_ports, wait_port
+from tests.conftest import peer_exe, start_any
+from tests.harness import Pyfrp, free_ports, wait_port
 from tests.integration.test_tcpmux import connect
 
 pytestmark = pytest.mark.interop
@@ -18,20 +18,10 @@ STARTUP = 30.0
 PAIRS = [("pyfrps", "frpc-native"), ("frps-native", "pyfrpc")]
 
 
-def _start(pyfrp: Pyfrp, tmp: Path, kind: str, text: str) -> Proc:
-    if kind == "pyfrps":
-        return pyfrp.frps(text)
-    if kind == "pyfrpc":
-        return pyfrp.frpc(text)
-    cfg = tmp / f"{kind}.ini"
-    cfg.write_text(text)
-    return Proc(kind, [peer_exe(kind), "-c", cfg], tmp / f"{kind}.log", tmp)
-
-
 def _answers(pyfrp: Pyfrp, tmp: Path, server: str, client: str, echo: int) -> list[bytes]:
     bind, mux = free_ports(2)
     procs = [
-        _start(
+        start_any(
             pyfrp, tmp, server, f"[common]\nbind_port = {bind}\ntcpmux_httpconnect_port = {mux}\n"
         )
     ]
@@ -39,7 +29,7 @@ def _answers(pyfrp: Pyfrp, tmp: Path, server: str, client: str, echo: int) -> li
         procs[0].wait_port(bind, STARTUP)
         wait_port(mux, STARTUP)
         procs.append(
-            _start(
+            start_any(
                 pyfrp,
                 tmp,
                 client,

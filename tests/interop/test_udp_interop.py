@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_exe
-from tests.harness import Proc, Pyfrp, free_ports, udp_ask, udp_echo_server, wait_udp_echo
+from tests.conftest import peer_exe, start_any
+from tests.harness import Pyfrp, free_ports, udp_ask, udp_echo_server, wait_udp_echo
 
 pytestmark = pytest.mark.interop
 
@@ -24,29 +24,19 @@ TOPOLOGIES = [
 ]
 
 
-def _start(pyfrp: Pyfrp, tmp: Path, kind: str, text: str) -> Proc:
-    if kind == "pyfrps":
-        return pyfrp.frps(text)
-    if kind == "pyfrpc":
-        return pyfrp.frpc(text)
-    cfg = tmp / f"{kind}.ini"
-    cfg.write_text(text)
-    return Proc(kind, [peer_exe(kind), "-c", cfg], tmp / f"{kind}.log", tmp)
-
-
 @pytest.mark.parametrize("enc", [False, True], ids=["plain", "enc-comp"])
 @pytest.mark.parametrize(("client", "server"), TOPOLOGIES, ids=[f"{c}>{s}" for c, s in TOPOLOGIES])
 def test_udp_echo(pyfrp: Pyfrp, tmp_path: Path, client: str, server: str, enc: bool) -> None:
     peer_exe(client if server == "pyfrps" else server)
     bind, remote = free_ports(2)
     extra = "api_enable = false\n" if server == "frps-go" else ""
-    procs = [_start(pyfrp, tmp_path, server, f"[common]\nbind_port = {bind}\n{extra}")]
+    procs = [start_any(pyfrp, tmp_path, server, f"[common]\nbind_port = {bind}\n{extra}")]
     try:
         procs[0].wait_port(bind, STARTUP)
         with udp_echo_server() as echo:
             flags = "use_encryption = true\nuse_compression = true\n" if enc else ""
             procs.append(
-                _start(
+                start_any(
                     pyfrp,
                     tmp_path,
                     client,

@@ -8,14 +8,16 @@ A proxy module imports this one and nothing above it: it reaches its frpc only t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pyfrp.config.model import ServerConfig
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
 from pyfrp.server.ports import PortManager
@@ -87,12 +89,42 @@ class Proxy:
         self.name = msg.proxy_name
         self.remote_addr = ""
         self.log = PrefixLogger(log, host.run_id, self.name)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._joins: set[Joined] = set()
 
     async def start(self) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:
         raise NotImplementedError
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def join_user(self, held: HoldProtocol, work: WorkConn) -> None:
+        """Splice a held user (or visitor) connection with a started work connection."""
+        user = held.transport
+        assert user is not None
+        joined = join(
+            user,
+            work.transport,
+            a_pending=held.take(),
+            a_ended=held.ended,
+            b_pending=work.pending,
+            b_ended=work.ended,
+        )
+        if not joined.done:
+            self._joins.add(joined)
+            joined.on_done = functools.partial(self._joins.discard, joined)
+
+    def drop_users(self) -> None:
+        """Abort the user connections in flight and joined (the proxy is closing)."""
+        for t in list(self._tasks):
+            t.cancel()
+        for j in list(self._joins):
+            j.abort()
 
     def start_msg(
         self, src: tuple[str, int] = ("", 0), dst: tuple[str, int] = ("", 0)

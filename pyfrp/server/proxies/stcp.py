@@ -8,9 +8,8 @@ which frps never looks into.
 from __future__ import annotations
 
 import asyncio
-import functools
 
-from pyfrp.net.splice import HoldProtocol, Joined, join
+from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import verify_privilege_key
 from pyfrp.proto.msg import NewProxy, NewVisitorConn
@@ -24,8 +23,6 @@ class StcpProxy(Proxy):
         super().__init__(host, msg, res)
         # Without allowUsers, only visitors of the proxy's own user.
         self.allow_users = msg.allow_users or [host.user]
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._joins: set[Joined] = set()
         self._listening = False
 
     async def start(self) -> None:
@@ -60,13 +57,11 @@ class StcpProxy(Proxy):
         held.ended = ended
         top.set_protocol(held)
         held.connection_made(top)
-        task = asyncio.get_running_loop().create_task(self._join(held, top, (src[0], src[1])))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._join(held, (src[0], src[1])))
 
-    async def _join(
-        self, held: HoldProtocol, visitor: asyncio.Transport, src: tuple[str, int]
-    ) -> None:
+    async def _join(self, held: HoldProtocol, src: tuple[str, int]) -> None:
+        visitor = held.transport
+        assert visitor is not None
         try:
             work = await self.open_work_conn(src)
         except asyncio.CancelledError:
@@ -74,27 +69,14 @@ class StcpProxy(Proxy):
             raise
         if work is None:
             visitor.close()
-            return
-        joined = join(
-            visitor,
-            work.transport,
-            a_pending=held.take(),
-            a_ended=held.ended,
-            b_pending=work.pending,
-            b_ended=work.ended,
-        )
-        if not joined.done:
-            self._joins.add(joined)
-            joined.on_done = functools.partial(self._joins.discard, joined)
+        else:
+            self.join_user(held, work)
 
     async def close(self) -> None:
         if self._listening and self.res.visitor_targets.get(self.name) is self:
             del self.res.visitor_targets[self.name]
         self._listening = False
-        for t in list(self._tasks):
-            t.cancel()
-        for j in list(self._joins):
-            j.abort()
+        self.drop_users()
 
 
 @register("sudp")

@@ -4,15 +4,13 @@ joined to a work connection."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 
 from pyfrp.net.listen import BACKLOG
-from pyfrp.net.splice import HoldProtocol, Joined, join
+from pyfrp.net.splice import HoldProtocol
 from pyfrp.proto.msg import NewProxy
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
-from pyfrp.vhost.conn import WorkConn
 
 
 class _UserConn(HoldProtocol):
@@ -35,8 +33,6 @@ class TcpProxy(Proxy):
         self.port = 0
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._joins: set[Joined] = set()
 
     async def start(self) -> None:
         self.port, self._sock = self.res.tcp_ports.acquire(self.msg.remote_port)
@@ -61,11 +57,10 @@ class TcpProxy(Proxy):
         # Usually a pooled work connection is ready: join at once, without a task.
         conn = self.host.take_work_conn(self.start_msg(src, dst))
         if conn is None:
-            task = asyncio.get_running_loop().create_task(self._wait_work_conn(held, src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self._wait_work_conn(held, src, dst))
         else:
-            self._join(held, src, self.wrap(conn))
+            self.log.debug("join connections, user [%s:%d]", src[0], src[1])
+            self.join_user(held, self.wrap(conn))
 
     async def _wait_work_conn(
         self, held: _UserConn, src: tuple[str, int], dst: tuple[str, int]
@@ -80,23 +75,8 @@ class TcpProxy(Proxy):
         if work is None:
             user.close()
         else:
-            self._join(held, src, work)
-
-    def _join(self, held: _UserConn, src: tuple[str, int], work: WorkConn) -> None:
-        user = held.transport
-        assert user is not None
-        self.log.debug("join connections, user [%s:%d]", src[0], src[1])
-        joined = join(
-            user,
-            work.transport,
-            a_pending=held.take(),
-            a_ended=held.ended,
-            b_pending=work.pending,
-            b_ended=work.ended,
-        )
-        if not joined.done:
-            self._joins.add(joined)
-            joined.on_done = functools.partial(self._joins.discard, joined)
+            self.log.debug("join connections, user [%s:%d]", src[0], src[1])
+            self.join_user(held, work)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -106,7 +86,4 @@ class TcpProxy(Proxy):
         if self._sock is not None:
             self.res.tcp_ports.release(self.port)
             self._sock = None
-        for t in list(self._tasks):
-            t.cancel()
-        for j in list(self._joins):
-            j.abort()
+        self.drop_users()
