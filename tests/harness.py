@@ -283,6 +283,21 @@ def udp_ask(
             s.close()
 
 
+def assert_udp_echoes(
+    port: int, sizes: tuple[int, int] = (1000, 300), timeout: float = 5.0
+) -> None:
+    """Two user sockets, 20 interleaved datagrams each, through ``port`` to a UDP echo: every
+    reply comes back whole to its own sender."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+    ):
+        for i in range(20):
+            for sock, size, tag in ((a, sizes[0], b"a"), (b, sizes[1], b"b")):
+                data = os.urandom(size) + tag + b"%d" % i
+                assert udp_ask(port, data, timeout, sock) == data
+
+
 def wait_udp_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) -> None:
     """Poll until a datagram comes back through ``port`` (UDP has no connect to wait for)."""
     end = time.monotonic() + timeout

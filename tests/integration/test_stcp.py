@@ -10,8 +10,8 @@ import pytest
 from tests.harness import (
     Pyfrp,
     assert_echo,
+    assert_udp_echoes,
     free_ports,
-    udp_ask,
     udp_echo_server,
     wait_echo,
     wait_udp_echo,
@@ -86,13 +86,4 @@ def test_sudp_visitor_reaches_the_proxy(pyfrp: Pyfrp) -> None:
         )
         visitor.wait_log(r"\[dns_visitor\] sudp start to work")
         wait_udp_echo(visit, proc=visitor)
-        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            for i in range(20):
-                pa, pb = os.urandom(900) + b"a%d" % i, os.urandom(100) + b"b%d" % i
-                assert udp_ask(visit, pa, sock=a) == pa
-                assert udp_ask(visit, pb, sock=b) == pb
-        finally:
-            a.close()
-            b.close()
+        assert_udp_echoes(visit, (900, 100))

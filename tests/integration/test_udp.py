@@ -7,7 +7,15 @@ import socket
 
 import pytest
 
-from tests.harness import HOST, Pyfrp, free_ports, udp_ask, udp_echo_server, wait_udp_echo
+from tests.harness import (
+    HOST,
+    Pyfrp,
+    assert_udp_echoes,
+    free_ports,
+    udp_ask,
+    udp_echo_server,
+    wait_udp_echo,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,17 +35,8 @@ def test_udp_echo(pyfrp: Pyfrp, mux: bool, extra: str) -> None:
             f"[dns]\ntype = udp\nlocal_port = {echo}\nremote_port = {remote}\n{extra}"
         )
         wait_udp_echo(remote, proc=frpc)
-        # Each user address gets its own replies: two sockets, interleaved datagrams.
-        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            for i in range(20):
-                pa, pb = os.urandom(1000) + b"a%d" % i, os.urandom(1400) + b"b%d" % i
-                assert udp_ask(remote, pa, sock=a) == pa
-                assert udp_ask(remote, pb, sock=b) == pb
-        finally:
-            a.close()
-            b.close()
+        # Each user address gets its own replies.
+        assert_udp_echoes(remote, (1000, 1400))
     frps.wait_log(rf"udp proxy listen port \[{remote}\]")
     frpc.wait_log(r"\[dns\] start proxy success")
 

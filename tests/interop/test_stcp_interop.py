@@ -5,7 +5,6 @@ the proxy; the visitor's bind port must reach it, with encryption and compressio
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from tests.conftest import peer_exe, start_any
 from tests.harness import (
     Pyfrp,
     assert_echo,
+    assert_udp_echoes,
     free_ports,
-    udp_ask,
     udp_echo_server,
     wait_echo,
     wait_udp_echo,
@@ -76,10 +75,7 @@ def test_visitor_reaches_proxy(
                 assert_echo(visit, os.urandom(1_000_000))
             else:
                 wait_udp_echo(visit, STARTUP, procs[2])
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-                    for i in range(20):
-                        data = os.urandom(1000) + b"%d" % i
-                        assert udp_ask(visit, data, 5, a) == data
+                assert_udp_echoes(visit)
         for p in procs:
             assert p.alive(), p.log()[-2000:]
     finally:

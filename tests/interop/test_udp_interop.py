@@ -4,14 +4,18 @@ its own sender by a UDP echo behind the client; with and without encryption + co
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import peer_exe, start_any
-from tests.harness import Pyfrp, free_ports, udp_ask, udp_echo_server, wait_udp_echo
+from tests.harness import (
+    Pyfrp,
+    assert_udp_echoes,
+    free_ports,
+    udp_echo_server,
+    wait_udp_echo,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -46,16 +50,7 @@ def test_udp_echo(pyfrp: Pyfrp, tmp_path: Path, client: str, server: str, enc: b
                 )
             )
             wait_udp_echo(remote, STARTUP, procs[1])
-            a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                for i in range(20):
-                    pa, pb = os.urandom(1200) + b"a%d" % i, os.urandom(300) + b"b%d" % i
-                    assert udp_ask(remote, pa, 5, a) == pa
-                    assert udp_ask(remote, pb, 5, b) == pb
-            finally:
-                a.close()
-                b.close()
+            assert_udp_echoes(remote, (1200, 300))
         for p in procs:
             assert p.alive(), p.log()[-2000:]
     finally:
