@@ -23,8 +23,16 @@ from typing import Any, NoReturn
 
 from pyfrp import FRP_VERSION, __version__
 from pyfrp.config import schema
-from pyfrp.config.decode import Strict, convert_text, proxy_schema
-from pyfrp.config.flags import CLIENT_FLAGS, PROXY_FLAGS, SERVER_FLAGS, Flag, flag_help
+from pyfrp.config.decode import Strict, convert_text, proxy_schema, visitor_schema
+from pyfrp.config.flags import (
+    CLIENT_FLAGS,
+    PROXY_FLAGS,
+    SERVER_FLAGS,
+    VISITOR_FLAGS,
+    VISITOR_TYPES_WITH_COMMAND,
+    Flag,
+    flag_help,
+)
 from pyfrp.config.model import ClientConfig, ServerConfig
 from pyfrp.config.schema import Kind, Opt
 from pyfrp.errors import ConfigError
@@ -78,16 +86,21 @@ def _add_flag(
     f: Flag,
     flat: dict[str, Opt],
     dest_prefix: str = "",
-    server: bool = False,
+    scope: str = "",
 ) -> None:
     names = ([f"-{f.short}"] if f.short else []) + _spellings(f.name)
     dest = dest_prefix + f.name.replace("-", "_")
-    word, text = flag_help(f, flat, server)
+    word, text = flag_help(f, flat, scope)
     p.add_argument(*names, dest=dest, default=argparse.SUPPRESS, metavar=word, help=text)
 
 
 def _bool_spellings() -> set[str]:
-    flags = [*SERVER_FLAGS, *CLIENT_FLAGS, *(f for fs in PROXY_FLAGS.values() for f in fs)]
+    flags = [
+        *SERVER_FLAGS,
+        *CLIENT_FLAGS,
+        *VISITOR_FLAGS,
+        *(f for fs in PROXY_FLAGS.values() for f in fs),
+    ]
     names = {n for f in flags if f.boolean for n in _spellings(f.name)}
     return names | set(_spellings("strict_config"))
 
@@ -223,7 +236,7 @@ def _frps_parser() -> argparse.ArgumentParser:
         "command", nargs="?", choices=["verify"], help="verify that the configures is valid"
     )
     for f in SERVER_FLAGS:
-        _add_flag(p, f, schema.SERVER, server=True)
+        _add_flag(p, f, schema.SERVER, scope="frps")
     return p
 
 
@@ -325,6 +338,16 @@ def _frpc_parser() -> argparse.ArgumentParser:
             _add_flag(q, f, schema.CLIENT, "c_")
         for f in flags:
             _add_flag(q, f, proxy_schema(ptype), "p_")
+        if ptype in VISITOR_TYPES_WITH_COMMAND:
+            what = f"Run frpc with a single {ptype} visitor"
+            vs = q.add_subparsers(dest="visitor", metavar="command", parser_class=_Parser)
+            v = vs.add_parser(
+                "visitor", help=what, description=what, usage=f"pyfrpc {ptype} visitor [flags]",
+                formatter_class=_Help, allow_abbrev=False,
+            )  # fmt: skip
+            _globals(v, "frpc", None)
+            for f in VISITOR_FLAGS:
+                _add_flag(v, f, visitor_schema(ptype), "v_", scope="visitor")
     for name in _UNSUPPORTED_COMMANDS:
         sub.add_parser(name, help="not supported yet by pyfrpc", allow_abbrev=False)
     return p
@@ -353,6 +376,9 @@ def frpc_config(argv: Sequence[str]) -> tuple[ClientConfig, list[str]]:
 
     args = _frpc_parser().parse_args(_normalize(argv))
     strict = _strict(args)
+    if getattr(args, "visitor", None):  # frp gives a visitor command no server flags
+        visitor = _given(args, VISITOR_FLAGS, "v_")
+        return client_from_flags(args.command, {}, visitor, strict, visitor=True)
     if args.command in PROXY_FLAGS:
         common = _given(args, CLIENT_FLAGS, "c_")
         proxy = _given(args, PROXY_FLAGS[args.command], "p_")
@@ -367,9 +393,6 @@ def frpc_main(argv: Sequence[str] | None = None) -> int:
     words = _positionals(argv)
     if words and words[0] in _UNSUPPORTED_COMMANDS:
         print(f"frpc {words[0]}: not supported yet by pyfrpc", file=sys.stderr)
-        return 1
-    if words[1:2] == ["visitor"]:
-        print(f"frpc {words[0]} visitor: visitors are not supported yet by pyfrpc", file=sys.stderr)
         return 1
     args = _frpc_parser().parse_args(_normalize(argv))
     command = args.command

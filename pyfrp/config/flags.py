@@ -18,6 +18,7 @@ from pyfrp.config.decode import (
     convert_text,
     finish_client,
     proxy_schema,
+    visitor_schema,
 )
 from pyfrp.config.model import ClientConfig, ServerConfig
 from pyfrp.config.schema import Kind, Opt
@@ -120,6 +121,17 @@ PROXY_FLAGS: dict[str, tuple[Flag, ...]] = {
     "sudp": (*_PROXY_BASE, *_SECRET),
     "xtcp": (*_PROXY_BASE, *_SECRET),
 }
+VISITOR_TYPES_WITH_COMMAND = ("stcp", "sudp", "xtcp")
+VISITOR_FLAGS: tuple[Flag, ...] = (
+    Flag("visitor_name", "name", "n"),
+    BoolFlag("ue", "transport.useEncryption"),
+    BoolFlag("uc", "transport.useCompression"),
+    Flag("server_user", "serverUser"),
+    Flag("server_name", "serverName"),
+    Flag("sk", "secretKey"),
+    Flag("bind_addr", "bindAddr"),
+    Flag("bind_port", "bindPort"),
+)
 
 
 # What ``-h`` says of each flag, and the default it shows, in frp 0.70.1's words.
@@ -190,13 +202,24 @@ _TYPE_WORD = {
 }
 
 
-_FRPS_HELP = {"log-file": ("log file", '"console"'), "log-max-days": ("log max days", "3")}
+# Where frps's or a visitor command's words differ from the table above.
+_SCOPE_HELP: dict[str, dict[str, tuple[str, str]]] = {
+    "frps": {"log-file": ("log file", '"console"'), "log-max-days": ("log max days", "3")},
+    "visitor": {
+        "bind-addr": ("bind addr", ""),
+        "bind-port": ("bind port", ""),
+        "server-name": ("server name", ""),
+        "server-user": ("server user", ""),
+        "visitor-name": ("visitor name", ""),
+    },
+}
 
 
-def flag_help(f: Flag, flat: dict[str, Opt], server: bool = False) -> tuple[str, str]:
-    """(type word, help text with its default) of ``f`` as ``frps -h``/``frpc tcp -h`` show it."""
+def flag_help(f: Flag, flat: dict[str, Opt], scope: str = "") -> tuple[str, str]:
+    """(type word, help text with its default) of ``f`` as ``frps -h``/``frpc tcp -h`` show it;
+    ``scope``: "frps" or "visitor" where their words differ."""
     name = f.name.replace("_", "-")
-    text, default = (server and _FRPS_HELP.get(name)) or FLAG_HELP.get(name, ("", ""))
+    text, default = _SCOPE_HELP.get(scope, {}).get(name) or FLAG_HELP.get(name, ("", ""))
     if default:
         text += f" (default {default})"
     kind = f.opt(flat).kind
@@ -229,13 +252,21 @@ def server_from_flags(
 
 
 def client_from_flags(
-    ptype: str, common: dict[str, str], proxy: dict[str, str], strict: Strict = None
+    ptype: str,
+    common: dict[str, str],
+    proxy: dict[str, str],
+    strict: Strict = None,
+    visitor: bool = False,
 ) -> tuple[ClientConfig, list[str]]:
-    """``frpc <type> ...``: one proxy of ``ptype`` from flags."""
+    """``frpc <type> ...``: one proxy of ``ptype`` from flags; ``frpc <type> visitor ...``
+    (``visitor``): one visitor, with frpc's default server settings as in frp."""
     notices = Notices(strict)
     cs = _settings(common, CLIENT_FLAGS, schema.CLIENT, "frpc")
-    ps = _settings(proxy, PROXY_FLAGS[ptype], proxy_schema(ptype), ptype)
+    if visitor:
+        ps = _settings(proxy, VISITOR_FLAGS, visitor_schema(ptype), ptype)
+    else:
+        ps = _settings(proxy, PROXY_FLAGS[ptype], proxy_schema(ptype), ptype)
     ps.values["type"] = ptype
     cfg = build_client(cs, notices)
-    finish_client(cfg, cs, [ps], [], notices)
+    finish_client(cfg, cs, [] if visitor else [ps], [ps] if visitor else [], notices)
     return cfg, notices.lines()

@@ -166,7 +166,27 @@ def test_unsupported_frpc_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert frpc_main(["reload", "-c", "x.toml"]) == 1
     assert capsys.readouterr().err == "frpc reload: not supported yet by pyfrpc\n"
     assert frpc_main(["stcp", "visitor", "--sk", "x"]) == 1
-    assert "visitors are not supported yet" in capsys.readouterr().err
+    assert capsys.readouterr().err == "command line: --visitor_name: missing: name is required\n"
+
+
+def test_frpc_visitor_quick_command() -> None:
+    """``frpc stcp visitor ...``: one visitor from flags; frp gives this command no server flags,
+    so it dials frpc's defaults."""
+    cfg, notices = frpc_config(
+        ["sudp", "visitor", "-n", "dns", "--server-name", "dns", "--server-user", "lab",
+         "--sk", "abc", "--bind-port", "5353", "--ue"]
+    )  # fmt: skip
+    assert notices == []
+    assert (cfg.server_addr, cfg.server_port, cfg.proxies) == ("127.0.0.1", 7000, [])
+    (v,) = cfg.visitors
+    assert (v.name, v.type, v.server_name, v.server_user, v.secret_key) == (
+        "dns",
+        "sudp",
+        "dns",
+        "lab",
+        "abc",
+    )
+    assert (v.bind_addr, v.bind_port, v.use_encryption) == ("127.0.0.1", 5353, True)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
