@@ -149,10 +149,6 @@ class Control:
     def user(self) -> str:
         return self.login.user
 
-    @property
-    def port_count(self) -> int:
-        return len(self.proxies)
-
     # -- work connections
     def add_work_conn(self, conn: MessageConn) -> None:
         if self.closed.is_set():

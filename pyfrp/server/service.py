@@ -148,8 +148,6 @@ class Server:
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
-        self.vhost_http: VhostHttpServer | None = None
-        self.vhost_https: VhostHttpsServer | None = None
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -180,18 +178,18 @@ class Server:
             if port and port == cfg.bind_port and addr == cfg.bind_addr:
                 raise OSError(f"sharing bind_port {port} with a vhost port is not supported yet")
         if cfg.vhost_http_port:
-            self.vhost_http = VhostHttpServer(
+            http = VhostHttpServer(
                 response_timeout=cfg.vhost_http_timeout if cfg.vhost_http_timeout > 0 else 60,
                 not_found_page=cfg.custom_404_page,
             )
-            await self.vhost_http.listen(addr, cfg.vhost_http_port)
-            self.res.vhost_http = self.vhost_http
-            log.info("http service listen on %s:%d", addr, self.vhost_http.port)
+            await http.listen(addr, cfg.vhost_http_port)
+            self.res.vhost_http = http
+            log.info("http service listen on %s:%d", addr, http.port)
         if cfg.vhost_https_port:
-            self.vhost_https = VhostHttpsServer()
-            await self.vhost_https.listen(addr, cfg.vhost_https_port)
-            self.res.vhost_https = self.vhost_https
-            log.info("https service listen on %s:%d", addr, self.vhost_https.port)
+            https = VhostHttpsServer()
+            await https.listen(addr, cfg.vhost_https_port)
+            self.res.vhost_https = https
+            log.info("https service listen on %s:%d", addr, https.port)
         if cfg.tcpmux_httpconnect_port:
             tcpmux = VhostTcpmuxServer(
                 passthrough=cfg.tcpmux_passthrough,
@@ -205,7 +203,8 @@ class Server:
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
-        for vhost in (self.vhost_http, self.vhost_https, self.res.vhost_tcpmux):
+        res = self.res
+        for vhost in (res.vhost_http, res.vhost_https, res.vhost_tcpmux):
             if vhost is not None:
                 await vhost.close()
         for ctl in list(self.controls.values()):

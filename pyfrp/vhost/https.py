@@ -9,13 +9,11 @@ a fatal ``unrecognized_name`` alert, as Go's handshake without a certificate doe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from pyfrp.net.listen import serve_tcp
 from pyfrp.vhost.conn import WorkConnOpener
-from pyfrp.vhost.routed import RoutedConn
+from pyfrp.vhost.routed import RoutedConn, RoutedServer
 from pyfrp.vhost.router import Route, Router
 from pyfrp.vhost.sni import ALERT_UNRECOGNIZED_NAME, MAX_HELLO, ClientHelloError, parse_client_hello
 
@@ -32,23 +30,14 @@ class HttpsRoute:
     opener: WorkConnOpener
 
 
-class VhostHttpsServer:
+class VhostHttpsServer(RoutedServer):
     def __init__(self, *, hello_timeout: float = HELLO_TIMEOUT) -> None:
+        super().__init__()
         self.router: Router[HttpsRoute] = Router()
         self.hello_timeout = hello_timeout
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._conns: set[RoutedConn] = set()
 
-    async def listen(self, host: str, port: int) -> int:
-        self._server, self.port = await serve_tcp(lambda: _TlsConn(self), host, port)
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._conns):
-            conn.close()
+    def conn_factory(self) -> RoutedConn:
+        return _TlsConn(self)
 
     def add_route(self, domain: str, route: HttpsRoute) -> Route[HttpsRoute]:
         return self.router.add(domain, "", "", route)

@@ -12,10 +12,34 @@ import asyncio
 import logging
 from typing import cast
 
+from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import splice
 from pyfrp.vhost.conn import WorkConnOpener, peer_of
 
 log = logging.getLogger(__name__)
+
+
+class RoutedServer:
+    """The listener and live connections of a routed vhost; ``conn_factory`` makes one
+    RoutedConn per accepted connection."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[RoutedConn] = set()
+
+    def conn_factory(self) -> RoutedConn:
+        raise NotImplementedError
+
+    async def listen(self, host: str, port: int) -> int:
+        self._server, self.port = await serve_tcp(self.conn_factory, host, port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.close()
 
 
 class RoutedConn(asyncio.Protocol):

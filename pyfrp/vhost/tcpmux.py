@@ -10,16 +10,14 @@ service instead), then the route's credentials are checked (-> 407, closed).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from pyfrp.net.listen import serve_tcp
 from pyfrp.vhost.conn import WorkConnOpener
 from pyfrp.vhost.http import parse_basic
 from pyfrp.vhost.http1 import MAX_HEAD, HttpError, find_head_end, parse_request_head
 from pyfrp.vhost.notfound import not_found_page
-from pyfrp.vhost.routed import RoutedConn
+from pyfrp.vhost.routed import RoutedConn, RoutedServer
 from pyfrp.vhost.router import Route, Router, canonical_host
 
 log = logging.getLogger(__name__)
@@ -47,7 +45,7 @@ def not_found_response(page: bytes, version: str) -> bytes:
     )
 
 
-class VhostTcpmuxServer:
+class VhostTcpmuxServer(RoutedServer):
     def __init__(
         self,
         *,
@@ -56,24 +54,15 @@ class VhostTcpmuxServer:
         not_found_page: str = "",
         head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
+        super().__init__()
         self.router: Router[TcpmuxRoute] = Router()
         self.passthrough = passthrough
         self.version = version
         self.not_found_path = not_found_page
         self.head_timeout = head_timeout
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._conns: set[RoutedConn] = set()
 
-    async def listen(self, host: str, port: int) -> int:
-        self._server, self.port = await serve_tcp(lambda: _ConnectConn(self), host, port)
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._conns):
-            conn.close()
+    def conn_factory(self) -> RoutedConn:
+        return _ConnectConn(self)
 
     def add_route(self, domain: str, user: str, route: TcpmuxRoute) -> Route[TcpmuxRoute]:
         return self.router.add(domain, "", user, route)
