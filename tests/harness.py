@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from pyfrp.proto import stun
+
 HOST = "127.0.0.1"
 
 
@@ -310,6 +312,46 @@ def wait_udp_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) ->
         except OSError:
             pass
     raise AssertionError(f"no udp echo through {port} after {timeout}s")
+
+
+@contextmanager
+def stun_server() -> Iterator[int]:
+    """A STUN server on loopback as xtcp needs one (RFC 5780): two ports; each answers a
+    Binding request with the sender's address and names the other port as OTHER-ADDRESS.
+    Yields the first port (``nat_hole_stun_server = 127.0.0.1:<port>``)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for s in socks:
+        s.bind((HOST, 0))
+        s.settimeout(0.2)
+    addrs = [s.getsockname() for s in socks]
+    stop = threading.Event()
+
+    def serve(sock: socket.socket, other: tuple[str, int]) -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(2048)
+                msg = stun.decode(data)
+            except (TimeoutError, stun.StunError):
+                continue
+            except OSError:
+                return
+            if msg.type == stun.BINDING_REQUEST:
+                sock.sendto(stun.binding_success(msg.transaction_id, peer, other), peer)
+
+    threads = [
+        threading.Thread(target=serve, args=(socks[i], addrs[1 - i]), daemon=True)
+        for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        yield addrs[0][1]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for s in socks:
+            s.close()
 
 
 def open_fds(pid: int) -> int:

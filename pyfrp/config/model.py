@@ -52,6 +52,7 @@ class ServerConfig:
     user_conn_timeout: int = 10
     udp_packet_size: int = 1500
     detailed_errors_to_client: bool = True
+    nathole_analysis_data_reserve_hours: int = 7 * 24
     log: LogConfig = field(default_factory=LogConfig)
 
     @property

@@ -174,7 +174,9 @@ SERVER: dict[str, Opt] = {
     "maxPortsPerClient": Opt(N, "max_ports_per_client", "max_ports_per_client"),
     "userConnTimeout": Opt(N, "user_conn_timeout", "user_conn_timeout"),
     "udpPacketSize": Opt(N, "udp_packet_size", "udp_packet_size"),
-    "natholeAnalysisDataReserveHours": Opt(N, ini="nat_hole_analysis_data_reserve_hours"),
+    "natholeAnalysisDataReserveHours": Opt(
+        N, "nathole_analysis_data_reserve_hours", "nat_hole_analysis_data_reserve_hours"
+    ),
     "allowPorts": Opt(Kind.PORT_RANGES, "allow_ports", "allow_ports"),
     "httpPlugins": Opt(
         Kind.TABLES,

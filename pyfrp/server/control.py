@@ -17,6 +17,9 @@ from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
     Login,
+    NatHoleClient,
+    NatHoleReport,
+    NatHoleVisitor,
     NewProxy,
     NewProxyResp,
     Ping,
@@ -24,6 +27,7 @@ from pyfrp.proto.msg import (
     ReqWorkConn,
     StartWorkConn,
 )
+from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies import Proxy
 
@@ -34,6 +38,9 @@ class ControlService(Protocol):
     """What a Control needs of the server (the Server in service.py)."""
 
     cfg: ServerConfig
+
+    @property
+    def nathole(self) -> NatHoleController: ...
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy: ...
 
@@ -58,6 +65,7 @@ class Control:
         self.last_ping = time.monotonic()
         self.closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         # Control-channel encryption starts right after LoginResp (both directions, token key).
@@ -81,6 +89,15 @@ class Control:
                 elif isinstance(msg, Ping):
                     self.last_ping = time.monotonic()
                     self.conn.send(Pong())
+                elif isinstance(msg, NatHoleVisitor):
+                    nathole = self.service.nathole.handle_visitor(msg, self.conn.send, self.user)
+                    task = asyncio.get_running_loop().create_task(nathole)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                elif isinstance(msg, NatHoleClient):
+                    self.service.nathole.handle_client(msg, self.conn.send)
+                elif isinstance(msg, NatHoleReport):
+                    self.service.nathole.handle_report(msg)
                 else:
                     self.log.debug("ignoring message %s on control", type(msg).__name__)
         except ProtocolError as exc:
@@ -104,6 +121,8 @@ class Control:
 
     async def _teardown(self) -> None:
         self.conn.close()
+        for task in list(self._tasks):
+            task.cancel()
         for name in list(self.proxies):
             await self._close_proxy(name)
         while not self.pool.empty():

@@ -27,6 +27,7 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.control import Control
+from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
 from pyfrp.vhost.http import VhostHttpServer
@@ -144,10 +145,15 @@ class Server:
             cfg,
             tcp_ports=PortManager(addr, cfg.allow_ports),
             udp_ports=PortManager(addr, cfg.allow_ports, bind_udp_socket),
+            nathole=NatHoleController(cfg.nathole_analysis_data_reserve_hours),
         )
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
+
+    @property
+    def nathole(self) -> NatHoleController:
+        return self.res.nathole
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -169,7 +175,13 @@ class Server:
         self._listener.start()
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         await self._start_vhosts()
+        self.spawn(self._clean_nathole())
         log.info("frps started successfully")
+
+    async def _clean_nathole(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            self.nathole.clean()
 
     async def _start_vhosts(self) -> None:
         cfg = self.cfg

@@ -1,7 +1,7 @@
 """Server-side proxies, one module per type, known to the control and the service only through
 ``base.Proxy`` and the registry ``PROXY_TYPES`` (type name -> class)."""
 
-from pyfrp.server.proxies import stcp, tcp, tcpmux, udp, vhost
+from pyfrp.server.proxies import stcp, tcp, tcpmux, udp, vhost, xtcp
 from pyfrp.server.proxies.base import PROXY_TYPES, Proxy, ProxyHost, Resources, VisitorTarget
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "tcpmux",
     "udp",
     "vhost",
+    "xtcp",
 ]

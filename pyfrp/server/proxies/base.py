@@ -20,6 +20,7 @@ from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
+from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.ports import PortManager
 from pyfrp.vhost.conn import WorkConn
 from pyfrp.vhost.http import VhostHttpServer
@@ -69,6 +70,7 @@ class Resources:
     cfg: ServerConfig
     tcp_ports: PortManager
     udp_ports: PortManager
+    nathole: NatHoleController
     vhost_http: VhostHttpServer | None = None
     vhost_https: VhostHttpsServer | None = None
     vhost_tcpmux: VhostTcpmuxServer | None = None
