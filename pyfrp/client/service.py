@@ -15,17 +15,21 @@ from pyfrp import FRP_VERSION
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
 from pyfrp.client.visitors import VISITOR_TYPES
+from pyfrp.client.visitors.base import VisitorError
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.errors import AuthError, ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import CryptoLayer
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.splice import HoldProtocol
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
     Login,
     LoginResp,
+    Message,
+    NatHoleResp,
     NewProxy,
     NewProxyResp,
     NewWorkConn,
@@ -101,8 +105,10 @@ class Session:
         self.run_id = run_id
         self.log = PrefixLogger(log, run_id)
         self.proxies = {
-            p.name: PROXY_TYPES[p.type](p, client.cfg, self.log) for p in client.cfg.proxies
+            p.name: PROXY_TYPES[p.type](p, client.cfg, self.log, self) for p in client.cfg.proxies
         }
+        # NatHoleResp waiters by transaction id (frp's MessageTransporter lanes)
+        self._waiting: dict[str, asyncio.Future[NatHoleResp]] = {}
         self.visitors = [
             VISITOR_TYPES[v.type](v, client.cfg, self, self.log) for v in client.cfg.visitors
         ]
@@ -130,6 +136,10 @@ class Session:
                     self.spawn(self._work_conn())
                 elif isinstance(msg, NewProxyResp):
                     self._proxy_resp(msg)
+                elif isinstance(msg, NatHoleResp):
+                    waiter = self._waiting.pop(msg.transaction_id, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(msg)
                 elif isinstance(msg, Pong):
                     if msg.error:
                         self.log.warning("pong contains error: %s", msg.error)
@@ -154,6 +164,26 @@ class Session:
 
     async def connect_server(self) -> MessageConn:
         return await self.connector.connect()
+
+    def send_control(self, msg: Message) -> None:
+        self.conn.send(msg)
+
+    async def request(self, msg: Message, transaction_id: str, limit: float) -> NatHoleResp:
+        waiter: asyncio.Future[NatHoleResp] = asyncio.get_running_loop().create_future()
+        self._waiting[transaction_id] = waiter
+        try:
+            self.conn.send(msg)
+            async with asyncio.timeout(limit):
+                return await waiter
+        finally:
+            self._waiting.pop(transaction_id, None)
+
+    def transfer(self, visitor: str, held: HoldProtocol) -> None:
+        for v in self.visitors:
+            if v.cfg.name == visitor:
+                v.take_conn(held)
+                return
+        raise VisitorError(f"visitor [{visitor}] not found")
 
     async def _start_visitors(self) -> None:
         for v in self.visitors:

@@ -614,6 +614,10 @@ def build_visitor(s: Settings, notices: Notices) -> VisitorConfig:
         raise ConfigError(f"{s.at('bindPort')}: missing: bind port is required")
     if v.bind_port > 65535:
         check_port(v.bind_port, s.at("bindPort"))
+    defaults = VisitorConfig(name=name)
+    for attr in ("protocol", "max_retries_an_hour", "min_retry_interval", "fallback_timeout_ms"):
+        if not getattr(v, attr):
+            setattr(v, attr, getattr(defaults, attr))
     if vtype not in RUNNABLE_VISITOR_TYPES:
         notices.unsupported(f"vtype:{name}", s.at("type"), f"visitor type {q(vtype)}")
     return v

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
 # What pyfrpc and pyfrps implement so far.
-RUNNABLE_PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp")
-RUNNABLE_VISITOR_TYPES = ("stcp", "sudp")
+RUNNABLE_PROXY_TYPES = PROXY_TYPES
+RUNNABLE_VISITOR_TYPES = VISITOR_TYPES
 
 
 @dataclass(slots=True)
@@ -91,6 +91,7 @@ class ProxyConfig:
     multiplexer: str = ""  # tcpmux: "httpconnect"
     secret_key: str = ""  # stcp, xtcp, sudp
     allow_users: list[str] = field(default_factory=list)  # stcp, xtcp, sudp
+    disable_assisted_addrs: bool = False  # xtcp: offer no local addresses to the peer
     metas: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,6 +108,14 @@ class VisitorConfig:
     server_name: str = ""
     bind_addr: str = "127.0.0.1"
     bind_port: int = 0  # may be < 0: no listener, only redirected connections
+    # xtcp (zero values in a file mean frp's defaults, as its Complete() does)
+    protocol: str = "quic"
+    keep_tunnel_open: bool = False
+    max_retries_an_hour: int = 8
+    min_retry_interval: int = 90
+    fallback_to: str = ""
+    fallback_timeout_ms: int = 1000
+    disable_assisted_addrs: bool = False
 
 
 @dataclass(slots=True)
@@ -131,6 +140,7 @@ class ClientConfig:
     dial_server_timeout: int = 10
     login_fail_exit: bool = True
     udp_packet_size: int = 1500
+    nat_hole_stun_server: str = ""  # empty: frp's default, client/nathole.DEFAULT_STUN_SERVER
     metas: dict[str, str] = field(default_factory=dict)
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)

@@ -218,7 +218,7 @@ CLIENT: dict[str, Opt] = {
     "clientID": Opt(S, works=False),
     "serverAddr": Opt(S, "server_addr", "server_addr"),
     "serverPort": Opt(P, "server_port", "server_port"),
-    "natHoleStunServer": Opt(S, ini="nat_hole_stun_server"),  # xtcp only
+    "natHoleStunServer": Opt(S, "nat_hole_stun_server", "nat_hole_stun_server"),
     "dnsServer": Opt(S, ini="dns_server", works=False),
     "loginFailExit": Opt(B, "login_fail_exit", "login_fail_exit"),
     "start": Opt(L, ini="start"),
@@ -335,7 +335,7 @@ _SECRET = {
     "secretKey": Opt(S, "secret_key", "sk"),
     "allowUsers": Opt(L, "allow_users", "allow_users"),
 }
-_NAT_TRAVERSAL = {"natTraversal.disableAssistedAddrs": Opt(B)}
+_NAT_TRAVERSAL = {"natTraversal.disableAssistedAddrs": Opt(B, "disable_assisted_addrs")}
 
 PROXY_TYPES: dict[str, dict[str, Opt]] = {
     "tcp": {"remotePort": Opt(P, "remote_port", "remote_port")},
@@ -381,12 +381,15 @@ VISITOR_TYPES: dict[str, dict[str, Opt]] = {
     "stcp": {},
     "sudp": {},
     "xtcp": {
-        "protocol": Opt(S, ini="protocol", choices=("kcp", "quic")),
-        "keepTunnelOpen": Opt(B, ini="keep_tunnel_open"),
-        "maxRetriesAnHour": Opt(N, ini="max_retries_an_hour"),
-        "minRetryInterval": Opt(N, ini="min_retry_interval"),
-        "fallbackTo": Opt(S, ini="fallback_to"),
-        "fallbackTimeoutMs": Opt(N, ini="fallback_timeout_ms"),
+        # The hole carries QUIC or KCP; pyfrp speaks QUIC (frp's default) only.
+        "protocol": Opt(
+            S, "protocol", "protocol", choices=("kcp", "quic"), works=_default_or("quic")
+        ),
+        "keepTunnelOpen": Opt(B, "keep_tunnel_open", "keep_tunnel_open"),
+        "maxRetriesAnHour": Opt(N, "max_retries_an_hour", "max_retries_an_hour"),
+        "minRetryInterval": Opt(N, "min_retry_interval", "min_retry_interval"),
+        "fallbackTo": Opt(S, "fallback_to", "fallback_to"),
+        "fallbackTimeoutMs": Opt(N, "fallback_timeout_ms", "fallback_timeout_ms"),
         **_NAT_TRAVERSAL,
     },
 }

@@ -16,6 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from pyfrp.errors import MessageError
 from pyfrp.proto.crypto import IV_SIZE, StreamDecryptor, StreamEncryptor, derive_key
 from pyfrp.proto.framing import HEADER, HEADER_SIZE, decode_body, encode_message
 from pyfrp.proto.msg import NatHoleDetectBehavior, NatHoleResp, NatHoleSid, PortsRange
@@ -353,6 +354,9 @@ def decode_sid(data: bytes, key: str) -> NatHoleSid:
         raise ValueError(f"message type {type_byte!r} is not NatHoleSid")
     if length != len(plain) - HEADER_SIZE:
         raise ValueError(f"message length {length} does not match the datagram")
-    msg = decode_body(type_byte, plain[HEADER_SIZE:])
+    try:
+        msg = decode_body(type_byte, plain[HEADER_SIZE:])
+    except MessageError as exc:
+        raise ValueError(str(exc)) from exc
     assert isinstance(msg, NatHoleSid)
     return msg

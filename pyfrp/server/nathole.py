@@ -148,7 +148,7 @@ class NatHoleController:
         if session is None:
             log.debug(
                 "sid [%s] report make hole success: %s, but session not found", m.sid, m.success
-            )  # noqa: E501
+            )
             return
         if m.success:
             self.analyzer.report_success(session.key, session.mode, session.index)

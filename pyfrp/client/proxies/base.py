@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import ClassVar
 
+from pyfrp.client.nathole import ControlChannel
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
@@ -22,9 +23,12 @@ class ClientProxy:
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger) -> None:
+    def __init__(
+        self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger, host: ControlChannel
+    ) -> None:
         self.cfg = cfg
         self.client = client
+        self.host = host
         self.log = logger.child(cfg.name)
         self.running = False  # frps accepted it (NewProxyResp without error)
 

@@ -4,6 +4,8 @@ local_ip:local_port for each work connection and splice."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 
 from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.net.msgconn import MessageConn
@@ -16,6 +18,17 @@ LOCAL_DIAL_TIMEOUT = 10.0
 @register("tcp")
 class TcpProxy(ClientProxy):
     async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        await self.join_local(conn, functools.partial(self.wrap, conn), start)
+
+    async def join_local(
+        self,
+        work: asyncio.BaseTransport | MessageConn,
+        wrap: Callable[[], tuple[asyncio.Transport, bytes, bool]],
+        start: StartWorkConn,
+    ) -> None:
+        """Dial local_ip:local_port and splice it with the work connection: ``wrap()`` gives
+        its top transport (the proxy's layers on it), the bytes read and whether it ended.
+        ``work`` is closed if the dial fails."""
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         try:
@@ -30,9 +43,12 @@ class TcpProxy(ClientProxy):
                 cfg.local_port,
                 exc or "timeout",
             )
-            conn.close()
+            work.close()
             return
-        top, pending, ended = self.wrap(conn)
+        except asyncio.CancelledError:
+            work.close()
+            raise
+        top, pending, ended = wrap()
         self.log.debug(
             "join connections, user [%s:%d] local [%s:%d]",
             start.src_addr, start.src_port, cfg.local_ip, cfg.local_port,

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 from pyfrp.client.proxies.base import ClientProxy, register
-from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.errors import ProtocolError
-from pyfrp.log import PrefixLogger
 from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.proto.framing import encode_udp_packet
@@ -148,8 +147,8 @@ class UdpForwarder:
 
 
 class _UdpBase(ClientProxy):
-    def __init__(self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger) -> None:
-        super().__init__(cfg, client, logger)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._local_addr: tuple[int, tuple[str, int]] | None = None
         self._forwarders: set[UdpForwarder] = set()
 

@@ -1,7 +1,7 @@
-"""Visitors (stcp, sudp), one module per type, known to the session only through
+"""Visitors (stcp, sudp, xtcp), one module per type, known to the session only through
 ``base.Visitor`` and the registry ``VISITOR_TYPES`` (type name -> class)."""
 
-from pyfrp.client.visitors import stcp, sudp
+from pyfrp.client.visitors import stcp, sudp, xtcp
 from pyfrp.client.visitors.base import VISITOR_TYPES, Visitor, VisitorHost
 
-__all__ = ["VISITOR_TYPES", "Visitor", "VisitorHost", "stcp", "sudp"]
+__all__ = ["VISITOR_TYPES", "Visitor", "VisitorHost", "stcp", "sudp", "xtcp"]

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from typing import ClassVar, Protocol
 
+from pyfrp.client.nathole import ControlChannel
 from pyfrp.config.model import ClientConfig, VisitorConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.msg import NewVisitorConn, NewVisitorConnResp
@@ -23,13 +25,18 @@ log = logging.getLogger("pyfrp.client.visitor")
 RESP_TIMEOUT = 10.0
 
 
-class VisitorHost(Protocol):
+class VisitorHost(ControlChannel, Protocol):
     """The logged-in session a visitor dials frps through."""
 
     run_id: str
 
     async def connect_server(self) -> MessageConn:
         """A new connection to frps (a yamux stream with tcp_mux), in message mode."""
+        ...
+
+    def transfer(self, visitor: str, held: HoldProtocol) -> None:
+        """Hand a held user connection to the visitor named ``visitor`` (a fallback);
+        raises VisitorError."""
         ...
 
 
@@ -60,6 +67,10 @@ class Visitor:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def take_conn(self, held: HoldProtocol) -> None:
+        """Serve a user connection another visitor hands over (frp's internal listener)."""
+        raise VisitorError(f"visitor [{self.cfg.name}] does not take connections of others")
 
     async def dial(self) -> tuple[asyncio.Transport, bytes, bool]:
         """A visitor connection frps accepted, with the visitor's encryption (keyed by the

@@ -19,7 +19,7 @@ class _UserConn(HoldProtocol):
         self.visitor = visitor
 
     def on_held(self, transport: asyncio.Transport) -> None:
-        self.visitor.spawn_user(self)
+        self.visitor.take_conn(self)
 
 
 @register("stcp")
@@ -41,12 +41,12 @@ class StcpVisitor(Visitor):
                 backlog=BACKLOG,
             )
 
-    def spawn_user(self, held: _UserConn) -> None:
+    def take_conn(self, held: HoldProtocol) -> None:
         task = asyncio.get_running_loop().create_task(self._handle(held))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, held: _UserConn) -> None:
+    async def _handle(self, held: HoldProtocol) -> None:
         user = held.transport
         assert user is not None
         self.log.debug("get a new stcp user connection")

@@ -1,0 +1,141 @@
+"""``type = xtcp`` (client/proxy/xtcp.go): frps sends a NatHoleSid on a work connection when a
+visitor wants in; this end discovers its addresses, trades them for the visitor's through frps,
+punches, reports, then accepts the visitor's QUIC connection on the punched socket. Each QUIC
+stream is one user connection, wrapped by the secret key and spliced to the local service."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pyfrp.client import nathole
+from pyfrp.client.proxies.base import register
+from pyfrp.client.proxies.tcp import TcpProxy
+from pyfrp.errors import ProtocolError
+from pyfrp.net import quic
+from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.splice import HoldProtocol
+from pyfrp.net.workconn import wrap_work_transport
+from pyfrp.proto.msg import NatHoleClient, NatHoleReport, NatHoleSid, StartWorkConn
+from pyfrp.proto.nathole import new_id
+
+SID_TIMEOUT = 10.0
+
+
+@register("xtcp")
+class XtcpProxy(TcpProxy):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        try:
+            async with asyncio.timeout(SID_TIMEOUT):
+                sid = await conn.recv_as(NatHoleSid)
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            self.log.error("xtcp read from workConn error: %s", exc or "timeout")
+            return
+        finally:
+            conn.close()
+        try:
+            await self._punch_and_serve(sid.sid, start)
+        except nathole.NatHoleError as exc:
+            self.log.warning("%s", exc)
+
+    async def _punch_and_serve(self, sid: str, start: StartWorkConn) -> None:
+        cfg = self.cfg
+        self.log.debug("nathole prepare start")
+        try:
+            prepared = await nathole.prepare(
+                self.client.nat_hole_stun_server or nathole.DEFAULT_STUN_SERVER,
+                cfg.disable_assisted_addrs,
+            )
+        except nathole.NatHoleError as exc:
+            raise nathole.NatHoleError(f"nathole prepare error: {exc}") from exc
+        sock = prepared.sock
+        try:
+            self.log.info(
+                "nathole prepare success, nat type: %s, behavior: %s, addresses: %s, "
+                "assistedAddresses: %s", prepared.nat_type, prepared.behavior,
+                nathole.go_list(prepared.addrs), nathole.go_list(prepared.assisted),
+            )  # fmt: skip
+            tid = new_id()
+            msg = NatHoleClient(
+                transaction_id=tid,
+                proxy_name=self.wire_name,
+                sid=sid,
+                mapped_addrs=prepared.addrs,
+                assisted_addrs=prepared.assisted,
+            )
+            try:
+                resp = await nathole.exchange(self.host, msg, tid)
+            except nathole.NatHoleError as exc:
+                raise nathole.NatHoleError(f"nathole exchange info error: {exc}") from exc
+            self.log.info(
+                "get natHoleRespMsg, sid [%s], protocol [%s], candidate address %s, "
+                "assisted address %s, detectBehavior: %s", resp.sid, resp.protocol,
+                nathole.go_list(resp.candidate_addrs), nathole.go_list(resp.assisted_addrs),
+                nathole.describe(resp),
+            )  # fmt: skip
+            try:
+                sock, raddr = await nathole.make_hole(sock, resp, cfg.secret_key, self.log)
+            except nathole.NatHoleError as exc:
+                self.host.send_control(NatHoleReport(sid=resp.sid, success=False))
+                raise nathole.NatHoleError(f"make hole error: {exc}") from exc
+            self.log.info(
+                "establishing nat hole connection successful, sid [%s], remoteAddr [%s:%d]",
+                resp.sid, *raddr,
+            )  # fmt: skip
+            self.host.send_control(NatHoleReport(sid=resp.sid, success=True))
+            if resp.protocol == "kcp":
+                raise nathole.NatHoleError("xtcp over kcp is not supported yet by pyfrp")
+            await self._serve(sock, start)
+        finally:
+            sock.close()
+
+    async def _serve(self, sock: Any, start: StartWorkConn) -> None:
+        try:
+            tunnel, close_listener = await quic.accept(sock, lambda s: self._stream(s, start))
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self.log.error("quic accept connection error: %s", exc or "timeout")
+            return
+        try:
+            await tunnel.terminated.wait()
+            self.log.debug("quic accept stream error: connection closed")
+        finally:
+            tunnel.close_tunnel()
+            close_listener()
+
+    def _stream(self, stream: quic.QuicStream, start: StartWorkConn) -> None:
+        held = HoldProtocol()
+        stream.set_protocol(held)
+        held.connection_made(stream)
+        task = asyncio.get_running_loop().create_task(self._join_stream(stream, held, start))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _join_stream(
+        self, stream: quic.QuicStream, held: HoldProtocol, start: StartWorkConn
+    ) -> None:
+        cfg = self.cfg
+
+        def wrap() -> tuple[asyncio.Transport, bytes, bool]:
+            top, pending = wrap_work_transport(
+                stream,
+                held.take(),
+                token=cfg.secret_key,  # xtcp's streams are keyed by the secret key
+                use_encryption=cfg.use_encryption,
+                use_compression=cfg.use_compression,
+            )
+            return top, pending, held.ended
+
+        await self.join_local(stream, wrap, start)
+
+    @property
+    def wire_name(self) -> str:
+        user = self.client.user
+        return f"{user}.{self.cfg.name}" if user else self.cfg.name
+
+    def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
