@@ -211,6 +211,8 @@ class QuicTunnel(QuicConnectionProtocol):
         self.sock: socket.socket | None = None
         self.terminated = asyncio.Event()
         self.connected = asyncio.Event()
+        self._last_peer_stream = -1  # peer stream ids only grow: lower ones are finished
+        self.owns_transport = False  # the dialing end: closing the tunnel closes the socket
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -221,6 +223,7 @@ class QuicTunnel(QuicConnectionProtocol):
         if self.terminated.is_set():
             raise ConnectionError("quic connection closed")
         sid = self._quic.get_next_available_stream_id()
+        self._quic.send_stream_data(sid, b"")  # creates it: the next call gets the next id
         stream = self.streams[sid] = QuicStream(self, sid)
         return stream
 
@@ -273,8 +276,10 @@ class QuicTunnel(QuicConnectionProtocol):
         elif isinstance(event, events.StreamDataReceived):
             stream = self.streams.get(event.stream_id)
             if stream is None:
-                if event.stream_id % 4 != (1 if self._quic._is_client else 0):
-                    return  # data for one of ours we already closed
+                ours = event.stream_id % 4 == (0 if self._quic._is_client else 1)
+                if ours or event.stream_id <= self._last_peer_stream:
+                    return  # data for a stream we already closed
+                self._last_peer_stream = event.stream_id
                 if self.on_stream is None:
                     self._quic.reset_stream(event.stream_id, 0)
                     return
@@ -296,8 +301,10 @@ class QuicTunnel(QuicConnectionProtocol):
         for stream in list(self.streams.values()):
             stream._connection_lost(ConnectionResetError("quic connection closed"))
         if not self.terminated.is_set():
-            self.close()
+            self.close()  # sends CONNECTION_CLOSE at once
         self.terminated.set()
+        if self.owns_transport and self._transport is not None:
+            self._transport.close()
 
 
 def _configuration(is_client: bool, idle_timeout: float, max_streams: int) -> QuicConfiguration:
@@ -341,12 +348,12 @@ async def dial(
     sock.setblocking(False)
     _, tunnel = await loop.create_datagram_endpoint(lambda: QuicTunnel(quic), sock=sock)
     tunnel.peer = peer
+    tunnel.owns_transport = True
     try:
         tunnel.connect(peer)
         await _connected(tunnel)
     except BaseException:
         tunnel.close_tunnel()
-        tunnel._transport.close()  # type: ignore[union-attr]
         raise
     return tunnel
 

@@ -80,8 +80,6 @@ class XtcpVisitor(Visitor):
     def _drop_tunnel(self) -> None:
         if self._tunnel is not None:
             self._tunnel.close_tunnel()
-            if self._tunnel._transport is not None:
-                self._tunnel._transport.close()
             self._tunnel = None
 
     async def _open_tunnel(self, limit: float) -> quic.QuicStream:
