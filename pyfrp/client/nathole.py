@@ -71,6 +71,11 @@ def _udp_socket(port: int = 0) -> socket.socket:
     return sock
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 async def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Addr]:
     """One datagram from a non-blocking socket (uvloop has no sock_recvfrom)."""
     loop = asyncio.get_running_loop()
@@ -80,8 +85,8 @@ async def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Addr]:
             return data, (addr[0], addr[1])
         except (BlockingIOError, InterruptedError):
             pass
-        ready = loop.create_future()
-        loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _wake, ready)
         try:
             await ready
         finally:
