@@ -339,8 +339,7 @@ def stun_server() -> Iterator[int]:
                 sock.sendto(stun.binding_success(msg.transaction_id, peer, other), peer)
 
     threads = [
-        threading.Thread(target=serve, args=(socks[i], addrs[1 - i]), daemon=True)
-        for i in range(2)
+        threading.Thread(target=serve, args=(socks[i], addrs[1 - i]), daemon=True) for i in range(2)
     ]
     for t in threads:
         t.start()
