@@ -211,7 +211,10 @@ class QuicTunnel(QuicConnectionProtocol):
         self.sock: socket.socket | None = None
         self.terminated = asyncio.Event()
         self.connected = asyncio.Event()
-        self._last_peer_stream = -1  # peer stream ids only grow: lower ones are finished
+        # The peer's finished streams: every id below the floor, and those in the set. (Their
+        # first frames may arrive out of order, so "below the highest seen" is not finished.)
+        self._peer_floor = 1 if quic.configuration.is_client else 0
+        self._peer_done: set[int] = set()
         self.owns_transport = False  # the dialing end: closing the tunnel closes the socket
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -259,10 +262,19 @@ class QuicTunnel(QuicConnectionProtocol):
         sender = stream.sender
         return sender._buffer_stop - sender._buffer_start
 
+    def _ours(self, sid: int) -> bool:
+        return sid % 4 == (0 if self._quic.configuration.is_client else 1)
+
     def forget(self, stream: QuicStream) -> None:
-        if self.streams.get(stream.stream_id) is stream:
-            del self.streams[stream.stream_id]
+        sid = stream.stream_id
+        if self.streams.get(sid) is stream:
+            del self.streams[sid]
         self.paused.discard(stream)
+        if not self._ours(sid):
+            self._peer_done.add(sid)
+            while self._peer_floor in self._peer_done:
+                self._peer_done.remove(self._peer_floor)
+                self._peer_floor += 4
 
     # -- aioquic
     def transmit(self) -> None:
@@ -276,12 +288,12 @@ class QuicTunnel(QuicConnectionProtocol):
         elif isinstance(event, events.StreamDataReceived):
             stream = self.streams.get(event.stream_id)
             if stream is None:
-                ours = event.stream_id % 4 == (0 if self._quic._is_client else 1)
-                if ours or event.stream_id <= self._last_peer_stream:
+                sid = event.stream_id
+                if self._ours(sid) or sid < self._peer_floor or sid in self._peer_done:
                     return  # data for a stream we already closed
-                self._last_peer_stream = event.stream_id
                 if self.on_stream is None:
-                    self._quic.reset_stream(event.stream_id, 0)
+                    self._peer_done.add(sid)
+                    self._quic.reset_stream(sid, 0)
                     return
                 stream = self.streams[event.stream_id] = QuicStream(self, event.stream_id)
                 self.on_stream(stream)

@@ -89,6 +89,23 @@ def test_bytes_both_ways_through_a_splice(run: Run) -> None:
     run(main, timeout=60)
 
 
+def test_streams_first_heard_of_out_of_order_all_arrive(run: Run) -> None:
+    """A later stream's first bytes may come before an earlier one's (quic-go interleaves
+    them): neither is taken for an old, finished stream."""
+
+    async def main() -> None:
+        async with tunnel_pair() as pair:
+            streams = [pair.open() for _ in range(4)]
+            for i in (3, 1, 2, 0):
+                streams[i][0].write(b"%d" % i)
+            got = sorted(
+                [bytes(await (await pair.accepted.get())[1].received(1)) for _ in range(4)]
+            )
+            assert got == [b"0", b"1", b"2", b"3"]
+
+    run(main)
+
+
 def test_close_flushes_then_the_peer_sees_eof(run: Run) -> None:
     data = os.urandom(2 * MB)
 
