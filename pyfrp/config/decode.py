@@ -30,8 +30,6 @@ from pyfrp.config import schema
 from pyfrp.config.formats import Document, KeyPath, dotted
 from pyfrp.config.model import (
     PROXY_TYPES,
-    RUNNABLE_PROXY_TYPES,
-    RUNNABLE_VISITOR_TYPES,
     VISITOR_TYPES,
     ClientConfig,
     ProxyConfig,
@@ -591,8 +589,6 @@ def build_proxy(s: Settings, notices: Notices) -> ProxyConfig:
         notices.unsupported(
             "bandwidth", s.at("transport.bandwidthLimit"), "client-side bandwidth limit"
         )
-    if ptype not in RUNNABLE_PROXY_TYPES:
-        notices.unsupported(f"type:{name}", s.at("type"), f"proxy type {q(ptype)}")
     return p
 
 
@@ -618,8 +614,6 @@ def build_visitor(s: Settings, notices: Notices) -> VisitorConfig:
     for attr in ("protocol", "max_retries_an_hour", "min_retry_interval", "fallback_timeout_ms"):
         if not getattr(v, attr):
             setattr(v, attr, getattr(defaults, attr))
-    if vtype not in RUNNABLE_VISITOR_TYPES:
-        notices.unsupported(f"vtype:{name}", s.at("type"), f"visitor type {q(vtype)}")
     return v
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
 # What pyfrpc and pyfrps implement so far.
-RUNNABLE_PROXY_TYPES = PROXY_TYPES
-RUNNABLE_VISITOR_TYPES = VISITOR_TYPES
 
 
 @dataclass(slots=True)

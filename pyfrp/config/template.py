@@ -226,6 +226,8 @@ def _operand(word: str, scope: _Scope, line: int, path: str) -> object:
 
 
 def _call(words: list[str], scope: _Scope, line: int, path: str) -> object:
+    if not words:  # `{{ }}`, or an action a stray brace emptied
+        raise ConfigError(f"{path}:{line}: template: missing value for command")
     fn, args = words[0], words[1:]
     try:
         if fn == "parseNumberRange" and len(args) == 1:

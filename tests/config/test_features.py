@@ -258,8 +258,7 @@ def test_sub_options_of_an_unsupported_feature_are_quiet(tmp_path: Path) -> None
 
 
 def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
-    """udp, stcp, xtcp, sudp and tcpmux reach the model (and those pyfrp does not run yet are
-    errors)."""
+    """udp, stcp, xtcp, sudp and tcpmux reach the model, and all of them run."""
     f = _write(
         tmp_path / "c.toml",
         '[[proxies]]\nname = "u"\ntype = "udp"\nlocalPort = 53\nremotePort = 5353\n'
@@ -275,11 +274,7 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
         ("s", "sudp"),
         ("m", "tcpmux"),
     ]
-    assert [n.split(": ", 1)[1] for n in notices] == [
-        f'proxies[{i}].type: proxy type "{t}" not supported yet, ignored'
-        for i, t in enumerate(("udp", "xtcp", "sudp", "tcpmux"))
-        if t not in ("udp", "sudp", "tcpmux")  # these run
-    ]
+    assert notices == []
 
 
 # ------------------------------------------------------------------------------- strictness
@@ -294,11 +289,10 @@ def test_strict_config_rejects_unsupported_options(tmp_path: Path) -> None:
     )
     f = _write(
         tmp_path / "c.ini",
-        "[common]\n[v]\nrole = visitor\ntype = xtcp\nserver_name = s\nbind_port = 1\n",
+        "[common]\n[v]\nrole = visitor\ntype = xtcp\nserver_name = s\nbind_port = 1\n"
+        "protocol = kcp\n",  # xtcp over kcp: pyfrp speaks QUIC only
     )
-    with pytest.raises(
-        ConfigError, match=r'c.ini:4: \[v\] type: visitor type "xtcp" not supported yet'
-    ):
+    with pytest.raises(ConfigError, match=r"c.ini:7: \[v\] protocol: not supported yet"):
         load_client_config(f, strict=True)
 
 

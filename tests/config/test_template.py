@@ -83,6 +83,7 @@ def test_parse_range_numbers() -> None:
         ("{{ if 1 }}{{ end }}", "f.toml:1: template: {{if}} is not supported by pyfrp"),
         ("{{ printf \"%d\" 1 }}", "f.toml:1: template: cannot evaluate printf"),
         ("{{ $x }}", "f.toml:1: template: undefined variable $x"),
+        ("a = 1\nb = {{ }}", "f.toml:2: template: missing value for command"),
         ('{{ range parseNumberRangePair "1-2" "3" }}{{ end }}',
          "f.toml:1: template: parseNumberRangePair: first and second range numbers are not in"),
         ('{{ range parseNumberRange "x" }}{{ end }}',

@@ -188,12 +188,8 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         'transport.protocol = "kcp"\n': (
             "frpc.toml:2: transport.protocol: not supported yet by pyfrp"
         ),
-        '[[proxies]]\nname = "x"\ntype = "xtcp"\nlocalPort = 22\n': (
-            'frpc.toml:4: proxies[0].type: proxy type "xtcp" not supported yet by pyfrp'
-        ),
-        '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "s"\nbindPort = 9000\n': (
-            'frpc.toml:4: visitors[0].type: visitor type "xtcp" not supported yet by pyfrp'
-        ),
+        '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "s"\nbindPort = 9000\n'
+        'protocol = "kcp"\n': "frpc.toml:7: visitors[0].protocol: not supported yet by pyfrp",
     }
     for extra, message in cases.items():
         (tmp_path / "frpc.toml").write_text('serverAddr = "127.0.0.1"\n' + extra)
