@@ -1,11 +1,13 @@
-"""udp and stcp through frp, beside the direct path and native Go frp in the same run.
+"""udp, stcp and xtcp through frp, beside the direct path and native Go frp in the same run.
 
-    python benchmarks/udp_stcp.py [--seconds 5] [--size-mib 128] [--frps-go P --frpc-go P | --no-go]
+    python benchmarks/udp_stcp.py [--seconds 5] [--size-mib 128] [--xtcp-size-mib 32]
+                                  [--frps-go P --frpc-go P | --no-go]
 
 udp: ``--sockets`` user sockets each keep ``--window`` datagrams of ``--payload`` bytes in flight
 to a UDP echo behind a udp proxy for ``--seconds``; printed are datagrams/s and MB/s echoed (both
 ways counted once) and the share lost. stcp: a visitor's bind port -> frps -> the proxy's frpc ->
 the relay benchmark's backend (benchmarks/backend.py); MB/s up and down with 1 and 4 streams.
+xtcp: the same through the QUIC tunnel two frpc punch on loopback (a loopback STUN server).
 Setups take turns for every repetition. Only 127.0.0.1 is used.
 """
 
@@ -28,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.native import native_go
 from benchmarks.relay import CHUNK, throughput, wait_port
-from tests.harness import HOST, free_ports  # ports no connection can take
+from tests.harness import HOST, free_ports, stun_server  # ports no connection can take
 
 HERE = Path(__file__).resolve().parent
 
@@ -112,18 +114,23 @@ class Bench:
             p.wait()
 
     @contextlib.contextmanager
-    def frp(self, name: str, frps: list[str], frpc: list[str], body: str) -> Iterator[int]:
-        """frps + one frpc whose proxies/visitors are ``body`` (``{bind}``, ``{x}`` filled in);
-        yields the port ``{x}`` (a udp remote port or a visitor bind port)."""
+    def frp(
+        self, name: str, frps: list[str], frpc: list[str], body: str, toml: bool = False
+    ) -> Iterator[int]:
+        """frps + one frpc whose proxies/visitors are ``body`` (``{bind}``, ``{x}`` filled in;
+        INI, or TOML with ``toml``); yields the port ``{x}`` (a udp remote port or a visitor
+        bind port)."""
         bind, x = free_ports(2)
         tag = name.replace(" ", "_")
         s_cfg = self.tmp / f"{tag}-s.ini"
-        c_cfg = self.tmp / f"{tag}-c.ini"
+        c_cfg = self.tmp / f"{tag}-c.{'toml' if toml else 'ini'}"
         s_cfg.write_text(f"[common]\nbind_addr = {HOST}\nbind_port = {bind}\nlog_level = warn\n")
-        c_cfg.write_text(
-            f"[common]\nserver_addr = {HOST}\nserver_port = {bind}\nlog_level = warn\n"
-            + body.format(bind=bind, x=x)
+        common = (
+            f'serverAddr = "{HOST}"\nserverPort = {bind}\nlog.level = "warn"\n'
+            if toml
+            else f"[common]\nserver_addr = {HOST}\nserver_port = {bind}\nlog_level = warn\n"
         )
+        c_cfg.write_text(common + body.format(bind=bind, x=x))
         ps = self.spawn([*frps, "-c", str(s_cfg)], f"{tag}-frps")
         wait_port(bind)
         pc = self.spawn([*frpc, "-c", str(c_cfg)], f"{tag}-frpc")
@@ -150,6 +157,31 @@ def wait_udp(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"no udp echo through {port}")
 
 
+def stream_table(ports: dict[str, int], size: int, repeat: int, payload: bytes) -> None:
+    """MB/s up and down with 1 and 4 streams through each setup's port, setups taking turns."""
+    cases = [(d, n) for n in (1, 4) for d in ("up", "down")]
+    tp: dict[str, dict[str, list[float]]] = {n: {} for n in ports}
+    for _ in range(repeat):
+        for d, n in cases:
+            for name, port in ports.items():
+                tp[name].setdefault(f"{d} x{n}", []).append(throughput(port, size, n, d, payload))
+    print(f"{'setup':10} " + " ".join(f"{f'{d} x{n}':>9}" for d, n in cases))
+    for name, cols in tp.items():
+        print(f"{name:10} " + " ".join(f"{statistics.median(v):9.0f}" for v in cols.values()))
+
+
+def wait_echo_through(port: int, timeout: float = 30.0) -> None:
+    """Until a connection through ``port`` reaches the backend (the xtcp tunnel is up)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            throughput(port, 1024, 1, "up", b"x" * 1024)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"nothing through {port} after {timeout}s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,6 +192,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--payload", type=int, default=1200)
     ap.add_argument("--size-mib", type=int, default=128, help="stcp: MiB per stream per direction")
+    ap.add_argument("--xtcp-size-mib", type=int, default=32, help="xtcp: the same")
     frps_go, frpc_go = native_go()
     ap.add_argument("--frps-go", default=frps_go)
     ap.add_argument("--frpc-go", default=frpc_go)
@@ -193,9 +226,23 @@ def main() -> None:
             "bind_addr = 127.0.0.1\nbind_port = {x}\n"
         )
         with contextlib.ExitStack() as stack:
+            stun = stack.enter_context(stun_server())
+            xtcp_body = (
+                f'natHoleStunServer = "{HOST}:{stun}"\n'
+                '[[proxies]]\nname = "x"\ntype = "xtcp"\nsecretKey = "k"\n'
+                f'localIP = "{HOST}"\nlocalPort = {backend}\n'
+                "natTraversal.disableAssistedAddrs = true\n"  # loopback only
+                '[[visitors]]\nname = "xv"\ntype = "xtcp"\nserverName = "x"\nsecretKey = "k"\n'
+                f'bindAddr = "{HOST}"\nbindPort = {{x}}\nkeepTunnelOpen = true\n'
+                "natTraversal.disableAssistedAddrs = true\n"
+            )
             udp_ports = {"direct": echo_port}
             stcp_ports = {"direct": backend}
+            xtcp_ports: dict[str, int] = {}
             for name, (frps, frpc) in impls.items():
+                xtcp_ports[name] = stack.enter_context(
+                    b.frp(f"{name} xtcp", frps, frpc, xtcp_body, toml=True)
+                )
                 udp_ports[name] = stack.enter_context(
                     b.frp(f"{name} udp", frps, frpc, udp_body % echo_port)
                 )
@@ -204,8 +251,10 @@ def main() -> None:
                 )
             for port in udp_ports.values():
                 wait_udp(port)
-            for port in stcp_ports.values():
+            for port in (*stcp_ports.values(), *xtcp_ports.values()):
                 wait_port(port)
+            for port in xtcp_ports.values():
+                wait_echo_through(port)
             print(
                 f"\nudp: {args.sockets} sockets x {args.window} in flight, {args.payload}-byte "
                 f"datagrams, {args.seconds:.0f} s, median of {args.repeat}"
@@ -220,24 +269,16 @@ def main() -> None:
             for name, rs in runs.items():
                 med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                 print(f"{name:10} {med['pkt/s']:9.0f} {med['MB/s']:8.1f} {med['lost %']:7.2f}")
-            size = args.size_mib << 20
             payload = os.urandom(CHUNK)
-            print(
-                f"\nstcp (visitor -> frps -> frpc -> backend), {args.size_mib} MiB per stream, MB/s"
-            )
-            cases = [(d, n) for n in (1, 4) for d in ("up", "down")]
-            tp: dict[str, dict[str, list[float]]] = {n: {} for n in stcp_ports}
-            for _ in range(args.repeat):
-                for d, n in cases:
-                    for name, port in stcp_ports.items():
-                        tp[name].setdefault(f"{d} x{n}", []).append(
-                            throughput(port, size, n, d, payload)
-                        )
-            print(f"{'setup':10} " + " ".join(f"{f'{d} x{n}':>9}" for d, n in cases))
-            for name, cols in tp.items():
+            for kind, ports, mib in (
+                ("stcp", stcp_ports, args.size_mib),
+                ("xtcp", {"direct": backend, **xtcp_ports}, args.xtcp_size_mib),
+            ):
                 print(
-                    f"{name:10} " + " ".join(f"{statistics.median(v):9.0f}" for v in cols.values())
+                    f"\n{kind} (visitor -> {'frps' if kind == 'stcp' else 'QUIC'} -> frpc -> "
+                    f"backend), {mib} MiB per stream, MB/s"
                 )
+                stream_table(ports, mib << 20, args.repeat, payload)
     finally:
         b.close()
 
