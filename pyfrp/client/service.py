@@ -14,6 +14,7 @@ from typing import Any
 from pyfrp import FRP_VERSION
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
+from pyfrp.client.proxies.base import wire_name
 from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import VisitorError
 from pyfrp.config.model import ClientConfig, ProxyConfig
@@ -44,10 +45,6 @@ log = logging.getLogger(__name__)
 LOGIN_RESP_TIMEOUT = 10.0
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
            "i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm"}  # fmt: skip
-
-
-def wire_name(user: str, name: str) -> str:
-    return f"{user}.{name}" if user else name
 
 
 def local_name(user: str, wire: str) -> str:

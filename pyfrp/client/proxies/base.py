@@ -52,6 +52,11 @@ class ClientProxy:
         """The session ended: drop what outlives a work connection."""
 
 
+def wire_name(user: str, name: str) -> str:
+    """The name frps knows a proxy by: ``{user}.{name}`` when the client has a user."""
+    return f"{user}.{name}" if user else name
+
+
 PROXY_TYPES: dict[str, type[ClientProxy]] = {}
 
 

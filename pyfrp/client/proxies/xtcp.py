@@ -6,10 +6,11 @@ stream is one user connection, wrapped by the secret key and spliced to the loca
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from pyfrp.client import nathole
-from pyfrp.client.proxies.base import register
+from pyfrp.client.proxies.base import register, wire_name
 from pyfrp.client.proxies.tcp import TcpProxy
 from pyfrp.errors import ProtocolError
 from pyfrp.net import quic
@@ -62,7 +63,7 @@ class XtcpProxy(TcpProxy):
             tid = new_id()
             msg = NatHoleClient(
                 transaction_id=tid,
-                proxy_name=self.wire_name,
+                proxy_name=wire_name(self.client.user, self.cfg.name),
                 sid=sid,
                 mapped_addrs=prepared.addrs,
                 assisted_addrs=prepared.assisted,
@@ -93,7 +94,7 @@ class XtcpProxy(TcpProxy):
         finally:
             sock.close()
 
-    async def _serve(self, sock: Any, start: StartWorkConn) -> None:
+    async def _serve(self, sock: socket.socket, start: StartWorkConn) -> None:
         try:
             tunnel, close_listener = await quic.accept(sock, lambda s: self._stream(s, start))
         except (OSError, TimeoutError, ConnectionError) as exc:
@@ -130,11 +131,6 @@ class XtcpProxy(TcpProxy):
             return top, pending, held.ended
 
         await self.join_local(stream, wrap, start)
-
-    @property
-    def wire_name(self) -> str:
-        user = self.client.user
-        return f"{user}.{self.cfg.name}" if user else self.cfg.name
 
     def close(self) -> None:
         for t in list(self._tasks):

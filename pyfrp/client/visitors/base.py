@@ -44,6 +44,17 @@ class VisitorError(Exception):
     pass
 
 
+class UserConn(HoldProtocol):
+    """A user's connection to a visitor's bind port, held until the visitor serves it."""
+
+    def __init__(self, visitor: Visitor) -> None:
+        super().__init__()
+        self.visitor = visitor
+
+    def on_held(self, transport: asyncio.Transport) -> None:
+        self.visitor.take_conn(self)
+
+
 def target_name(user: str, server_user: str, server_name: str) -> str:
     """The proxy a visitor asks for: serverUser.serverName, else the visitor's own user's."""
     owner = server_user or user

@@ -8,18 +8,9 @@ import asyncio
 import functools
 from typing import Any
 
-from pyfrp.client.visitors.base import Visitor, VisitorError, register
+from pyfrp.client.visitors.base import UserConn, Visitor, VisitorError, register
 from pyfrp.net.listen import BACKLOG
 from pyfrp.net.splice import HoldProtocol, Joined, join
-
-
-class _UserConn(HoldProtocol):
-    def __init__(self, visitor: StcpVisitor) -> None:
-        super().__init__()
-        self.visitor = visitor
-
-    def on_held(self, transport: asyncio.Transport) -> None:
-        self.visitor.take_conn(self)
 
 
 @register("stcp")
@@ -34,7 +25,7 @@ class StcpVisitor(Visitor):
         cfg = self.cfg
         if cfg.bind_port > 0:
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: _UserConn(self),
+                lambda: UserConn(self),
                 cfg.bind_addr,
                 cfg.bind_port,
                 reuse_address=True,

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pyfrp.client import nathole
-from pyfrp.client.visitors.base import Visitor, VisitorError, register, target_name
+from pyfrp.client.visitors.base import UserConn, Visitor, VisitorError, register, target_name
 from pyfrp.net import quic
 from pyfrp.net.listen import BACKLOG
 from pyfrp.net.splice import HoldProtocol, Joined, join
@@ -23,15 +23,6 @@ from pyfrp.proto.nathole import new_id
 OPEN_TUNNEL_TIMEOUT = 20.0
 RETRY_OPEN = 0.5
 MIN_PUNCH_INTERVAL = 10.0
-
-
-class _UserConn(HoldProtocol):
-    def __init__(self, visitor: XtcpVisitor) -> None:
-        super().__init__()
-        self.visitor = visitor
-
-    def on_held(self, transport: asyncio.Transport) -> None:
-        self.visitor.take_conn(self)
 
 
 @register("xtcp")
@@ -53,7 +44,7 @@ class XtcpVisitor(Visitor):
         cfg = self.cfg
         if cfg.bind_port > 0:
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: _UserConn(self),
+                lambda: UserConn(self),
                 cfg.bind_addr,
                 cfg.bind_port,
                 reuse_address=True,
