@@ -86,7 +86,7 @@ def test_bytes_both_ways_through_a_splice(run: Run) -> None:
             await joined
         server.close()
 
-    run(main, timeout=60)
+    run(main)
 
 
 def test_streams_first_heard_of_out_of_order_all_arrive(run: Run) -> None:
