@@ -138,6 +138,10 @@ GOOD = {
     "proxies:\n  - {<<: *t, name: a, localPort: 1}\n  - {<<: *t, name: b, localPort: 2}\n",
     "range.ini": "[common]\n[range:r]\nlocal_port = 6000-6002\nremote_port = 7000-7002\n",
     "includes.toml": 'includes = ["inc.d/*.toml"]\n',
+    "types.toml": '[[proxies]]\nname = "u"\ntype = "udp"\nlocalPort = 53\n'
+    '[[proxies]]\nname = "m"\ntype = "tcpmux"\nmultiplexer = "httpconnect"\nlocalPort = 1\n'
+    'customDomains = ["t"]\n[[proxies]]\nname = "x"\ntype = "xtcp"\nlocalPort = 1\n'
+    '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n',
     "additive.toml": 'webServer.port = 7400\n[[proxies]]\nname = "a"\ntype = "tcp"\n'
     "localPort = 1\n",
     # go-ini ignores unknown keys, and numbers it cannot read (Go frp then uses the default),
@@ -155,10 +159,9 @@ UNSUPPORTED = {
     "client.toml": (DATA / "client.toml").read_text(),
     "client.yaml": (DATA / "client.yaml").read_text(),
     "client.json": (DATA / "client.json").read_text(),
-    "types.toml": '[[proxies]]\nname = "u"\ntype = "udp"\nlocalPort = 53\n'
-    '[[proxies]]\nname = "m"\ntype = "tcpmux"\nmultiplexer = "httpconnect"\nlocalPort = 1\n'
-    'customDomains = ["t"]\n[[proxies]]\nname = "x"\ntype = "xtcp"\nlocalPort = 1\n'
-    '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n',
+    # xtcp over kcp (pyfrp's hole carries QUIC only)
+    "xtcp-kcp.toml": '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n'
+    'protocol = "kcp"\n',
     "unsupported.toml": 'transport.protocol = "kcp"\n'
     '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 1\nhealthCheck.type = "tcp"\n',
 }
