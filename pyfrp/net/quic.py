@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("quic").setLevel(logging.WARNING)
 
 ALPN = "frp"
+KEEPALIVE = 10.0  # frp's transport.quic.keepalivePeriod: an idle tunnel outlives the idle timeout
 WRITE_HIGH = 1 << 20
 WRITE_LOW = WRITE_HIGH // 4
 
@@ -216,10 +217,21 @@ class QuicTunnel(QuicConnectionProtocol):
         self._peer_floor = 1 if quic.configuration.is_client else 0
         self._peer_done: set[int] = set()
         self.owns_transport = False  # the dialing end: closing the tunnel closes the socket
+        idle = quic.configuration.idle_timeout
+        self._keepalive_period = min(KEEPALIVE, idle / 3)
+        self._keepalive: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.sock = transport.get_extra_info("socket")
+        self._keepalive = self._loop.call_later(self._keepalive_period, self._ping)
+
+    def _ping(self) -> None:
+        if self.terminated.is_set():
+            return
+        self._quic.send_ping(0)
+        self.transmit()
+        self._keepalive = self._loop.call_later(self._keepalive_period, self._ping)
 
     def open_stream(self) -> QuicStream:
         """A new stream; give it a protocol (set_protocol) before yielding."""
@@ -304,6 +316,8 @@ class QuicTunnel(QuicConnectionProtocol):
                 stream._connection_lost(ConnectionResetError("stream reset by peer"))
         elif isinstance(event, events.ConnectionTerminated):
             self.terminated.set()
+            if self._keepalive is not None:
+                self._keepalive.cancel()
             exc = ConnectionResetError(event.reason_phrase or "quic connection closed")
             for stream in list(self.streams.values()):
                 stream._connection_lost(exc)
@@ -315,11 +329,13 @@ class QuicTunnel(QuicConnectionProtocol):
         if not self.terminated.is_set():
             self.close()  # sends CONNECTION_CLOSE at once
         self.terminated.set()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         if self.owns_transport and self._transport is not None:
             self._transport.close()
 
 
-def _configuration(is_client: bool, idle_timeout: float, max_streams: int) -> QuicConfiguration:
+def _configuration(is_client: bool, idle_timeout: float) -> QuicConfiguration:
     cfg = QuicConfiguration(
         is_client=is_client,
         alpn_protocols=[ALPN],
@@ -345,16 +361,13 @@ def _configuration(is_client: bool, idle_timeout: float, max_streams: int) -> Qu
             .sign(key, hashes.SHA256())
         )
         cfg.private_key = key
-    _ = max_streams  # aioquic grows the stream limit as streams close
     return cfg
 
 
-async def dial(
-    sock: socket.socket, peer: tuple[str, int], idle_timeout: float = 30, max_streams: int = 100000
-) -> QuicTunnel:
+async def dial(sock: socket.socket, peer: tuple[str, int], idle_timeout: float = 30) -> QuicTunnel:
     """A QUIC connection to ``peer`` from the (already bound) UDP ``sock``."""
     loop = asyncio.get_running_loop()
-    cfg = _configuration(True, idle_timeout, max_streams)
+    cfg = _configuration(True, idle_timeout)
     cfg.server_name = peer[0]
     quic = QuicConnection(configuration=cfg)
     sock.setblocking(False)
@@ -406,14 +419,13 @@ async def accept(
     sock: socket.socket,
     on_stream: OnStream,
     idle_timeout: float = 30,
-    max_streams: int = 100000,
     handshake_limit: float = 10,
 ) -> tuple[QuicTunnel, Callable[[], None]]:
     """Listen on the (already bound) UDP ``sock`` for one QUIC connection; each stream the
     peer opens goes to ``on_stream``. Returns the tunnel and a function closing the listener."""
     loop = asyncio.get_running_loop()
     accepted: asyncio.Future[QuicTunnel] = loop.create_future()
-    cfg = _configuration(False, idle_timeout, max_streams)
+    cfg = _configuration(False, idle_timeout)
     sock.setblocking(False)
     _, server = await loop.create_datagram_endpoint(
         lambda: _OneServer(accepted, on_stream, configuration=cfg), sock=sock

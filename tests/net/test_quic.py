@@ -40,11 +40,11 @@ class Pair:
 
 
 @contextlib.asynccontextmanager
-async def tunnel_pair() -> AsyncIterator[Pair]:
+async def tunnel_pair(idle_timeout: float = 30) -> AsyncIterator[Pair]:
     pair = Pair()
     a, b = udp(), udp()
-    accepting = asyncio.ensure_future(quic.accept(b, pair.on_stream))
-    pair.dialer = await quic.dial(a, b.getsockname())
+    accepting = asyncio.ensure_future(quic.accept(b, pair.on_stream, idle_timeout=idle_timeout))
+    pair.dialer = await quic.dial(a, b.getsockname(), idle_timeout=idle_timeout)
     pair.listener, close_listener = await accepting
     try:
         yield pair
@@ -211,5 +211,21 @@ def test_tunnel_loss_reaches_every_stream(run: Run) -> None:
                 assert isinstance(await peer.lost, ConnectionResetError)
             assert pair.dialer is not None
             await until(pair.dialer.terminated.is_set)
+
+    run(main)
+
+
+def test_idle_tunnel_outlives_the_idle_timeout(run: Run) -> None:
+    """Both ends ping (frp's keepalivePeriod), so a tunnel nobody uses stays up."""
+
+    async def main() -> None:
+        async with tunnel_pair(idle_timeout=0.6) as pair:
+            await asyncio.sleep(2.0)
+            assert pair.dialer is not None
+            assert not pair.dialer.terminated.is_set()
+            s, _ = pair.open()
+            s.write(b"after a quiet while")
+            _, rpeer = await pair.accepted.get()
+            assert await rpeer.received(19) == b"after a quiet while"
 
     run(main)
