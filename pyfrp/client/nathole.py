@@ -41,12 +41,12 @@ class ControlChannel(Protocol):
         ...
 
 
-def go_list(items: list[str]) -> str:
+def _go_list(items: list[str]) -> str:
     """A []string as Go's %v prints it (frp's log lines)."""
     return "[" + " ".join(items) + "]"
 
 
-def describe(resp: NatHoleResp) -> str:
+def _describe(resp: NatHoleResp) -> str:
     """A NatHoleResp's detect behavior as frp logs it (Go's %+v)."""
     b = resp.detect_behavior
     ports = " ".join(f"{{From:{r.from_} To:{r.to}}}" for r in b.candidate_ports)
@@ -163,13 +163,13 @@ class Prepared:
     addrs: list[str]
     assisted: list[str]
     sock: socket.socket
-    nat_type: str
-    behavior: str
 
 
-async def prepare(stun_server: str, disable_assisted: bool) -> Prepared:
+async def prepare(stun_server: str, disable_assisted: bool, log: PrefixLogger) -> Prepared:
+    """Discover this end's addresses (``stun_server`` empty: frp's default) and bind the socket
+    to punch from; raises NatHoleError."""
     try:
-        addrs, port = await discover(stun_server)
+        addrs, port = await discover(stun_server or DEFAULT_STUN_SERVER)
     except (OSError, NatHoleError) as exc:
         raise NatHoleError(f"discover error: {exc}") from exc
     if len(addrs) < 2:
@@ -184,7 +184,12 @@ async def prepare(stun_server: str, disable_assisted: bool) -> Prepared:
     except OSError as exc:
         raise NatHoleError(f"listen local udp addr error: {exc}") from exc
     assisted = [] if disable_assisted else [f"{ip}:{port}" for ip in ips]
-    return Prepared(addrs, assisted, sock, feature.nat_type, feature.behavior)
+    log.info(
+        "nathole prepare success, nat type: %s, behavior: %s, addresses: %s, "
+        "assistedAddresses: %s", feature.nat_type, feature.behavior, _go_list(addrs),
+        _go_list(assisted),
+    )  # fmt: skip
+    return Prepared(addrs, assisted, sock)
 
 
 # ---------------------------------------------------------------------------- exchange
@@ -201,7 +206,10 @@ async def pre_check(channel: ControlChannel, proxy_name: str, limit: float = 5.0
         raise NatHoleError(resp.error)
 
 
-async def exchange(channel: ControlChannel, msg: Message, transaction_id: str) -> NatHoleResp:
+async def exchange(
+    channel: ControlChannel, msg: Message, transaction_id: str, log: PrefixLogger
+) -> NatHoleResp:
+    """Send our addresses, get the peer's and how to punch; raises NatHoleError."""
     try:
         resp = await channel.request(msg, transaction_id, EXCHANGE_TIMEOUT)
     except (TimeoutError, ConnectionError) as exc:
@@ -210,6 +218,11 @@ async def exchange(channel: ControlChannel, msg: Message, transaction_id: str) -
         raise NatHoleError(f"natHoleRespMsg get error info: {resp.error}")
     if not resp.candidate_addrs:
         raise NatHoleError("natHoleRespMsg get empty candidate addresses")
+    log.info(
+        "get natHoleRespMsg, sid [%s], protocol [%s], candidate address %s, "
+        "assisted address %s, detectBehavior: %s", resp.sid, resp.protocol,
+        _go_list(resp.candidate_addrs), _go_list(resp.assisted_addrs), _describe(resp),
+    )  # fmt: skip
     return resp
 
 
@@ -342,4 +355,8 @@ async def make_hole(
                 s.close()
     if winner is None or raddr is None:
         raise NatHoleError("wait detect message error: i/o timeout")
+    log.info(
+        "establishing nat hole connection successful, sid [%s], remoteAddr [%s:%d]",
+        resp.sid, *raddr,
+    )  # fmt: skip
     return winner, raddr

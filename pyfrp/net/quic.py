@@ -13,7 +13,6 @@ so a paused reader buffers here instead of slowing the peer.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import functools
 import logging
 import socket
@@ -26,10 +25,9 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from pyfrp.net.tls import self_signed_cert
 
 log = logging.getLogger(__name__)
 # aioquic logs every packet at debug and stream resets at info, under "quic".
@@ -208,7 +206,6 @@ class QuicTunnel(QuicConnectionProtocol):
         self.on_stream = on_stream
         self.streams: dict[int, QuicStream] = {}
         self.paused: set[QuicStream] = set()
-        self.peer: tuple[str, int] | None = None
         self.sock: socket.socket | None = None
         self.terminated = asyncio.Event()
         self.connected = asyncio.Event()
@@ -232,6 +229,12 @@ class QuicTunnel(QuicConnectionProtocol):
         self._quic.send_ping(0)
         self.transmit()
         self._keepalive = self._loop.call_later(self._keepalive_period, self._ping)
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The other end's address (the connection's current network path)."""
+        paths = self._quic._network_paths
+        return (paths[0].addr[0], paths[0].addr[1]) if paths else None
 
     def open_stream(self) -> QuicStream:
         """A new stream; give it a protocol (set_protocol) before yielding."""
@@ -343,23 +346,11 @@ def _configuration(is_client: bool, idle_timeout: float) -> QuicConfiguration:
         max_stream_data=6 << 20,
         max_data=15 << 20,
     )
-    cfg.max_datagram_frame_size = None
     if is_client:
         cfg.verify_mode = ssl.CERT_NONE  # frp's xtcp dialer: InsecureSkipVerify
     else:
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pyfrp")])
-        now = datetime.datetime.now(datetime.UTC)
-        cfg.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .sign(key, hashes.SHA256())
-        )
+        cfg.certificate = self_signed_cert(key)
         cfg.private_key = key
     return cfg
 
@@ -372,7 +363,6 @@ async def dial(sock: socket.socket, peer: tuple[str, int], idle_timeout: float =
     quic = QuicConnection(configuration=cfg)
     sock.setblocking(False)
     _, tunnel = await loop.create_datagram_endpoint(lambda: QuicTunnel(quic), sock=sock)
-    tunnel.peer = peer
     tunnel.owns_transport = True
     try:
         tunnel.connect(peer)
@@ -407,12 +397,6 @@ class _OneServer(QuicServer):
         if not self.accepted.done():
             self.accepted.set_result(tunnel)
         return tunnel
-
-    def datagram_received(self, data: bytes | str, addr: Any) -> None:
-        super().datagram_received(data, addr)
-        for tunnel in self._protocols.values():
-            if isinstance(tunnel, QuicTunnel) and tunnel.peer is None:
-                tunnel.peer = (addr[0], addr[1])
 
 
 async def accept(

@@ -18,18 +18,17 @@ import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from pyfrp.net import chainverify
 
 
-def self_signed_pem() -> tuple[bytes, bytes]:
-    """(certificate PEM, key PEM): RSA-2048, random serial, valid 10 years."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def self_signed_cert(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """A certificate for ``key`` signed by itself: random serial, valid 10 years."""
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pyfrp")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -39,6 +38,12 @@ def self_signed_pem() -> tuple[bytes, bytes]:
         .not_valid_after(now + datetime.timedelta(days=3650))
         .sign(key, hashes.SHA256())
     )
+
+
+def self_signed_pem() -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM): RSA-2048, self-signed."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = self_signed_cert(key)
     return (
         cert.public_bytes(serialization.Encoding.PEM),
         key.private_bytes(

@@ -48,18 +48,12 @@ class XtcpProxy(TcpProxy):
         self.log.debug("nathole prepare start")
         try:
             prepared = await nathole.prepare(
-                self.client.nat_hole_stun_server or nathole.DEFAULT_STUN_SERVER,
-                cfg.disable_assisted_addrs,
+                self.client.nat_hole_stun_server, cfg.disable_assisted_addrs, self.log
             )
         except nathole.NatHoleError as exc:
             raise nathole.NatHoleError(f"nathole prepare error: {exc}") from exc
         sock = prepared.sock
         try:
-            self.log.info(
-                "nathole prepare success, nat type: %s, behavior: %s, addresses: %s, "
-                "assistedAddresses: %s", prepared.nat_type, prepared.behavior,
-                nathole.go_list(prepared.addrs), nathole.go_list(prepared.assisted),
-            )  # fmt: skip
             tid = new_id()
             msg = NatHoleClient(
                 transaction_id=tid,
@@ -69,24 +63,14 @@ class XtcpProxy(TcpProxy):
                 assisted_addrs=prepared.assisted,
             )
             try:
-                resp = await nathole.exchange(self.host, msg, tid)
+                resp = await nathole.exchange(self.host, msg, tid, self.log)
             except nathole.NatHoleError as exc:
                 raise nathole.NatHoleError(f"nathole exchange info error: {exc}") from exc
-            self.log.info(
-                "get natHoleRespMsg, sid [%s], protocol [%s], candidate address %s, "
-                "assisted address %s, detectBehavior: %s", resp.sid, resp.protocol,
-                nathole.go_list(resp.candidate_addrs), nathole.go_list(resp.assisted_addrs),
-                nathole.describe(resp),
-            )  # fmt: skip
             try:
-                sock, raddr = await nathole.make_hole(sock, resp, cfg.secret_key, self.log)
+                sock, _ = await nathole.make_hole(sock, resp, cfg.secret_key, self.log)
             except nathole.NatHoleError as exc:
                 self.host.send_control(NatHoleReport(sid=resp.sid, success=False))
                 raise nathole.NatHoleError(f"make hole error: {exc}") from exc
-            self.log.info(
-                "establishing nat hole connection successful, sid [%s], remoteAddr [%s:%d]",
-                resp.sid, *raddr,
-            )  # fmt: skip
             self.host.send_control(NatHoleReport(sid=resp.sid, success=True))
             if resp.protocol == "kcp":
                 raise nathole.NatHoleError("xtcp over kcp is not supported yet by pyfrp")

@@ -5,17 +5,19 @@ nothing above: it reaches frps through a ``VisitorHost`` (the session)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pyfrp.client.nathole import ControlChannel
 from pyfrp.config.model import ClientConfig, VisitorConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
+from pyfrp.net.listen import BACKLOG
 from pyfrp.net.msgconn import MessageConn
-from pyfrp.net.splice import HoldProtocol
+from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.msg import NewVisitorConn, NewVisitorConnResp
@@ -121,6 +123,62 @@ class Visitor:
             use_compression=cfg.use_compression,
         )
         return top, pending, ended
+
+
+class StreamVisitor(Visitor):
+    """A visitor of tcp-like users (stcp, xtcp): a listener on bindAddr:bindPort (none for
+    ``bindPort = -1``), a task per user (also for users other visitors hand over), and the joins
+    it keeps until they end or the visitor closes."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._joins: set[Joined] = set()
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        if cfg.bind_port > 0:
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: UserConn(self),
+                cfg.bind_addr,
+                cfg.bind_port,
+                reuse_address=True,
+                backlog=BACKLOG,
+            )
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def take_conn(self, held: HoldProtocol) -> None:
+        self.spawn(self.handle(held))
+
+    async def handle(self, held: HoldProtocol) -> None:
+        """Serve one held user connection."""
+        raise NotImplementedError
+
+    def join_user(
+        self, held: HoldProtocol, top: asyncio.Transport, pending: bytes, ended: bool
+    ) -> None:
+        """Splice the held user with ``top`` (the visitor's end of the tunnel)."""
+        user = held.transport
+        assert user is not None
+        joined = join(
+            user, top, a_pending=held.take(), a_ended=held.ended, b_pending=pending, b_ended=ended
+        )
+        if not joined.done:
+            self._joins.add(joined)
+            joined.on_done = functools.partial(self._joins.discard, joined)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        for j in list(self._joins):
+            j.abort()
 
 
 VISITOR_TYPES: dict[str, type[Visitor]] = {}

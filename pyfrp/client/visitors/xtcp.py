@@ -6,15 +6,13 @@ arrives (or at start with ``keepTunnelOpen``); a user who cannot get a stream wi
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from typing import Any
 
 from pyfrp.client import nathole
-from pyfrp.client.visitors.base import UserConn, Visitor, VisitorError, register, target_name
+from pyfrp.client.visitors.base import StreamVisitor, VisitorError, register, target_name
 from pyfrp.net import quic
-from pyfrp.net.listen import BACKLOG
-from pyfrp.net.splice import HoldProtocol, Joined, join
+from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.msg import NatHoleVisitor
@@ -26,33 +24,17 @@ MIN_PUNCH_INTERVAL = 10.0
 
 
 @register("xtcp")
-class XtcpVisitor(Visitor):
+class XtcpVisitor(StreamVisitor):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._joins: set[Joined] = set()
         self._tunnel: quic.QuicTunnel | None = None
         self._punch = asyncio.Event()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def start(self) -> None:
-        cfg = self.cfg
-        if cfg.bind_port > 0:
-            self._server = await asyncio.get_running_loop().create_server(
-                lambda: UserConn(self),
-                cfg.bind_addr,
-                cfg.bind_port,
-                reuse_address=True,
-                backlog=BACKLOG,
-            )
-        self._spawn(self._puncher())
-        if cfg.keep_tunnel_open:
-            self._spawn(self._keep_open())
+        await super().start()
+        self.spawn(self._puncher())
+        if self.cfg.keep_tunnel_open:
+            self.spawn(self._keep_open())
 
     # -- the tunnel
     def _open_stream(self) -> quic.QuicStream:
@@ -125,18 +107,12 @@ class XtcpVisitor(Visitor):
             return
         try:
             prepared = await nathole.prepare(
-                self.client.nat_hole_stun_server or nathole.DEFAULT_STUN_SERVER,
-                cfg.disable_assisted_addrs,
+                self.client.nat_hole_stun_server, cfg.disable_assisted_addrs, self.log
             )
         except nathole.NatHoleError as exc:
             self.log.warning("nathole prepare error: %s", exc)
             return
         sock = prepared.sock
-        self.log.info(
-            "nathole prepare success, nat type: %s, behavior: %s, addresses: %s, "
-            "assistedAddresses: %s", prepared.nat_type, prepared.behavior,
-            nathole.go_list(prepared.addrs), nathole.go_list(prepared.assisted),
-        )  # fmt: skip
         now = int(time.time())
         tid = new_id()
         msg = NatHoleVisitor(
@@ -149,13 +125,7 @@ class XtcpVisitor(Visitor):
             assisted_addrs=prepared.assisted,
         )
         try:
-            resp = await nathole.exchange(self.host, msg, tid)
-            self.log.info(
-                "get natHoleRespMsg, sid [%s], protocol [%s], candidate address %s, "
-                "assisted address %s, detectBehavior: %s", resp.sid, resp.protocol,
-                nathole.go_list(resp.candidate_addrs), nathole.go_list(resp.assisted_addrs),
-                nathole.describe(resp),
-            )  # fmt: skip
+            resp = await nathole.exchange(self.host, msg, tid, self.log)
         except nathole.NatHoleError as exc:
             sock.close()
             self.log.warning("nathole exchange info error: %s", exc)
@@ -165,10 +135,6 @@ class XtcpVisitor(Visitor):
         except nathole.NatHoleError as exc:
             self.log.warning("make hole error: %s", exc)
             return
-        self.log.info(
-            "establishing nat hole connection successful, sid [%s], remoteAddr [%s:%d]",
-            resp.sid, *raddr,
-        )  # fmt: skip
         try:
             tunnel = await quic.dial(sock, raddr)
         except (OSError, ConnectionError) as exc:
@@ -179,10 +145,7 @@ class XtcpVisitor(Visitor):
         self._tunnel = tunnel
 
     # -- users
-    def take_conn(self, held: HoldProtocol) -> None:
-        self._spawn(self._handle(held))
-
-    async def _handle(self, held: HoldProtocol) -> None:
+    async def handle(self, held: HoldProtocol) -> None:
         cfg = self.cfg
         user = held.transport
         assert user is not None
@@ -213,16 +176,8 @@ class XtcpVisitor(Visitor):
             use_encryption=cfg.use_encryption,
             use_compression=cfg.use_compression,
         )
-        joined = join(user, top, a_pending=held.take(), a_ended=held.ended)
-        if not joined.done:
-            self._joins.add(joined)
-            joined.on_done = functools.partial(self._joins.discard, joined)
+        self.join_user(held, top, b"", False)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        for j in list(self._joins):
-            j.abort()
+        super().close()
         self._drop_tunnel()
