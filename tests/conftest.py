@@ -55,14 +55,26 @@ def peer_exe(kind: str) -> Path:
     return b / kind
 
 
-def start_any(pyfrp: Pyfrp, tmp: Path, kind: str, config: str, tag: str = "") -> Proc:
-    """Start pyfrps, pyfrpc or the Go peer ``kind`` with an INI ``config``."""
+# (server, proxy client, visitor client): pyfrp or native Go each, every mix but all-Go.
+TRIPLES = [
+    (s, p, v)
+    for s in ("pyfrps", "frps-native")
+    for p in ("pyfrpc", "frpc-native")
+    for v in ("pyfrpc", "frpc-native")
+    if (s, p, v) != ("frps-native", "frpc-native", "frpc-native")
+]
+
+
+def start_any(
+    pyfrp: Pyfrp, tmp: Path, kind: str, config: str, tag: str = "", suffix: str = ".ini"
+) -> Proc:
+    """Start pyfrps, pyfrpc or the Go peer ``kind`` with ``config`` (INI, or as ``suffix``)."""
     if kind == "pyfrps":
-        return pyfrp.frps(config)
+        return pyfrp.frps(config, suffix=suffix)
     if kind == "pyfrpc":
-        return pyfrp.frpc(config)
+        return pyfrp.frpc(config, suffix=suffix)
     name = f"{kind}-{tag}" if tag else kind
-    cfg = tmp / f"{name}.ini"
+    cfg = tmp / f"{name}{suffix}"
     cfg.write_text(config)
     return Proc(name, [peer_exe(kind), "-c", cfg], tmp / f"{name}.log", tmp)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_exe, start_any
+from tests.conftest import TRIPLES, peer_exe, start_any
 from tests.harness import (
     Pyfrp,
     assert_echo,
@@ -24,14 +24,6 @@ pytestmark = pytest.mark.interop
 
 STARTUP = 30.0
 FLAGS = "use_encryption = true\nuse_compression = true\n"
-# (server, proxy client, visitor client)
-TRIPLES = [
-    (s, p, v)
-    for s in ("pyfrps", "frps-native")
-    for p in ("pyfrpc", "frpc-native")
-    for v in ("pyfrpc", "frpc-native")
-    if (s, p, v) != ("frps-native", "frpc-native", "frpc-native")
-]
 
 
 @pytest.mark.parametrize("kind", ["stcp", "sudp"])

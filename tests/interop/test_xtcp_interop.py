@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_exe
+from tests.conftest import TRIPLES, peer_exe, start_any
 from tests.harness import (
-    Proc,
     Pyfrp,
     assert_echo,
     echo_roundtrip,
@@ -25,25 +24,9 @@ from tests.harness import (
 pytestmark = pytest.mark.interop
 
 STARTUP = 30.0
+TOML = ".toml"
 FLAGS = "transport.useEncryption = true\ntransport.useCompression = true\n"
 NO_ASSISTED = "natTraversal.disableAssistedAddrs = true\n"  # loopback only
-TRIPLES = [
-    (s, p, v)
-    for s in ("pyfrps", "frps-native")
-    for p in ("pyfrpc", "frpc-native")
-    for v in ("pyfrpc", "frpc-native")
-    if (s, p, v) != ("frps-native", "frpc-native", "frpc-native")
-]
-
-
-def start(pyfrp: Pyfrp, tmp: Path, kind: str, config: str, tag: str) -> Proc:
-    if kind == "pyfrps":
-        return pyfrp.frps(config, suffix=".toml")
-    if kind == "pyfrpc":
-        return pyfrp.frpc(config, suffix=".toml")
-    cfg = tmp / f"{kind}-{tag}.toml"
-    cfg.write_text(config)
-    return Proc(f"{kind}-{tag}", [peer_exe(kind), "-c", cfg], tmp / f"{kind}-{tag}.log", tmp)
 
 
 @pytest.mark.parametrize(
@@ -61,23 +44,24 @@ def test_visitor_reaches_proxy_through_the_hole(
             f'serverAddr = "127.0.0.1"\nserverPort = {bind}\nuser = "lab"\n'
             f'natHoleStunServer = "127.0.0.1:{stun}"\nlog.level = "debug"\n'
         )
-        procs = [start(pyfrp, tmp_path, server, f"bindPort = {bind}\n", "s")]
+        procs = [start_any(pyfrp, tmp_path, server, f"bindPort = {bind}\n", "s", TOML)]
         try:
             procs[0].wait_port(bind, STARTUP)
             procs.append(
-                start(
+                start_any(
                     pyfrp,
                     tmp_path,
                     proxy,
                     common + f'[[proxies]]\nname = "svc"\ntype = "xtcp"\nsecretKey = "s3cret"\n'
                     f"localPort = {echo}\n{NO_ASSISTED}{FLAGS}",
                     "p",
+                    TOML,
                 )
             )
             # the visitor's first punch needs the proxy registered
             procs[1].wait_log(r"\[svc\] start proxy success", STARTUP)
             procs.append(
-                start(
+                start_any(
                     pyfrp,
                     tmp_path,
                     visitor,
@@ -85,6 +69,7 @@ def test_visitor_reaches_proxy_through_the_hole(
                     f'serverName = "svc"\nsecretKey = "s3cret"\nbindAddr = "127.0.0.1"\n'
                     f"bindPort = {visit}\n{NO_ASSISTED}{FLAGS}",
                     "v",
+                    TOML,
                 )
             )
             wait_echo(visit, STARTUP, procs[2])
