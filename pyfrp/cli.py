@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -39,7 +40,13 @@ from pyfrp.errors import ConfigError
 
 log = logging.getLogger("pyfrp")
 
-_UNSUPPORTED_COMMANDS = ("reload", "status", "stop", "nathole", "completion")
+_UNSUPPORTED_COMMANDS = ("nathole", "completion")
+# frpc's admin commands (cmd/frpc/sub/admin.go): they call the running frpc's admin API.
+_ADMIN_COMMANDS = {
+    "reload": "Hot-Reload frpc configuration",
+    "status": "Overview of all proxies status",
+    "stop": "Stop the running frpc",
+}
 
 
 def _version() -> str:
@@ -348,8 +355,22 @@ def _frpc_parser() -> argparse.ArgumentParser:
             _globals(v, "frpc", None)
             for f in VISITOR_FLAGS:
                 _add_flag(v, f, visitor_schema(ptype), "v_", scope="visitor")
+    for name, what in _ADMIN_COMMANDS.items():
+        a = sub.add_parser(
+            name, help=what, description=what, usage=f"pyfrpc {name} [flags]",
+            formatter_class=_Help, allow_abbrev=False,
+        )  # fmt: skip
+        _globals(a, "frpc", "./frpc.ini")
+        a.add_argument(
+            *_spellings("api-timeout"), dest="api_timeout", default="30s", metavar="duration",
+            help='Timeout for admin API calls (default 30s)',
+        )  # fmt: skip
     for name in _UNSUPPORTED_COMMANDS:
         sub.add_parser(name, help="not supported yet by pyfrpc", allow_abbrev=False)
+    p.add_argument(
+        *_spellings("config_dir"), dest="config_dir", default=argparse.SUPPRESS, metavar="string",
+        help="config directory, run one frpc service for each file in config directory",
+    )  # fmt: skip
     return p
 
 
@@ -397,10 +418,15 @@ def frpc_main(argv: Sequence[str] | None = None) -> int:
     args = _frpc_parser().parse_args(_normalize(argv))
     command = args.command
     path: str = getattr(args, "config", None) or "./frpc.ini"
+    config_dir: str | None = getattr(args, "config_dir", None)
     try:
         if command == "verify":
             strict = _strict(args)
             return _verify("frpc", path, lambda: load_client_config(path, strict)[1])
+        if command in _ADMIN_COMMANDS:
+            return _admin(command, path, args)
+        if config_dir and command is None:
+            return _config_dir(config_dir, _strict(args))
         cfg, notices = frpc_config(argv)
     except ConfigError as exc:
         return _fail(exc)
@@ -408,25 +434,84 @@ def frpc_main(argv: Sequence[str] | None = None) -> int:
         return 1
     if command is None:
         log.info("start frpc service for config file [%s]", path)
-    return _run(lambda: _client(cfg))
+    return _run(lambda: _clients([(cfg, path if command is None else "")]))
 
 
-async def _client(cfg: ClientConfig) -> int:
+def _duration(raw: str) -> float:
+    """A Go duration such as 30s, 1m30s, 500ms."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        raise ConfigError(f'command line: --api-timeout: invalid duration "{raw}"')
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _admin(command: str, path: str, args: argparse.Namespace) -> int:
+    from pyfrp.client import adminctl
+    from pyfrp.config.load import load_client_config
+
+    strict = _strict(args)
+    timeout = _duration(args.api_timeout)
+    try:
+        cfg, _ = load_client_config(path, strict)
+    except ConfigError as exc:
+        print(exc)
+        return 1
+    if cfg.web.port <= 0:
+        print("web server port should be set if you want to use this feature")
+        return 1
+    try:
+        if command == "reload":
+            print(adminctl.reload(cfg, strict is not False, timeout))
+        elif command == "stop":
+            print(adminctl.stop(cfg, timeout))
+        else:
+            print(adminctl.status(cfg, timeout))
+    except adminctl.AdminError as exc:
+        print(exc)
+        return 1
+    return 0
+
+
+def _config_dir(directory: str, strict: Strict) -> int:
+    """frpc --config_dir: one client per file under the directory, in one process."""
+    from pyfrp.config.load import load_client_config
+
+    loaded: list[tuple[ClientConfig, str]] = []
+    notices: list[str] = []
+    for root, _, files in sorted(os.walk(directory)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            cfg, more = load_client_config(path, strict)
+            loaded.append((cfg, path))
+            notices.extend(more)
+    if not loaded:
+        print(f"no config file found in {directory}", file=sys.stderr)
+        return 1
+    if not _start_logging(loaded[0][0], notices):
+        return 1
+    for _, path in loaded:
+        log.info("start frpc service for config file [%s]", path)
+    return _run(lambda: _clients(loaded))
+
+
+async def _clients(configs: list[tuple[ClientConfig, str]]) -> int:
     from pyfrp.client.service import Client
 
-    client = Client(cfg)
+    try:
+        clients = [Client(cfg, path) for cfg, path in configs]
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 1
     loop = asyncio.get_running_loop()
-    task = loop.create_task(client.run())
 
     def on_signal() -> None:
         log.info("frpc is stopping")
-        client.stop()
-        task.cancel()
+        for client in clients:
+            client.stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        await asyncio.sleep(0.05)  # let CloseProxy and FIN frames leave
-        return 0
+    codes = await asyncio.gather(*(c.run() for c in clients))
+    await asyncio.sleep(0.05)  # let CloseProxy and FIN frames leave
+    return max(codes)

@@ -14,10 +14,11 @@ from typing import Any
 from pyfrp import FRP_VERSION
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
-from pyfrp.client.proxies.base import wire_name
+from pyfrp.client.proxies.base import ClientProxy, wire_name
+from pyfrp.client.store import Store
 from pyfrp.client.visitors import VISITOR_TYPES
-from pyfrp.client.visitors.base import VisitorError
-from pyfrp.config.model import ClientConfig, ProxyConfig
+from pyfrp.client.visitors.base import Visitor, VisitorError
+from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import AuthError, ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import CryptoLayer
@@ -64,6 +65,7 @@ def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
         group=p.group,
         group_key=p.group_key,
         metas=dict(p.metas),
+        annotations=dict(p.annotations),
     )
     known = p.type in ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp")
     if p.type in ("tcp", "udp") or not known:
@@ -101,21 +103,64 @@ class Session:
         self.conn = conn
         self.run_id = run_id
         self.log = PrefixLogger(log, run_id)
-        self.proxies = {
-            p.name: PROXY_TYPES[p.type](p, client.cfg, self.log, self) for p in client.cfg.proxies
-        }
+        self.proxies = {p.name: self._new_proxy(p) for p in client.cfg.proxies}
         # NatHoleResp waiters by transaction id (frp's MessageTransporter lanes)
         self._waiting: dict[str, asyncio.Future[NatHoleResp]] = {}
-        self.visitors = [
-            VISITOR_TYPES[v.type](v, client.cfg, self, self.log) for v in client.cfg.visitors
-        ]
+        self.visitors = [self._new_visitor(v) for v in client.cfg.visitors]
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_pong = time.monotonic()
+
+    def _new_proxy(self, p: ProxyConfig) -> ClientProxy:
+        return PROXY_TYPES[p.type](p, self.client.cfg, self.log, self)
+
+    def _new_visitor(self, v: VisitorConfig) -> Visitor:
+        return VISITOR_TYPES[v.type](v, self.client.cfg, self, self.log)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def update(self, proxies: list[ProxyConfig], visitors: list[VisitorConfig]) -> None:
+        """Apply a reload (client/proxy/proxy_manager.go UpdateAll): close the proxies and
+        visitors that are gone or changed, start the new and changed ones; the rest, and their
+        connections, are untouched."""
+        cfg = self.client.cfg
+        wanted = {p.name: p for p in proxies}
+        removed = [n for n, px in self.proxies.items() if wanted.get(n) != px.cfg]
+        for name in removed:
+            self.proxies.pop(name).close()
+            try:
+                self.conn.send(CloseProxy(proxy_name=wire_name(cfg.user, name)))
+            except ConnectionError:
+                pass
+        if removed:
+            self.log.info("proxy removed: [%s]", " ".join(removed))
+        added = [p for p in proxies if p.name not in self.proxies]
+        for p in added:
+            self.proxies[p.name] = self._new_proxy(p)
+            try:
+                self.conn.send(new_proxy_msg(p, cfg.user))
+            except ConnectionError:
+                pass
+        if added:
+            self.log.info("proxy added: [%s]", " ".join(p.name for p in added))
+        keep = {v.name: v for v in visitors}
+        started: list[Visitor] = []
+        for visitor in list(self.visitors):
+            if keep.get(visitor.cfg.name) != visitor.cfg:
+                visitor.close()
+                self.visitors.remove(visitor)
+                self.log.info("visitor removed: [%s]", visitor.cfg.name)
+        running = {v.cfg.name for v in self.visitors}
+        for v in visitors:
+            if v.name not in running:
+                visitor = self._new_visitor(v)
+                self.visitors.append(visitor)
+                started.append(visitor)
+                self.log.info("visitor added: [%s]", v.name)
+        if started:
+            self.spawn(self._start_visitors(started))
 
     async def run(self) -> None:
         cfg = self.client.cfg
@@ -123,7 +168,7 @@ class Session:
         for p in self.client.cfg.proxies:
             self.conn.send(new_proxy_msg(p, cfg.user))
         if self.visitors:
-            self.spawn(self._start_visitors())
+            self.spawn(self._start_visitors(self.visitors))
         if cfg.heartbeat_interval > 0:
             self.spawn(self._heartbeat())
         try:
@@ -182,8 +227,8 @@ class Session:
                 return
         raise VisitorError(f"visitor [{visitor}] not found")
 
-    async def _start_visitors(self) -> None:
-        for v in self.visitors:
+    async def _start_visitors(self, visitors: list[Visitor]) -> None:
+        for v in list(visitors):
             try:
                 await v.start()
             except OSError as exc:
@@ -193,9 +238,9 @@ class Session:
 
     def send_close_proxies(self) -> None:
         cfg = self.client.cfg
-        for p in self.client.cfg.proxies:
+        for name in self.proxies:
             try:
-                self.conn.send(CloseProxy(proxy_name=wire_name(cfg.user, p.name)))
+                self.conn.send(CloseProxy(proxy_name=wire_name(cfg.user, name)))
             except ConnectionError:
                 return
 
@@ -221,9 +266,11 @@ class Session:
             return
         if msg.error:
             proxy.running = False
+            proxy.status, proxy.err = "start error", msg.error
             self.log.warning("[%s] start error: %s", name, msg.error)
         else:
             proxy.running = True
+            proxy.status, proxy.err, proxy.remote_addr = "running", "", msg.remote_addr
             self.log.info("[%s] start proxy success", name)
 
     async def _work_conn(self) -> None:
@@ -257,11 +304,46 @@ class Session:
 
 
 class Client:
-    def __init__(self, cfg: ClientConfig) -> None:
+    """pyfrpc: the session to frps, kept up, and the admin API beside it.
+
+    ``path`` is the config file (reload and ``/api/config`` read it); ``file_proxies`` and
+    ``file_visitors`` are what it holds, and the store (``store.path``) adds its own: the
+    session runs both.
+    """
+
+    def __init__(self, cfg: ClientConfig, path: str = "") -> None:
         self.cfg = cfg
+        self.path = path
         self.run_id = ""
         self.session: Session | None = None
+        self.file_proxies = list(cfg.proxies)
+        self.file_visitors = list(cfg.visitors)
+        self.store: Store | None = Store(cfg.store_path) if cfg.store_path else None
+        if self.store is not None:
+            cfg.proxies = self.file_proxies + list(self.store.proxies.values())
+            cfg.visitors = self.file_visitors + list(self.store.visitors.values())
         self._stopping = False
+        self._stopped = asyncio.Event()
+
+    def apply(
+        self, proxies: list[ProxyConfig] | None = None, visitors: list[VisitorConfig] | None = None
+    ) -> None:
+        """Run these proxies and visitors from the file (None: keep the file's) plus the store's."""
+        if proxies is not None:
+            self.file_proxies = proxies
+        if visitors is not None:
+            self.file_visitors = visitors
+        stored_p = list(self.store.proxies.values()) if self.store is not None else []
+        stored_v = list(self.store.visitors.values()) if self.store is not None else []
+        self.cfg.proxies = self.file_proxies + stored_p
+        self.cfg.visitors = self.file_visitors + stored_v
+        if self.session is not None:
+            self.session.update(self.cfg.proxies, self.cfg.visitors)
+
+    @property
+    def proxy_states(self) -> list[ClientProxy]:
+        """The running session's proxies (none while not logged in, as frpc)."""
+        return list(self.session.proxies.values()) if self.session is not None else []
 
     async def _login(self) -> Session:
         cfg = self.cfg
@@ -298,6 +380,33 @@ class Client:
 
     async def run(self) -> int:
         """Log in and keep the session up until stopped. Returns the process exit code."""
+        admin = None
+        if self.cfg.web.port:
+            from pyfrp.client.admin import Admin
+
+            admin = Admin(self)
+            try:
+                await admin.web.start()
+            except OSError as exc:
+                log.error("start admin server error: %s", exc)
+                return 1
+            log.info("admin server listen on %s", admin.web.address)
+        loop = asyncio.get_running_loop()
+        sessions = loop.create_task(self._keep_session())
+        stopped = loop.create_task(self._stopped.wait())
+        try:
+            await asyncio.wait({sessions, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not sessions.done():
+                sessions.cancel()
+            if admin is not None:
+                await admin.web.close()
+        if sessions.done() and not sessions.cancelled():
+            return sessions.result()
+        return 0
+
+    async def _keep_session(self) -> int:
         cfg = self.cfg
         first = True
         failures = 0
@@ -323,6 +432,7 @@ class Client:
             first = False
             failures = 0
             await self.session.run()
+            self.session = None
             if not self._stopping:
                 log.warning("control connection to server lost, reconnecting")
         return 0
@@ -332,6 +442,7 @@ class Client:
         if self.session is not None:
             self.session.send_close_proxies()
             self.session.close()
+        self._stopped.set()
 
 
 def _backoff(failures: int) -> float:

@@ -236,9 +236,26 @@ def _common(sections: list[IniSection], path: str) -> IniSection:
 # ----------------------------------------------------------------------------------- server
 
 
+def _dashboard_tls(common: IniSection, s: Settings) -> None:
+    """Legacy ``dashboard_tls_mode = true`` turns on the dashboard's TLS with the two files
+    (frp's legacy conversion); without it they are ignored."""
+    mode = common.values.get("dashboard_tls_mode")
+    where = common.where("dashboard_tls_mode")
+    if mode is None or not convert_text(Opt(Kind.BOOL), mode.value, where):
+        return
+    for ini_key, key in (
+        ("dashboard_tls_cert_file", "webServer.tls.certFile"),
+        ("dashboard_tls_key_file", "webServer.tls.keyFile"),
+    ):
+        v = common.values.get(ini_key)
+        s.set(key, v.value if v is not None else "", common.where(ini_key))
+
+
 def server_settings(text: str, path: str, notices: Notices, lines: LineMap) -> Settings:
     sections = parse_ini(text, path, notices, lines)
-    s = _settings(_common(sections, path), schema.SERVER, notices, {}, _SERVER_EXTRA)
+    common = _common(sections, path)
+    s = _settings(common, schema.SERVER, notices, {}, _SERVER_EXTRA)
+    _dashboard_tls(common, s)
     plugins: list[dict[str, Any]] = []
     item = schema.SERVER["httpPlugins"].item
     assert item is not None

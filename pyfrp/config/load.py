@@ -25,7 +25,9 @@ from pyfrp.config.decode import (
     Strict,
     Walker,
     build_client,
+    build_proxy,
     build_server,
+    build_visitor,
     check_type,
     finish_client,
     proxy_schema,
@@ -39,7 +41,14 @@ from pyfrp.config.formats import (
     parse_v1,
     read_text,
 )
-from pyfrp.config.model import PROXY_TYPES, VISITOR_TYPES, ClientConfig, ServerConfig
+from pyfrp.config.model import (
+    PROXY_TYPES,
+    VISITOR_TYPES,
+    ClientConfig,
+    ProxyConfig,
+    ServerConfig,
+    VisitorConfig,
+)
 from pyfrp.config.template import render
 from pyfrp.errors import ConfigError
 
@@ -85,6 +94,19 @@ def load_client_config(
             _v1_client(parse_v1(itext, included, ilines), notices, into=cs)
     cfg = build_client(cs.common, notices)
     return finish_client(cfg, cs.common, cs.proxies, cs.visitors, notices), notices.lines()
+
+
+def proxy_from_v1(item: dict[str, Any], origin: str) -> ProxyConfig:
+    """One proxy from its v1 table (a JSON object of the store API). Raises ConfigError."""
+    notices = Notices(None, False)
+    cs = _v1_client(Document(origin, "json", {"proxies": [item]}), notices)
+    return build_proxy(cs.proxies[0], notices)
+
+
+def visitor_from_v1(item: dict[str, Any], origin: str) -> VisitorConfig:
+    notices = Notices(None, False)
+    cs = _v1_client(Document(origin, "json", {"visitors": [item]}), notices)
+    return build_visitor(cs.visitors[0], notices)
 
 
 def _v1_client(

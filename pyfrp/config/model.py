@@ -24,6 +24,18 @@ class LogConfig:
 
 
 @dataclass(slots=True)
+class WebServerConfig:
+    """``webServer.*``: frps's dashboard (INI ``dashboard_*``), frpc's admin API (``admin_*``)."""
+
+    addr: str = "127.0.0.1"
+    port: int = 0  # 0: no web server
+    user: str = ""
+    password: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
+@dataclass(slots=True)
 class ServerConfig:
     bind_addr: str = "0.0.0.0"
     bind_port: int = 7000
@@ -51,6 +63,8 @@ class ServerConfig:
     udp_packet_size: int = 1500
     detailed_errors_to_client: bool = True
     nathole_analysis_data_reserve_hours: int = 7 * 24
+    enable_prometheus: bool = False
+    web: WebServerConfig = field(default_factory=WebServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -91,6 +105,7 @@ class ProxyConfig:
     allow_users: list[str] = field(default_factory=list)  # stcp, xtcp, sudp
     disable_assisted_addrs: bool = False  # xtcp: offer no local addresses to the peer
     metas: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -140,6 +155,8 @@ class ClientConfig:
     udp_packet_size: int = 1500
     nat_hole_stun_server: str = ""  # empty: frp's default, client/nathole.DEFAULT_STUN_SERVER
     metas: dict[str, str] = field(default_factory=dict)
+    web: WebServerConfig = field(default_factory=WebServerConfig)
+    store_path: str = ""  # store.path: proxies and visitors created through the admin API
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)
     visitors: list[VisitorConfig] = field(default_factory=list)

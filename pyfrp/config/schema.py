@@ -99,17 +99,18 @@ def _prefixed(prefix: str, table: dict[str, Opt]) -> dict[str, Opt]:
     return {f"{prefix}.{k}": v for k, v in table.items()}
 
 
-# The web server (frps dashboard, frpc admin API): reported through its port, the switch.
+# The web server (frps dashboard, frpc admin API). Its own UI assets and Go's pprof only add
+# something: warnings.
 def _web_server(prefix: str) -> dict[str, Opt]:
     return {
-        "webServer.addr": Opt(S, ini=f"{prefix}_addr"),
-        "webServer.port": Opt(P, ini=f"{prefix}_port", works=False, adds=True),
-        "webServer.user": Opt(S, ini=f"{prefix}_user"),
-        "webServer.password": Opt(S, ini=f"{prefix}_pwd"),
-        "webServer.assetsDir": Opt(S, ini="assets_dir"),
-        "webServer.pprofEnable": Opt(B, ini="pprof_enable"),
-        "webServer.tls.certFile": Opt(S),
-        "webServer.tls.keyFile": Opt(S),
+        "webServer.addr": Opt(S, "web.addr", f"{prefix}_addr"),
+        "webServer.port": Opt(P, "web.port", f"{prefix}_port"),
+        "webServer.user": Opt(S, "web.user", f"{prefix}_user"),
+        "webServer.password": Opt(S, "web.password", f"{prefix}_pwd"),
+        "webServer.assetsDir": Opt(S, ini="assets_dir", works=False, adds=True),
+        "webServer.pprofEnable": Opt(B, ini="pprof_enable", works=False, adds=True),
+        "webServer.tls.certFile": Opt(S, "web.tls_cert_file"),
+        "webServer.tls.keyFile": Opt(S, "web.tls_key_file"),
         "webServer.tls.trustedCaFile": Opt(S),
         "webServer.tls.serverName": Opt(S),
     }
@@ -155,7 +156,7 @@ SERVER: dict[str, Opt] = {
     "sshTunnelGateway.autoGenPrivateKeyPath": Opt(S),
     "sshTunnelGateway.authorizedKeysFile": Opt(S),
     **_web_server("dashboard"),
-    "enablePrometheus": Opt(B, ini="enable_prometheus", works=False, adds=True),
+    "enablePrometheus": Opt(B, "enable_prometheus", "enable_prometheus"),
     **_LOG,
     "transport.tcpMux": Opt(B, "tcp_mux", "tcp_mux"),
     "transport.tcpMuxKeepaliveInterval": Opt(
@@ -256,7 +257,7 @@ CLIENT: dict[str, Opt] = {
     "udpPacketSize": Opt(N, "udp_packet_size", "udp_packet_size"),
     "metadatas": Opt(M, "metas"),
     "includes": Opt(L, ini="includes"),
-    "store.path": Opt(S, works=False, adds=True),
+    "store.path": Opt(S, "store_path"),
     "proxies": Opt(Kind.RAW),
     "visitors": Opt(Kind.RAW),
 }
@@ -303,7 +304,7 @@ PROXY_BASE: dict[str, Opt] = {
     "name": Opt(S, "name"),
     "type": Opt(S, "type"),
     "enabled": Opt(B),
-    "annotations": Opt(M, works=False, adds=True),
+    "annotations": Opt(M, "annotations"),
     "transport.useEncryption": Opt(B, "use_encryption", "use_encryption"),
     "transport.useCompression": Opt(B, "use_compression", "use_compression"),
     "transport.bandwidthLimit": Opt(Kind.BANDWIDTH, "bandwidth_limit", "bandwidth_limit"),

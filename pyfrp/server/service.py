@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
@@ -30,9 +30,13 @@ from pyfrp.server.control import Control
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
+from pyfrp.server.stats import OFFLINE_KEPT
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
 from pyfrp.vhost.tcpmux import VhostTcpmuxServer
+
+if TYPE_CHECKING:
+    from pyfrp.server.dashboard import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +151,8 @@ class Server:
             udp_ports=PortManager(addr, cfg.allow_ports, bind_udp_socket),
             nathole=NatHoleController(cfg.nathole_analysis_data_reserve_hours),
         )
+        self.stats = self.res.stats
+        self.dashboard: Dashboard | None = None
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
@@ -175,8 +181,21 @@ class Server:
         self._listener.start()
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         await self._start_vhosts()
+        if cfg.web.port:
+            from pyfrp.server.dashboard import Dashboard
+
+            self.dashboard = Dashboard(self, cfg.web, cfg.enable_prometheus)
+            await self.dashboard.web.start()
+            log.info("dashboard listen on %s", self.dashboard.web.address)
         self.spawn(self._clean_nathole())
+        self.spawn(self._clean_stats())
         log.info("frps started successfully")
+
+    async def _clean_stats(self) -> None:
+        while True:
+            await asyncio.sleep(12 * 3600)
+            count, total = self.stats.clear_offline(OFFLINE_KEPT)
+            log.debug("clear useless proxy statistics data count %d/%d", count, total)
 
     async def _clean_nathole(self) -> None:
         while True:
@@ -215,6 +234,8 @@ class Server:
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
+        if self.dashboard is not None:
+            await self.dashboard.web.close()
         res = self.res
         for vhost in (res.vhost_http, res.vhost_https, res.vhost_tcpmux):
             if vhost is not None:
@@ -272,12 +293,17 @@ class Server:
         conn.send(LoginResp(version=FRP_VERSION, run_id=run_id))
         ctl = Control(self, conn, login, run_id)
         self.controls[run_id] = ctl
+        self.stats.client_online(
+            login.user, login.client_id, run_id, login.hostname, peer[0] if peer else "",
+            login.version,
+        )  # fmt: skip
         ctl.start()
         ctl.log.info("client login success, user [%s] pool_count [%d]", login.user, ctl.pool_count)
 
     def control_closed(self, ctl: Control) -> None:
         if self.controls.get(ctl.run_id) is ctl:
             del self.controls[ctl.run_id]
+            self.stats.client_offline(ctl.run_id)
 
     def _work_conn(self, conn: MessageConn, msg: NewWorkConn) -> None:
         ctl = self.controls.get(msg.run_id)
@@ -332,7 +358,10 @@ class Server:
         proxy = cls(ctl, msg, self.res)
         await proxy.start()
         self.proxies[name] = proxy
+        self.stats.proxy_opened(name, ptype, ctl.user, ctl.login.client_id or ctl.run_id)
         return proxy
 
     def unregister_proxy(self, name: str) -> None:
-        self.proxies.pop(name, None)
+        proxy = self.proxies.pop(name, None)
+        if proxy is not None:
+            self.stats.proxy_closed(name, proxy.kind)

@@ -281,11 +281,11 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
 
 
 def test_strict_config_rejects_unsupported_options(tmp_path: Path) -> None:
-    f = _write(tmp_path / "s.toml", "bindPort = 7000\nenablePrometheus = true\n")
+    f = _write(tmp_path / "s.toml", "bindPort = 7000\nquicBindPort = 7001\n")
     with pytest.raises(ConfigError) as info:
         load_server_config(f, strict=True)
     assert str(info.value) == (
-        f"{f}:2: enablePrometheus: not supported yet by pyfrp (rejected by --strict_config)"
+        f"{f}:2: quicBindPort: not supported yet by pyfrp (rejected by --strict_config)"
     )
     f = _write(
         tmp_path / "c.ini",

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from pyfrp.config.load import load_client_config, load_server_config
-from pyfrp.config.model import ClientConfig, LogConfig, ProxyConfig, ServerConfig, VisitorConfig
+from pyfrp.config.model import (
+    ClientConfig,
+    LogConfig,
+    ProxyConfig,
+    ServerConfig,
+    VisitorConfig,
+    WebServerConfig,
+)
 
 DATA = Path(__file__).parent / "data"
 FORMATS = ("ini", "toml", "yaml", "json")
@@ -46,22 +53,22 @@ def test_server_four_formats_one_model() -> None:
         user_conn_timeout=15,
         udp_packet_size=1400,
         detailed_errors_to_client=False,
+        enable_prometheus=True,
+        web=WebServerConfig(addr="0.0.0.0", port=7500),
         log=LogConfig(to="console", level="debug", max_days=7, disable_color=True),
     )
     for fmt in FORMATS:
         assert loaded[fmt][0] == cfg, fmt
-        # the same two unsupported options are reported, in each format's own spelling
-        assert len(loaded[fmt][1]) == 2, loaded[fmt][1]
+        # the same unsupported option is reported, in each format's own spelling
+        assert len(loaded[fmt][1]) == 1, loaded[fmt][1]
     assert loaded["ini"][1] == [
-        f"{DATA}/server.ini:32: [common] dashboard_port: not supported yet, ignored",
-        f"{DATA}/server.ini:33: [common] enable_prometheus: not supported yet, ignored",
+        f"{DATA}/server.ini:34: [common] quic_bind_port: not supported yet, ignored",
     ]
     assert loaded["toml"][1] == [
-        f"{DATA}/server.toml:34: webServer.port: not supported yet, ignored",
-        f"{DATA}/server.toml:35: enablePrometheus: not supported yet, ignored",
+        f"{DATA}/server.toml:36: quicBindPort: not supported yet, ignored",
     ]
-    assert loaded["yaml"][1][0].startswith(f"{DATA}/server.yaml:39: webServer.port:")
-    assert loaded["json"][1][0].startswith(f"{DATA}/server.json:29: webServer.port:")
+    assert loaded["yaml"][1][0].startswith(f"{DATA}/server.yaml:41: quicBindPort:")
+    assert loaded["json"][1][0].startswith(f"{DATA}/server.json:31: quicBindPort:")
 
 
 def test_client_four_formats_one_model() -> None:

@@ -31,6 +31,11 @@ class ClientProxy:
         self.host = host
         self.log = logger.child(cfg.name)
         self.running = False  # frps accepted it (NewProxyResp without error)
+        # What frpc's /api/status shows (client/proxy WorkingStatus): "wait start" until
+        # NewProxyResp, then "running" or "start error" with frps's text.
+        self.status = "wait start"
+        self.err = ""
+        self.remote_addr = ""
 
     def wrap(self, conn: MessageConn) -> tuple[asyncio.Transport, bytes, bool]:
         """The work connection with the proxy's encryption/compression stacked on it: the top

@@ -22,6 +22,7 @@ from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.ports import PortManager
+from pyfrp.server.stats import Stats
 from pyfrp.vhost.conn import WorkConn
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
@@ -71,6 +72,7 @@ class Resources:
     tcp_ports: PortManager
     udp_ports: PortManager
     nathole: NatHoleController
+    stats: Stats = field(default_factory=Stats)
     vhost_http: VhostHttpServer | None = None
     vhost_https: VhostHttpsServer | None = None
     vhost_tcpmux: VhostTcpmuxServer | None = None
@@ -117,9 +119,17 @@ class Proxy:
             b_pending=work.pending,
             b_ended=work.ended,
         )
-        if not joined.done:
+        stats = self.res.stats
+        stats.conn_opened(self.name)
+        if joined.done:
+            stats.conn_closed(self.name, *joined.counts)
+        else:
             self._joins.add(joined)
-            joined.on_done = functools.partial(self._joins.discard, joined)
+            joined.on_done = functools.partial(self._joined_done, joined)
+
+    def _joined_done(self, joined: Joined) -> None:
+        self._joins.discard(joined)
+        self.res.stats.conn_closed(self.name, *joined.counts)
 
     def drop_users(self) -> None:
         """Abort the user connections in flight and joined (the proxy is closing)."""

@@ -28,6 +28,7 @@ FIRST_WORK_CONN_DELAY = 0.5
 WORK_CONN_READ_TIMEOUT = 60.0
 RETRY_DELAY = 1.0
 QUEUE = 1024  # frp's channel capacity, in datagrams
+STATS_FLUSH = 1.0  # datagram bytes reach the dashboard's counters once a second
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -54,6 +55,8 @@ class UdpProxy(Proxy):
         self._task: asyncio.Task[None] | None = None
         self._size = res.cfg.udp_packet_size
         self._batch = WriteBatch(QUEUE * (self._size + 64))
+        self._bytes_in = self._bytes_out = 0
+        self._flush: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         try:
@@ -70,8 +73,19 @@ class UdpProxy(Proxy):
         self.remote_addr = f":{self.port}"
         self.log.info("udp proxy listen port [%d]", self.port)
         self._task = loop.create_task(self._work_loop())
+        self._flush = loop.call_later(STATS_FLUSH, self._flush_stats)
+
+    def _flush_stats_now(self) -> None:
+        if self._bytes_in or self._bytes_out:
+            self.res.stats.add_traffic(self.name, self._bytes_in, self._bytes_out)
+            self._bytes_in = self._bytes_out = 0
+
+    def _flush_stats(self) -> None:
+        self._flush_stats_now()
+        self._flush = asyncio.get_running_loop().call_later(STATS_FLUSH, self._flush_stats)
 
     def from_user(self, data: bytes, addr: Any) -> None:
+        self._bytes_in += len(data)
         frame = encode_udp_packet(data[: self._size], user_addr(addr))
         work = self._work
         if work is None or work.transport is None or self._queue:
@@ -112,6 +126,7 @@ class UdpProxy(Proxy):
                 async with asyncio.timeout(WORK_CONN_READ_TIMEOUT):
                     msg = await mc.recv()
                 if isinstance(msg, UDPPacket) and msg.remote_addr is not None:
+                    self._bytes_out += len(msg.content)
                     try:
                         users.sendto(msg.content, reply_addr(msg.remote_addr, family))
                     except (OSError, ValueError, TypeError) as exc:  # an address frpc made up
@@ -120,6 +135,10 @@ class UdpProxy(Proxy):
             self.log.warning("read from workConn for udp error: %s", exc or "timeout")
 
     async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+            self._flush_stats_now()
         if self._task is not None:
             self._task.cancel()
             self._task = None

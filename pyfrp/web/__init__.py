@@ -1,0 +1,1 @@
+"""The web servers of pyfrps (dashboard) and pyfrpc (admin API), and what they share."""

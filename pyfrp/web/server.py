@@ -1,0 +1,151 @@
+"""The HTTP server under frps's dashboard and frpc's admin API (pkg/util/http/server.go), on
+aiohttp: basic auth as frp checks it, ``/healthz`` without auth, frp's request log lines and
+its JSON error body.
+
+frp's rules kept here: with neither user nor password set, everything is open; otherwise a wrong
+or missing ``Authorization`` gets 401 with ``WWW-Authenticate: Basic realm="Restricted"`` after
+a 200 ms delay (``SetAuthFailDelay``). Credentials are compared in constant time and never
+logged. The address defaults to 127.0.0.1 (``WebServerConfig.Complete``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pyfrp.config.model import WebServerConfig
+from pyfrp.net.listen import bind_socket
+
+log = logging.getLogger("pyfrp.web")
+
+AUTH_FAIL_DELAY = 0.2
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HTTPError(Exception):
+    """An API error: frp answers ``{"Code": code, "Msg": text}`` with that status."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    # Go's json.Encoder: compact, a trailing newline.
+    body = json.dumps(value, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+def api(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
+    """frp's MakeHTTPHandlerFunc: None is an empty 200, a str is the body, anything else JSON;
+    an HTTPError is ``{"Code", "Msg"}`` with its status and a warning in the log."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            result = await fn(request)
+        except HTTPError as exc:
+            log.warning("http response [%s]: error: %s", request.path, exc)
+            return json_response({"Code": exc.code, "Msg": str(exc)}, exc.code)
+        if result is None:
+            return web.Response()
+        if isinstance(result, str):
+            return web.Response(text=result, content_type="text/plain")
+        return json_response(result)
+
+    return handler
+
+
+def parse_basic_auth(header: str) -> tuple[str, str] | None:
+    prefix = "basic "
+    if header[: len(prefix)].lower() != prefix:
+        return None
+    try:
+        decoded = base64.b64decode(header[len(prefix) :], validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class WebServer:
+    """One listening aiohttp application; ``routes`` registers the handlers behind auth."""
+
+    def __init__(self, cfg: WebServerConfig, routes: Callable[[web.Application], None]) -> None:
+        self.cfg = cfg
+        self.port = cfg.port
+        self._runner: web.AppRunner | None = None
+        app = web.Application(middlewares=[self._auth], client_max_size=16 * 1024 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        routes(app)
+        self.app = app
+
+    @property
+    def address(self) -> str:
+        return f"{self.cfg.addr}:{self.port}"
+
+    async def start(self) -> None:
+        """Listen; raises OSError (port taken) or ssl.SSLError (bad certificate)."""
+        cfg = self.cfg
+        tls: ssl.SSLContext | None = None
+        if cfg.tls_cert_file or cfg.tls_key_file:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
+        sock = bind_socket(cfg.addr, cfg.port)
+        self.port = sock.getsockname()[1]
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=tls).start()
+        self._runner = runner
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response()
+
+    def _authorized(self, request: web.Request) -> bool:
+        cfg = self.cfg
+        if not cfg.user and not cfg.password:
+            return True
+        got = parse_basic_auth(request.headers.get("Authorization", ""))
+        if got is None:
+            return False
+        # Both compared, always: the time taken says nothing about which one was wrong.
+        user_ok = _same(got[0], cfg.user)
+        pass_ok = _same(got[1], cfg.password)
+        return user_ok and pass_ok
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return await handler(request)
+        if not self._authorized(request):
+            await asyncio.sleep(AUTH_FAIL_DELAY)
+            return web.Response(
+                status=401,
+                text="Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="Restricted"'},
+            )
+        log.info("http request: [%s]", request.path)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            log.info("http response [%s]: code [%d]", request.path, exc.status)
+            raise
+        log.info("http response [%s]: code [%d]", request.path, response.status)
+        return response
