@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 
 # golib mux DefaultTimeout / CheckAndEnableTLSServerConnWithTimeout: 10 s for the first bytes.
 FIRST_BYTE_TIMEOUT = 10.0
+# golib's mux HTTPMatchFunc: the first three bytes of an HTTP method (frp messages start with a
+# lower-case type byte, yamux with 0, TLS with 0x16/0x17: none of these).
+HTTP_METHOD_HEADS = frozenset(
+    m.encode() for m in ("GET", "HEA", "POS", "PUT", "DEL", "CON", "OPT", "TRA", "PAT", "PRI")
+)
+HTTP_FIRST_BYTES = frozenset(h[0] for h in HTTP_METHOD_HEADS)
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
@@ -95,6 +101,18 @@ async def _wait_readable(sock: socket.socket, seconds: float) -> bool:
         loop.remove_reader(fd)
 
 
+async def _peek(conn: socket.socket, n: int, seconds: float) -> bytes:
+    """The first ``n`` bytes (fewer if the peer ends or stays silent), left unread."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        data = conn.recv(n, socket.MSG_PEEK)
+        left = deadline - loop.time()
+        if len(data) >= n or not data or left <= 0:
+            return data
+        await asyncio.sleep(min(0.005, left))
+
+
 class FrpListener:
     """Accept loop; hands each classified connection to ``protocol_factory`` via the loop."""
 
@@ -112,6 +130,10 @@ class FrpListener:
         self.tls_force = tls_force
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        # vhost_http_port / vhost_https_port equal to bind_port: plain HTTP requests and TLS
+        # ClientHellos (then frpc must use the custom first byte) go to these (frp's mux).
+        self.http_factory: Callable[[], asyncio.BaseProtocol] | None = None
+        self.https_factory: Callable[[], asyncio.BaseProtocol] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._accept_loop())
@@ -136,6 +158,18 @@ class FrpListener:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
+    async def _shared_port(
+        self, conn: socket.socket, first: int
+    ) -> Callable[[], asyncio.BaseProtocol] | None:
+        """The vhost protocol for a connection on a shared bind_port, or None for frp's own."""
+        if first == 0x16 and self.https_factory is not None:
+            return self.https_factory
+        if self.http_factory is not None and first in HTTP_FIRST_BYTES:
+            head = await _peek(conn, 3, FIRST_BYTE_TIMEOUT)
+            if head in HTTP_METHOD_HEADS:
+                return self.http_factory
+        return None
+
     async def _handshake(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
@@ -156,6 +190,10 @@ class FrpListener:
                 first = conn.recv(1, socket.MSG_PEEK)
             if not first:
                 conn.close()
+                return
+            shared = await self._shared_port(conn, first[0])
+            if shared is not None:
+                await loop.connect_accepted_socket(shared, conn)
                 return
             kind = classify_first_byte(first[0])
             if kind is FirstByte.PLAIN:

@@ -178,9 +178,9 @@ class Server:
             tls_context=tls_ctx,
             tls_force=cfg.tls_force or bool(cfg.tls_trusted_ca_file),
         )
-        self._listener.start()
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         await self._start_vhosts()
+        self._listener.start()
         if cfg.web.port:
             from pyfrp.server.dashboard import Dashboard
 
@@ -205,22 +205,32 @@ class Server:
     async def _start_vhosts(self) -> None:
         cfg = self.cfg
         addr = cfg.effective_proxy_bind_addr
-        for port in (cfg.vhost_http_port, cfg.vhost_https_port, cfg.tcpmux_httpconnect_port):
-            if port and port == cfg.bind_port and addr == cfg.bind_addr:
-                raise OSError(f"sharing bind_port {port} with a vhost port is not supported yet")
+        listener = self._listener
+        assert listener is not None
+        # frp's mux: a vhost port equal to bind_port (on the same address) shares its listener.
+        shared = addr == cfg.bind_addr
         if cfg.vhost_http_port:
             http = VhostHttpServer(
                 response_timeout=cfg.vhost_http_timeout if cfg.vhost_http_timeout > 0 else 60,
                 not_found_page=cfg.custom_404_page,
             )
-            await http.listen(addr, cfg.vhost_http_port)
+            if shared and cfg.vhost_http_port == cfg.bind_port:
+                http.port = self.bind_port
+                listener.http_factory = http.protocol_factory
+            else:
+                await http.listen(addr, cfg.vhost_http_port)
             self.res.vhost_http = http
             log.info("http service listen on %s:%d", addr, http.port)
         if cfg.vhost_https_port:
             https = VhostHttpsServer()
-            await https.listen(addr, cfg.vhost_https_port)
+            if shared and cfg.vhost_https_port == cfg.bind_port:
+                https.port = self.bind_port
+                listener.https_factory = https.conn_factory
+            else:
+                await https.listen(addr, cfg.vhost_https_port)
+                log.info("https service listen on %s:%d", addr, https.port)
             self.res.vhost_https = https
-            log.info("https service listen on %s:%d", addr, https.port)
+
         if cfg.tcpmux_httpconnect_port:
             tcpmux = VhostTcpmuxServer(
                 passthrough=cfg.tcpmux_passthrough,

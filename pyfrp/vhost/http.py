@@ -168,8 +168,12 @@ class VhostHttpServer:
         self._conns: set[_ClientConn] = set()
 
     async def listen(self, host: str, port: int) -> int:
-        self._server, self.port = await serve_tcp(lambda: _ClientConn(self), host, port)
+        self._server, self.port = await serve_tcp(self.protocol_factory, host, port)
         return self.port
+
+    def protocol_factory(self) -> asyncio.Protocol:
+        """A protocol for one user connection (also those frps's bind_port hands over)."""
+        return _ClientConn(self)
 
     async def close(self) -> None:
         if self._server is not None:
