@@ -62,6 +62,7 @@ class Proc:
         self, name: str, argv: Sequence[str | os.PathLike[str]], log: Path, cwd: Path
     ) -> None:
         self.name = name
+        self.config: Path | None = None  # the config file it was started with, if any
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -158,6 +159,7 @@ class Pyfrp:
         cfg.write_text(config)
         argv = [sys.executable, "-m", module, "-c", str(cfg), *extra]
         proc = Proc(name, argv, self.tmp / f"{name}-{self.n}.log", self.tmp)
+        proc.config = cfg
         self.procs.append(proc)
         return proc
 

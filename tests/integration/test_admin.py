@@ -51,7 +51,8 @@ def test_status_reload_stop_commands(pyfrp: Pyfrp, echo: int) -> None:
     text = FRPC.format(bind=bind, admin=admin, local=echo, p1=p1, p2=p2, extra="")
     frpc = pyfrp.frpc(text, suffix=".toml")
     frpc.wait_log(r"\[jupyter\] start proxy success")
-    cfg = Path(frpc.p.args[-1])
+    cfg = frpc.config
+    assert cfg is not None
     wait_echo(p1, proc=frpc)
 
     out = _cli("status", "-c", cfg)
@@ -88,7 +89,8 @@ def test_status_reload_stop_commands(pyfrp: Pyfrp, echo: int) -> None:
     cfg.write_text(text + '\n[[proxies]]\nname = "x"\n')
     out = _cli("reload", "-c", cfg)
     where = f"{cfg}:18: proxies[2].type: missing: a proxy needs a type"
-    assert out.returncode == 1 and out.stdout.startswith(where), out
+    assert out.returncode == 1
+    assert out.stdout.startswith(where), out
     refused = http_call("GET", f"http://{HOST}:{admin}/api/reload", AUTH)
     assert refused.status == 400
     assert refused.json()["Msg"].startswith(f"invalid argument: {where}")
@@ -118,7 +120,8 @@ def test_config_api_and_errors(pyfrp: Pyfrp, echo: int) -> None:
     assert (empty.status, empty.json()["Msg"]) == (400, "body can't be empty")
     new = text.replace(f"remotePort = {p2}", f"remotePort = {p2}\ntransport.useEncryption = true")
     assert http_call("PUT", f"{url}/api/config", AUTH, new.encode()).status == 200
-    assert Path(frpc.p.args[-1]).read_text() == new
+    assert frpc.config is not None
+    assert frpc.config.read_text() == new
     assert http_call("GET", f"{url}/api/reload?strictConfig=true", AUTH).status == 200
     conf = http_call("GET", f"{url}/api/proxy/jupyter/config", AUTH).json()
     assert conf == {

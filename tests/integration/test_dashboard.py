@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.harness import HOST, Pyfrp, echo_roundtrip, free_ports, wait_echo
+from tests.harness import HOST, Proc, Pyfrp, echo_roundtrip, free_ports, wait_echo
 from tests.webclient import basic, http_call, wait_json
 
 FRPS = """\
@@ -39,7 +39,7 @@ metadatas = {{ team = "gpu" }}
 AUTH = basic("admin", "s3cret-Pa55")
 
 
-def _start(pyfrp: Pyfrp, echo: int) -> tuple[int, int, object, object]:
+def _start(pyfrp: Pyfrp, echo: int) -> tuple[int, int, Proc, Proc]:
     bind, web, remote = free_ports(3)
     frps = pyfrp.frps(FRPS.format(bind=bind, web=web), suffix=".toml")
     frps.wait_log("dashboard listen on 127.0.0.1:")
@@ -91,7 +91,8 @@ def test_api_counts_what_users_sent(pyfrp: Pyfrp, echo: int) -> None:
     assert "frp_server_client_counts 1.0" in metrics
     assert 'frp_server_proxy_counts{type="tcp"} 1.0' in metrics
     m = re.search(r'^frp_server_traffic_in\{name="ssh",type="tcp"\} (\S+)$', metrics, re.M)
-    assert m is not None and float(m.group(1)) == info["todayTrafficIn"]
+    assert m is not None
+    assert float(m.group(1)) == info["todayTrafficIn"]
 
     # frpc gone: the proxy stays, offline, until the operator clears it.
     frpc.stop()
@@ -205,7 +206,7 @@ def test_dashboard_page_in_a_browser(pyfrp: Pyfrp, echo: int, tmp_path: os.PathL
             f"--user-data-dir={tmp_path}/chrome",
             "--dump-dom",
             f"http://{HOST}:{web}/",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=90,
@@ -219,7 +220,8 @@ def test_dashboard_page_in_a_browser(pyfrp: Pyfrp, echo: int, tmp_path: os.PathL
     assert cells[4] == f":{remote}"
     assert cells[6].endswith("MiB")  # in today: 2 MiB and the probes
     bars = re.findall(r'<rect [^>]*data-bytes="(\d+)"', dom)
-    assert len(bars) == 14 and max(map(int, bars)) > 2 << 20
+    assert len(bars) == 14
+    assert max(map(int, bars)) > 2 << 20
     assert "Traffic, last 7 days: ssh" in dom
 
 
