@@ -60,9 +60,17 @@ def test_no_import_cycle() -> None:
 
 def test_layers_point_one_way() -> None:
     below = {
-        "pyfrp.proto": ("pyfrp.net", "pyfrp.vhost", "pyfrp.server", "pyfrp.client", "pyfrp.cli"),
+        "pyfrp.proto": (
+            "pyfrp.net",
+            "pyfrp.vhost",
+            "pyfrp.web",
+            "pyfrp.server",
+            "pyfrp.client",
+            "pyfrp.cli",
+        ),  # fmt: skip
         "pyfrp.net": ("pyfrp.vhost", "pyfrp.server", "pyfrp.client", "pyfrp.cli"),
         "pyfrp.vhost": ("pyfrp.server", "pyfrp.client", "pyfrp.cli"),
+        "pyfrp.web": ("pyfrp.server", "pyfrp.client", "pyfrp.cli"),
         "pyfrp.server": ("pyfrp.client",),
         "pyfrp.client": ("pyfrp.server",),
     }

@@ -29,9 +29,9 @@ class DateCounter:
         self._days: dict[dt.date, int] = {}
         self._all = 0
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, today: dt.date | None = None) -> None:
         self._all += n
-        today = dt.date.today()
+        today = today or dt.date.today()
         self._days[today] = self._days.get(today, 0) + n
         if len(self._days) > RESERVE_DAYS:
             oldest = today - dt.timedelta(days=RESERVE_DAYS)
@@ -40,9 +40,9 @@ class DateCounter:
     def today(self) -> int:
         return self._days.get(dt.date.today(), 0)
 
-    def last_days(self, n: int = RESERVE_DAYS) -> list[int]:
+    def last_days(self, n: int = RESERVE_DAYS, today: dt.date | None = None) -> list[int]:
         """Today first, then the days before it."""
-        today = dt.date.today()
+        today = today or dt.date.today()
         return [self._days.get(today - dt.timedelta(days=i), 0) for i in range(n)]
 
     def total(self) -> int:
