@@ -67,7 +67,7 @@ def test_layers_point_one_way() -> None:
             "pyfrp.server",
             "pyfrp.client",
             "pyfrp.cli",
-        ),  # fmt: skip
+        ),
         "pyfrp.net": ("pyfrp.vhost", "pyfrp.server", "pyfrp.client", "pyfrp.cli"),
         "pyfrp.vhost": ("pyfrp.server", "pyfrp.client", "pyfrp.cli"),
         "pyfrp.web": ("pyfrp.server", "pyfrp.client", "pyfrp.cli"),

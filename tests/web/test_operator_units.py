@@ -101,7 +101,7 @@ def test_proxy_conf_is_go_frps_json() -> None:
             "secretKey": "k",
             "natTraversal": {"disableAssistedAddrs": True},
         },
-    ],  # fmt: skip
+    ],
     ids=lambda t: t["type"],
 )
 def test_proxy_export_round_trips(table: dict[str, object]) -> None:
