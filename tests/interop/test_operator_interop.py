@@ -1,0 +1,178 @@
+"""The operator surface against native Go frp 0.70.1, both ways: frps's dashboard API answers the
+same JSON from pyfrps as from Go frps (for pyfrpc and Go frpc alike), frpc's admin API answers
+the same from pyfrpc as from Go frpc, and each side's ``frpc status|reload|stop`` command drives
+the other side's admin server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import peer_exe, start_any
+from tests.harness import HOST, Pyfrp, free_ports, wait_echo
+from tests.webclient import basic, http_call, wait_json
+
+pytestmark = pytest.mark.interop
+
+FRPS = """\
+bindPort = {bind}
+vhostHTTPPort = {vhost}
+subDomainHost = "lab.example"
+allowPorts = [{{ start = {low}, end = {high} }}]
+webServer.port = {web}
+webServer.user = "admin"
+webServer.password = "pw"
+"""
+
+FRPC = """\
+serverPort = {bind}
+webServer.port = {admin}
+[[proxies]]
+name = "ssh"
+type = "tcp"
+localPort = {local}
+remotePort = {remote}
+annotations = {{ "lab/owner" = "alice" }}
+metadatas = {{ gpu = "a100" }}
+transport.useEncryption = true
+
+[[proxies]]
+name = "jupyter"
+type = "http"
+localPort = {local}
+subdomain = "jupyter"
+"""
+
+AUTH = basic("admin", "pw")
+# What differs between two runs of anything: clocks, ids, the peer's port.
+VOLATILE = {"lastStartTime", "lastCloseTime", "clientID", "runID", "key", "firstConnectedAt",
+            "lastConnectedAt", "hostname", "version"}  # fmt: skip
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _run(pyfrp: Pyfrp, tmp: Path, server: str, client: str, echo: int) -> dict[str, Any]:
+    bind, vhost, web, admin, remote = free_ports(5)
+    frps = start_any(
+        pyfrp, tmp, server,
+        FRPS.format(bind=bind, vhost=vhost, web=web, low=remote, high=remote),
+        tag="dash", suffix=".toml",
+    )  # fmt: skip
+    frps.wait_port(web)
+    frpc = start_any(
+        pyfrp, tmp, client, FRPC.format(bind=bind, admin=admin, local=echo, remote=remote),
+        tag="dash", suffix=".toml",
+    )  # fmt: skip
+    wait_echo(remote, proc=frpc)
+    url = f"http://{HOST}:{web}"
+    wait_json(f"{url}/api/proxy/http", AUTH, lambda j: len(j["proxies"]) == 1)
+    out = {
+        "serverinfo": http_call("GET", f"{url}/api/serverinfo", AUTH).json(),
+        "tcp": http_call("GET", f"{url}/api/proxy/tcp", AUTH).json(),
+        "http": http_call("GET", f"{url}/api/proxy/http/jupyter", AUTH).json(),
+        "byname": http_call("GET", f"{url}/api/proxies/ssh", AUTH).json(),
+        "clients": http_call("GET", f"{url}/api/clients", AUTH).json(),
+        "missing": http_call("GET", f"{url}/api/proxy/tcp/nope", AUTH).json(),
+        "unauthorized": http_call("GET", f"{url}/api/serverinfo").status,
+        "status": wait_json(
+            f"http://{HOST}:{admin}/api/status", None, lambda j: len(j.get("http", [])) == 1
+        ),
+        "proxy_config": http_call("GET", f"http://{HOST}:{admin}/api/proxy/ssh/config").json(),
+    }
+    for p in (frpc, frps):
+        p.stop()
+    # Ports differ per run: name them.
+    renamed = _renamed(out, {bind: "BIND", vhost: "VHOST", remote: "REMOTE", echo: "ECHO"})
+    scrubbed: dict[str, Any] = _scrub(renamed)
+    return scrubbed
+
+
+def _renamed(value: Any, ports: dict[int, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _renamed(v, ports) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, ports) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value in ports:
+        return ports[value]
+    if isinstance(value, str):
+        for port, name in ports.items():
+            value = value.replace(f":{port}", f":{name}")
+    return value
+
+
+@pytest.mark.parametrize("client", ["pyfrpc", "frpc-native"])
+def test_dashboard_json_matches_go_frps(
+    pyfrp: Pyfrp, tmp_path: Path, echo: int, client: str
+) -> None:
+    go = _run(pyfrp, tmp_path, "frps-native", client, echo)
+    py = _run(pyfrp, tmp_path, "pyfrps", client, echo)
+    for key in ("serverinfo", "tcp", "http", "byname", "clients", "missing", "unauthorized"):
+        if key == "serverinfo":
+            go[key].pop("allowPortsStr"), py[key].pop("allowPortsStr")  # the range differs
+        assert py[key] == go[key], key
+
+
+@pytest.mark.parametrize("server", ["pyfrps", "frps-native"])
+def test_admin_json_matches_go_frpc(pyfrp: Pyfrp, tmp_path: Path, echo: int, server: str) -> None:
+    go = _run(pyfrp, tmp_path, server, "frpc-native", echo)
+    py = _run(pyfrp, tmp_path, server, "pyfrpc", echo)
+    assert py["status"] == go["status"]
+    assert py["proxy_config"]["tcp"]["annotations"] == go["proxy_config"]["tcp"]["annotations"]
+    assert py["proxy_config"]["tcp"]["remotePort"] == go["proxy_config"]["tcp"]["remotePort"]
+
+
+def _cli(kind: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    argv: list[str] = (
+        [sys.executable, "-m", "pyfrp.client"] if kind == "pyfrpc" else [str(peer_exe(kind))]
+    )
+    return subprocess.run(
+        [*argv, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("running", "command"), [("pyfrpc", "frpc-native"), ("frpc-native", "pyfrpc")]
+)
+def test_admin_commands_across(
+    pyfrp: Pyfrp, tmp_path: Path, echo: int, running: str, command: str
+) -> None:
+    """One side's ``frpc status|reload|stop`` drives the other side's running frpc."""
+    bind, admin, p1, p2 = free_ports(4)
+    frps = pyfrp.frps(f"bindPort = {bind}\n", suffix=".toml")
+    frps.wait_port(bind)
+    text = (
+        f'serverPort = {bind}\nwebServer.port = {admin}\nwebServer.user = "u"\n'
+        f'webServer.password = "p"\n[[proxies]]\nname = "ssh"\ntype = "tcp"\n'
+        f"localPort = {echo}\nremotePort = {p1}\n"
+    )
+    frpc = start_any(pyfrp, tmp_path, running, text, tag="admin", suffix=".toml")
+    wait_echo(p1, proc=frpc)
+    cfg = tmp_path / "ctl.toml"
+    cfg.write_text(text)
+    status = _cli(command, "status", "-c", cfg)
+    assert status.returncode == 0, status
+    rows = [line.split() for line in status.stdout.splitlines()]
+    assert ["ssh", "running", f"127.0.0.1:{echo}", f"0.0.0.0:{p1}"] in rows
+    cfg.write_text(text.replace(f"remotePort = {p1}", f"remotePort = {p2}"))
+    if running == "pyfrpc":
+        assert frpc.config is not None
+        frpc.config.write_text(cfg.read_text())
+    else:
+        (tmp_path / f"{running}-admin.toml").write_text(cfg.read_text())
+    reload = _cli(command, "reload", "-c", cfg)
+    assert (reload.returncode, reload.stdout) == (0, "reload success\n"), reload
+    wait_echo(p2, proc=frpc)
+    stop = _cli(command, "stop", "-c", cfg)
+    assert (stop.returncode, stop.stdout) == (0, "stop success\n")
+    assert frpc.p.wait(10) == 0
+    frpc.stop()  # closes its log
