@@ -34,6 +34,12 @@ class WorkConnOpener(Protocol):
         """
         ...
 
+    def conn_opened(self) -> None:
+        """A work connection went into use (the dashboard's current connections)."""
+
+    def conn_closed(self, bytes_in: int, bytes_out: int) -> None:
+        """It ended, having carried ``bytes_in`` from users and ``bytes_out`` back."""
+
 
 def peer_of(transport: asyncio.BaseTransport, name: str = "peername") -> tuple[str, int]:
     addr = transport.get_extra_info(name)

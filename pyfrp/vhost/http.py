@@ -236,11 +236,17 @@ class VhostHttpServer:
 class _Upstream(asyncio.Protocol):
     """One work connection used as an HTTP/1.1 connection to the local service."""
 
-    __slots__ = ("client", "closed", "early", "idle_timer", "reused", "route", "transport")
+    __slots__ = (
+        "client", "closed", "counted", "early", "idle_timer", "received", "reused", "route",
+        "sent", "transport",
+    )  # fmt: skip
 
     def __init__(self, transport: asyncio.Transport, route: HttpRoute) -> None:
         self.transport = transport
         self.route = route
+        self.sent = self.received = 0  # for the proxy's traffic figures
+        self.counted = True
+        route.opener.conn_opened()
         self.client: _ClientConn | None = None
         self.closed = False
         self.reused = False
@@ -250,7 +256,12 @@ class _Upstream(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         transport.resume_reading()  # whoever held it may have paused it
 
+    def write(self, data: bytes | memoryview) -> None:
+        self.sent += len(data)
+        self.transport.write(data)
+
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         client = self.client
         if client is not None:
             client.upstream_data(self, data)
@@ -272,7 +283,14 @@ class _Upstream(asyncio.Protocol):
         if self.client is not None:
             self.client.resume("upstream")
 
+    def _uncount(self) -> None:
+        """Report the connection's traffic once (closed, or handed to a splice that ended)."""
+        if self.counted:
+            self.counted = False
+            self.route.opener.conn_closed(self.sent, self.received)
+
     def _gone(self) -> None:
+        self._uncount()
         if self.closed:
             return
         self.closed = True
@@ -285,6 +303,7 @@ class _Upstream(asyncio.Protocol):
             self.route.idle.remove(self)
 
     def close(self) -> None:
+        self._uncount()
         self.closed = True
         if self.idle_timer is not None:
             self.idle_timer.cancel()
@@ -579,9 +598,14 @@ class _ClientConn(asyncio.Protocol):
         rest = bytes(self.buf)
         self.buf.clear()
         self.pauses.clear()
-        await splice(
-            self.transport, up, a_pending=rest, b_pending=opened.pending, b_ended=opened.ended
-        )
+        route.opener.conn_opened()
+        counts = (0, 0)
+        try:
+            counts = await splice(
+                self.transport, up, a_pending=rest, b_pending=opened.pending, b_ended=opened.ended
+            )
+        finally:
+            route.opener.conn_closed(len(raw) + counts[0], counts[1])
 
     async def _proxy(self, req: Request, route: HttpRoute) -> bool:
         replayable = req.framing is Framing.NONE and (
@@ -638,13 +662,18 @@ class _ClientConn(asyncio.Protocol):
             rest = bytes(self.buf)
             self.buf.clear()
             self.pauses.clear()
-            await splice(
-                self.transport,
-                up.transport,
-                a_pending=rest,
-                b_pending=self.upgrade_pending,
-                a_ended=self.eof,
-            )
+            try:
+                sent, received = await splice(
+                    self.transport,
+                    up.transport,
+                    a_pending=rest,
+                    b_pending=self.upgrade_pending,
+                    a_ended=self.eof,
+                )
+                up.sent += sent
+                up.received += received
+            finally:
+                up._uncount()
             return False
         up.close()
         if outcome is _Outcome.ABORT or self.resp is not None or self.lost:
@@ -677,7 +706,7 @@ class _ClientConn(asyncio.Protocol):
         if self.write_paused:
             up.transport.pause_reading()
         route = up.route
-        up.transport.write(
+        up.write(
             upstream_request_head(
                 req, self.peer[0], rewrite_host=route.rewrite_host, set_headers=route.headers
             )
@@ -732,9 +761,9 @@ class _ClientConn(asyncio.Protocol):
             self._finish(_Outcome.ABORT)
             return
         if n == len(data):
-            up.transport.write(data)
+            up.write(data)
         elif n:
-            up.transport.write(memoryview(data)[:n])
+            up.write(memoryview(data)[:n])
         if body.done:
             if n < len(data):
                 self.buf += memoryview(data)[n:]

@@ -147,6 +147,12 @@ def test_vhost_http_shares_bind_port(pyfrp: Pyfrp) -> None:
         assert (resp.status, resp.body) == (200, body)
         missing = http_call("GET", f"http://{HOST}:{bind}/", headers={"Host": "nobody.example"})
         assert missing.status == 404
+        # The pooled work connection's traffic is counted when it closes (frpc leaves).
+        frpc.stop()
+        web_url = f"http://{HOST}:{web}/api/proxy/http/web"
+        info = wait_json(web_url, None, lambda j: j["todayTrafficOut"] > len(body))
+        assert info["todayTrafficIn"] > len("GET / HTTP/1.1\r\n")
+        assert info["curConns"] == 0
     info = http_call("GET", f"http://{HOST}:{web}/api/serverinfo").json()
     assert (info["bindPort"], info["vhostHTTPPort"]) == (bind, bind)
 

@@ -21,6 +21,8 @@ class DirectOpener:
     def __init__(self, port: int) -> None:
         self.port = port
         self.opened = 0
+        self.in_use = 0
+        self.traffic = (0, 0)
 
     async def open_work_conn(
         self, src: tuple[str, int], dst: tuple[str, int] = ("", 0)
@@ -29,6 +31,13 @@ class DirectOpener:
         t, held = await loop.create_connection(HoldProtocol, "127.0.0.1", self.port)
         self.opened += 1
         return WorkConn(t, held.take(), held.ended)
+
+    def conn_opened(self) -> None:
+        self.in_use += 1
+
+    def conn_closed(self, bytes_in: int, bytes_out: int) -> None:
+        self.in_use -= 1
+        self.traffic = (self.traffic[0] + bytes_in, self.traffic[1] + bytes_out)
 
 
 async def start(
@@ -81,6 +90,14 @@ async def test_retry_on_stale_pooled_connection_and_response_headers() -> None:
             assert b"SAMEORIGIN" not in head
             assert body == b"ok"
         assert opener.opened == 3  # each reuse failed and was retried on a new connection
+        # The dashboard's figures: the two closed upstreams carried a request head (in) and
+        # the 2-byte response with its head (out) each; the third is still in use.
+        assert opener.in_use == 1
+        sent, received = opener.traffic
+        assert sent > 2 * len(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        assert received == 2 * len(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Frame-Options: SAMEORIGIN\r\n\r\nok"
+        )
         w.close()
     finally:
         await vhost.close()

@@ -119,17 +119,22 @@ class Proxy:
             b_pending=work.pending,
             b_ended=work.ended,
         )
-        stats = self.res.stats
-        stats.conn_opened(self.name)
+        self.conn_opened()
         if joined.done:
-            stats.conn_closed(self.name, *joined.counts)
+            self.conn_closed(*joined.counts)
         else:
             self._joins.add(joined)
             joined.on_done = functools.partial(self._joined_done, joined)
 
     def _joined_done(self, joined: Joined) -> None:
         self._joins.discard(joined)
-        self.res.stats.conn_closed(self.name, *joined.counts)
+        self.conn_closed(*joined.counts)
+
+    def conn_opened(self) -> None:
+        self.res.stats.conn_opened(self.name)
+
+    def conn_closed(self, bytes_in: int, bytes_out: int) -> None:
+        self.res.stats.conn_closed(self.name, bytes_in, bytes_out)
 
     def drop_users(self) -> None:
         """Abort the user connections in flight and joined (the proxy is closing)."""
