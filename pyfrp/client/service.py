@@ -265,11 +265,9 @@ class Session:
         if proxy is None:
             return
         if msg.error:
-            proxy.running = False
             proxy.status, proxy.err = "start error", msg.error
             self.log.warning("[%s] start error: %s", name, msg.error)
         else:
-            proxy.running = True
             proxy.status, proxy.err, proxy.remote_addr = "running", "", msg.remote_addr
             self.log.info("[%s] start proxy success", name)
 
@@ -319,11 +317,14 @@ class Client:
         self.file_proxies = list(cfg.proxies)
         self.file_visitors = list(cfg.visitors)
         self.store: Store | None = Store(cfg.store_path) if cfg.store_path else None
-        if self.store is not None:
-            cfg.proxies = self.file_proxies + list(self.store.proxies.values())
-            cfg.visitors = self.file_visitors + list(self.store.visitors.values())
+        self._combine()
         self._stopping = False
         self._stopped = asyncio.Event()
+
+    def _combine(self) -> None:
+        store = self.store
+        self.cfg.proxies = self.file_proxies + list(store.proxies.values() if store else [])
+        self.cfg.visitors = self.file_visitors + list(store.visitors.values() if store else [])
 
     def apply(
         self, proxies: list[ProxyConfig] | None = None, visitors: list[VisitorConfig] | None = None
@@ -333,10 +334,7 @@ class Client:
             self.file_proxies = proxies
         if visitors is not None:
             self.file_visitors = visitors
-        stored_p = list(self.store.proxies.values()) if self.store is not None else []
-        stored_v = list(self.store.visitors.values()) if self.store is not None else []
-        self.cfg.proxies = self.file_proxies + stored_p
-        self.cfg.visitors = self.file_visitors + stored_v
+        self._combine()
         if self.session is not None:
             self.session.update(self.cfg.proxies, self.cfg.visitors)
 
@@ -398,13 +396,13 @@ class Client:
             await asyncio.wait({sessions, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
-            if not sessions.done():
-                sessions.cancel()
+            sessions.cancel()
+            await asyncio.gather(sessions, return_exceptions=True)
             if admin is not None:
                 await admin.web.close()
-        if sessions.done() and not sessions.cancelled():
-            return sessions.result()
-        return 0
+        if sessions.cancelled():  # stopped
+            return 0
+        return sessions.result()
 
     async def _keep_session(self) -> int:
         cfg = self.cfg

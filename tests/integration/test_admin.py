@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import HOST, Pyfrp, free_ports, wait_echo, wait_port_closed
+from tests.harness import HOST, Proc, Pyfrp, free_ports, wait_echo, wait_port_closed
 from tests.webclient import basic, http_call, wait_json
 
 FRPC = """\
@@ -175,3 +175,37 @@ def test_store_survives_restart(pyfrp: Pyfrp, echo: int, tmp_path: Path) -> None
     wait_port_closed(p3)
     assert json.loads(store.read_text()) == {}
     assert http_call("GET", f"{url}/tb", AUTH).status == 404
+
+
+def test_config_dir_runs_one_client_per_file(pyfrp: Pyfrp, echo: int, tmp_path: Path) -> None:
+    bind, p1, p2 = free_ports(3)
+    frps = pyfrp.frps(f"bindPort = {bind}\n", suffix=".toml")
+    frps.wait_port(bind)
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    for name, port in (("gpu1", p1), ("gpu2", p2)):
+        (conf / f"{name}.toml").write_text(
+            f'serverPort = {bind}\n[[proxies]]\nname = "{name}"\ntype = "tcp"\n'
+            f"localPort = {echo}\nremotePort = {port}\n"
+        )
+    frpc = Proc(
+        "pyfrpc-dir", [sys.executable, "-m", "pyfrp.client", "--config_dir", conf],
+        tmp_path / "dir.log", tmp_path,
+    )  # fmt: skip
+    try:
+        wait_echo(p1, proc=frpc)
+        wait_echo(p2, proc=frpc)
+        log = frpc.log()
+        assert f"start frpc service for config file [{conf / 'gpu1.toml'}]" in log
+        assert log.count("login to server success") == 2
+    finally:
+        assert frpc.stop() == 0
+    out = _cli("status", "-c", conf / "gpu1.toml", "--api-timeout", "2x")
+    assert (out.returncode, out.stderr) == (
+        1,
+        'command line: --api-timeout: invalid duration "2x"\n',
+    )
+    out = _cli("status", "-c", conf / "gpu1.toml")
+    assert (out.returncode, out.stdout) == (
+        1, "web server port should be set if you want to use this feature\n",
+    )  # fmt: skip

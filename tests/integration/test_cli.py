@@ -157,13 +157,13 @@ def _run(
 
 def test_verify_ok_and_warnings(tmp_path: Path) -> None:
     (tmp_path / "frpc.toml").write_text(
-        'serverAddr = "127.0.0.1"\nwebServer.port = 7400\n'
+        'serverAddr = "127.0.0.1"\nwebServer.pprofEnable = true\n'
         '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 22\nremotePort = 6000\n'
     )
     out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml")
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == (
-        "WARNING: frpc.toml:2: webServer.port: not supported yet, ignored\n"
+        "WARNING: frpc.toml:2: webServer.pprofEnable: not supported yet, ignored\n"
         "frpc: the configuration file frpc.toml syntax is ok\n"
     )
     (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\n")
@@ -175,7 +175,8 @@ def test_verify_ok_and_warnings(tmp_path: Path) -> None:
     out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml", "--strict_config")
     assert out.returncode == 1
     assert out.stderr == (
-        "frpc.toml:2: webServer.port: not supported yet by pyfrp (rejected by --strict_config)\n"
+        "frpc.toml:2: webServer.pprofEnable: not supported yet by pyfrp (rejected by "
+        "--strict_config)\n"
     )
 
 
@@ -281,7 +282,7 @@ def test_bad_server_flags_and_files_exit_1(tmp_path: Path) -> None:
 def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Path) -> None:
     (bind,) = free_ports(1)
     (tmp_path / "frps.toml").write_text(
-        f'bindAddr = "127.0.0.1"\nbindPort = {bind}\nenablePrometheus = true\n'
+        f'bindAddr = "127.0.0.1"\nbindPort = {bind}\nkcpBindPort = 7001\n'
         'log.to = "logs/frps.log"\nlog.maxDays = 2\n'
     )
     frps = Proc("pyfrps", [sys.executable, "-m", "pyfrp.server", "-c", "frps.toml"],
@@ -295,7 +296,7 @@ def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Pat
     finally:
         frps.stop()
     text = log.read_text()
-    assert text.count("enablePrometheus: not supported yet, ignored") == 1
+    assert text.count("kcpBindPort: not supported yet, ignored") == 1
     assert "[W] " in text
     assert "frps started successfully" in text
     assert "\x1b[" not in text
@@ -304,7 +305,7 @@ def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Pat
     out = _run(tmp_path, "pyfrp.server", "-c", "frps.toml", "--strict_config")
     assert out.returncode == 1
     assert out.stderr == (
-        "frps.toml:3: enablePrometheus: not supported yet by pyfrp (rejected by --strict_config)\n"
+        "frps.toml:3: kcpBindPort: not supported yet by pyfrp (rejected by --strict_config)\n"
     )
 
 

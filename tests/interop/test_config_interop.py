@@ -142,8 +142,8 @@ GOOD = {
     '[[proxies]]\nname = "m"\ntype = "tcpmux"\nmultiplexer = "httpconnect"\nlocalPort = 1\n'
     'customDomains = ["t"]\n[[proxies]]\nname = "x"\ntype = "xtcp"\nlocalPort = 1\n'
     '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n',
-    "additive.toml": 'webServer.port = 7400\n[[proxies]]\nname = "a"\ntype = "tcp"\n'
-    "localPort = 1\n",
+    "additive.toml": "webServer.port = 7400\nwebServer.pprofEnable = true\n"
+    '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 1\n',
     # go-ini ignores unknown keys, and numbers it cannot read (Go frp then uses the default),
     # and merges repeated sections: warnings in pyfrpc, not errors.
     "typo.ini": "[common]\nserver_prot = 7000\n",

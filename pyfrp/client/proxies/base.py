@@ -30,12 +30,16 @@ class ClientProxy:
         self.client = client
         self.host = host
         self.log = logger.child(cfg.name)
-        self.running = False  # frps accepted it (NewProxyResp without error)
         # What frpc's /api/status shows (client/proxy WorkingStatus): "wait start" until
         # NewProxyResp, then "running" or "start error" with frps's text.
         self.status = "wait start"
         self.err = ""
         self.remote_addr = ""
+
+    @property
+    def running(self) -> bool:
+        """frps accepted it (NewProxyResp without error)."""
+        return self.status == "running"
 
     def wrap(self, conn: MessageConn) -> tuple[asyncio.Transport, bytes, bool]:
         """The work connection with the proxy's encryption/compression stacked on it: the top
