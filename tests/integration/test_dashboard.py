@@ -3,17 +3,21 @@ dashboard page in a real browser, and vhost HTTP on the bind port."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.harness import HOST, Proc, Pyfrp, echo_roundtrip, free_ports, wait_echo
+from tests.vhost.backends import self_signed, tls_ask, tls_backend
 from tests.webclient import basic, http_call, wait_json
 
 FRPS = """\
@@ -188,7 +192,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-def test_dashboard_page_in_a_browser(pyfrp: Pyfrp, echo: int, tmp_path: os.PathLike[str]) -> None:
+def test_dashboard_page_in_a_browser(pyfrp: Pyfrp, echo: int, tmp_path: Path) -> None:
     """Headless Chromium loads the page from a live pyfrps: every proxy is listed with its type,
     status and traffic, and the traffic chart is drawn."""
     bind, web, remote = free_ports(3)
@@ -250,3 +254,39 @@ def test_api_shapes_match_frp(pyfrp: Pyfrp, echo: int) -> None:
          "heartbeatTimeout", "totalTrafficIn", "totalTrafficOut", "curConns", "clientCounts",
          "proxyTypeCount"]
     )  # fmt: skip
+
+
+def test_vhost_https_shares_bind_port(pyfrp: Pyfrp, tmp_path: Path) -> None:
+    """vhost_https_port = bind_port: a ClientHello (0x16) goes to the SNI router, so frpc speaks
+    TLS with frp's 0x17 first byte there (as frp requires)."""
+    (bind,) = free_ports(1)
+    frps = pyfrp.frps(f"[common]\nbind_port = {bind}\nvhost_https_port = {bind}\n")
+    frps.wait_port(bind)
+    with tls_backend(tmp_path, "lab") as local:
+        frpc = pyfrp.frpc(
+            f"[common]\nserver_port = {bind}\ndisable_custom_tls_first_byte = false\n"
+            f"[tls]\ntype = https\nlocal_port = {local}\ncustom_domains = secure.example.com\n"
+        )
+        frpc.wait_log(r"\[tls\] start proxy success")
+        assert tls_ask(bind, "secure.example.com") == "lab secure.example.com hello"
+
+
+def test_dashboard_over_tls(pyfrp: Pyfrp, tmp_path: Path) -> None:
+    bind, web = free_ports(2)
+    crt, key = self_signed(tmp_path, "localhost")
+    frps = pyfrp.frps(
+        f"bindPort = {bind}\nwebServer.port = {web}\n"
+        f'webServer.tls.certFile = "{crt}"\nwebServer.tls.keyFile = "{key}"\n',
+        suffix=".toml",
+    )
+    frps.wait_log("dashboard listen on")
+    ctx = ssl.create_default_context(cafile=str(crt))
+    ctx.check_hostname = False
+    with (
+        socket.create_connection((HOST, web), 10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert tls.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(http.client.RemoteDisconnected):  # plain HTTP gets no answer
+        http_call("GET", f"http://{HOST}:{web}/healthz")
