@@ -209,3 +209,30 @@ def test_config_dir_runs_one_client_per_file(pyfrp: Pyfrp, echo: int, tmp_path: 
     assert (out.returncode, out.stdout) == (
         1, "web server port should be set if you want to use this feature\n",
     )  # fmt: skip
+
+
+def test_reload_adds_and_removes_visitors(pyfrp: Pyfrp, echo: int) -> None:
+    bind, admin, visit = free_ports(3)
+    frps = pyfrp.frps(f"bindPort = {bind}\n", suffix=".toml")
+    frps.wait_port(bind)
+    server = pyfrp.frpc(
+        f'serverPort = {bind}\n[[proxies]]\nname = "db"\ntype = "stcp"\nsecretKey = "k"\n'
+        f"localPort = {echo}\n",
+        suffix=".toml",
+    )
+    server.wait_log(r"\[db\] start proxy success")
+    base = f"serverPort = {bind}\nwebServer.port = {admin}\n"
+    visitor = pyfrp.frpc(base, suffix=".toml")
+    visitor.wait_log("login to server success")
+    assert visitor.config is not None
+    visitor.config.write_text(
+        base + f'[[visitors]]\nname = "db-v"\ntype = "stcp"\nserverName = "db"\n'
+        f'secretKey = "k"\nbindPort = {visit}\n'
+    )
+    assert http_call("GET", f"http://{HOST}:{admin}/api/reload").status == 200
+    wait_echo(visit, proc=visitor)
+    assert "visitor added: [db-v]" in visitor.log()
+    visitor.config.write_text(base)
+    assert http_call("GET", f"http://{HOST}:{admin}/api/reload").status == 200
+    wait_port_closed(visit)
+    assert "visitor removed: [db-v]" in visitor.log()
