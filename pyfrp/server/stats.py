@@ -163,12 +163,13 @@ class Stats:
         self.add_traffic(name, bytes_in, bytes_out)
 
     def add_traffic(self, name: str, bytes_in: int, bytes_out: int) -> None:
-        self.traffic_in.add(bytes_in)
-        self.traffic_out.add(bytes_out)
+        today = dt.date.today()  # once: it is most of the cost
+        self.traffic_in.add(bytes_in, today)
+        self.traffic_out.add(bytes_out, today)
         ps = self.proxies.get(name)
         if ps is not None:
-            ps.traffic_in.add(bytes_in)
-            ps.traffic_out.add(bytes_out)
+            ps.traffic_in.add(bytes_in, today)
+            ps.traffic_out.add(bytes_out, today)
 
     def clear_offline(self, kept: dt.timedelta = dt.timedelta(0)) -> tuple[int, int]:
         """Forget proxies offline for longer than ``kept``: (how many, of how many)."""
