@@ -176,7 +176,7 @@ class Admin:
     async def _parse(self, kind: str, request: web.Request, path_name: str) -> Any:
         """A ProxyDefinition / VisitorDefinition body: name, type, and exactly one block named
         by the type holding the rest (client/http/model)."""
-        what = "proxy" if kind == "proxies" else "visitor"
+        what = _what(kind)
         types = PROXY_TYPES if kind == "proxies" else VISITOR_TYPES
         try:
             payload = json.loads(await request.read())

@@ -46,8 +46,9 @@ def stop(cfg: ClientConfig, timeout: float) -> str:
 
 
 def _table(rows: list[list[str]]) -> list[str]:
+    """rodaine/table as frpc prints it: every column padded, two spaces after each."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return ["".join(c.ljust(w) + "  " for c, w in zip(r, widths, strict=True)) for r in rows]
 
 
 def status(cfg: ClientConfig, timeout: float) -> str:

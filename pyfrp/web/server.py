@@ -11,8 +11,6 @@ logged. The address defaults to 127.0.0.1 (``WebServerConfig.Complete``).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
 import json
 import logging
@@ -24,6 +22,7 @@ from aiohttp import web
 
 from pyfrp.config.model import WebServerConfig
 from pyfrp.net.listen import bind_socket
+from pyfrp.vhost.http import parse_basic
 
 log = logging.getLogger("pyfrp.web")
 
@@ -64,20 +63,8 @@ def api(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
     return handler
 
 
-def parse_basic_auth(header: str) -> tuple[str, str] | None:
-    prefix = "basic "
-    if header[: len(prefix)].lower() != prefix:
-        return None
-    try:
-        decoded = base64.b64decode(header[len(prefix) :], validate=True).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode())
 
 
 class WebServer:
@@ -122,7 +109,7 @@ class WebServer:
         cfg = self.cfg
         if not cfg.user and not cfg.password:
             return True
-        got = parse_basic_auth(request.headers.get("Authorization", ""))
+        got = parse_basic(request.headers.get("Authorization"))
         if got is None:
             return False
         # Both compared, always: the time taken says nothing about which one was wrong.

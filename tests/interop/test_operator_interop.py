@@ -163,6 +163,7 @@ def test_admin_commands_across(
     assert status.returncode == 0, status
     rows = [line.split() for line in status.stdout.splitlines()]
     assert ["ssh", "running", f"127.0.0.1:{echo}", f"0.0.0.0:{p1}"] in rows
+    assert _cli(running, "status", "-c", cfg).stdout == status.stdout  # byte for byte
     cfg.write_text(text.replace(f"remotePort = {p1}", f"remotePort = {p2}"))
     if running == "pyfrpc":
         assert frpc.config is not None

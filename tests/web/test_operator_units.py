@@ -1,5 +1,5 @@
 """The pure parts under the dashboard and admin API: frps's counters, the proxy conf Go frps
-shows, the v1 export of the model, and basic auth parsing."""
+shows, and the v1 export of the model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pyfrp.config.load import proxy_from_v1, visitor_from_v1
 from pyfrp.proto.msg import NewProxy
 from pyfrp.server.dashboard import proxy_conf
 from pyfrp.server.stats import DateCounter, Stats
-from pyfrp.web.server import parse_basic_auth
 
 
 def test_date_counter_keeps_seven_days_and_a_monotonic_total() -> None:
@@ -115,18 +114,3 @@ def test_visitor_export_round_trips() -> None:
          "keepTunnelOpen": True, "fallbackTo": "w"}, "t",
     )  # fmt: skip
     assert visitor_from_v1(visitor_to_v1(v), "t") == v
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("Basic YWRtaW46YWRtaW4=", ("admin", "admin")),
-        ("basic YWRtaW46YTpi", ("admin", "a:b")),  # only the first colon splits
-        ("Basic YWRtaW4=", None),  # no colon
-        ("Basic !!!", None),
-        ("Bearer YWRtaW46YWRtaW4=", None),
-        ("", None),
-    ],
-)
-def test_parse_basic_auth(header: str, expected: tuple[str, str] | None) -> None:
-    assert parse_basic_auth(header) == expected
