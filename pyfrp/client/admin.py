@@ -17,7 +17,7 @@ from pyfrp.config.export import proxy_to_v1, visitor_to_v1
 from pyfrp.config.load import load_client_config, proxy_from_v1, visitor_from_v1
 from pyfrp.config.model import PROXY_TYPES, VISITOR_TYPES, ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import ConfigError
-from pyfrp.web.server import HTTPError, WebServer, api
+from pyfrp.web.server import HTTPError, WebServer, api, serve_assets
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,8 @@ class Admin:
                 r.add_get(one, api(self._store(kind, self.store_get)))
                 r.add_put(one, api(self._store(kind, self.store_update)))
                 r.add_delete(one, api(self._store(kind, self.store_delete)))
-        r.add_get("/", self._index)
-
-    async def _index(self, request: web.Request) -> web.Response:
-        raise web.HTTPMovedPermanently("/static/")
+        if self.client.cfg.web.assets_dir:
+            serve_assets(app, self.client.cfg.web.assets_dir)
 
     # -- frpc's API
     async def reload(self, request: web.Request) -> None:

@@ -33,6 +33,7 @@ class WebServerConfig:
     password: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    assets_dir: str = ""  # serve this directory's UI (frp's own build) at /static/
 
 
 @dataclass(slots=True)

@@ -99,15 +99,14 @@ def _prefixed(prefix: str, table: dict[str, Opt]) -> dict[str, Opt]:
     return {f"{prefix}.{k}": v for k, v in table.items()}
 
 
-# The web server (frps dashboard, frpc admin API). Its own UI assets and Go's pprof only add
-# something: warnings.
+# The web server (frps dashboard, frpc admin API). Go's pprof only adds something: a warning.
 def _web_server(prefix: str) -> dict[str, Opt]:
     return {
         "webServer.addr": Opt(S, "web.addr", f"{prefix}_addr"),
         "webServer.port": Opt(P, "web.port", f"{prefix}_port"),
         "webServer.user": Opt(S, "web.user", f"{prefix}_user"),
         "webServer.password": Opt(S, "web.password", f"{prefix}_pwd"),
-        "webServer.assetsDir": Opt(S, ini="assets_dir", works=False, adds=True),
+        "webServer.assetsDir": Opt(S, "web.assets_dir", "assets_dir"),
         "webServer.pprofEnable": Opt(B, ini="pprof_enable", works=False, adds=True),
         "webServer.tls.certFile": Opt(S, "web.tls_cert_file"),
         "webServer.tls.keyFile": Opt(S, "web.tls_key_file"),

@@ -18,9 +18,10 @@ from aiohttp import web
 from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig, WebServerConfig
 from pyfrp.proto.msg import NewProxy
+from pyfrp.server.dashboard_v2 import DashboardV2
 from pyfrp.server.proxies import Proxy
 from pyfrp.server.stats import RESERVE_DAYS, ProxyStats, Stats
-from pyfrp.web.server import HTTPError, WebServer, api
+from pyfrp.web.server import HTTPError, WebServer, api, serve_assets
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,10 @@ class Dashboard:
         self._prometheus = prometheus
         self.web = WebServer(cfg, self._routes)
 
+    @property
+    def proxies(self) -> Mapping[str, Proxy]:
+        return self.server.proxies
+
     def _routes(self, app: web.Application) -> None:
         r = app.router
         if self._prometheus:
@@ -111,8 +116,12 @@ class Dashboard:
         r.add_get("/api/clients", api(self.clients))
         r.add_get("/api/clients/{key}", api(self.client))
         r.add_delete("/api/proxies", api(self.delete_proxies))
-        r.add_get("/", self._index)
-        r.add_get("/static/", self._index)
+        DashboardV2(self).routes(app)
+        if self.server.cfg.web.assets_dir:
+            serve_assets(app, self.server.cfg.web.assets_dir)
+        else:
+            r.add_get("/", self._index)
+            r.add_get("/static/", self._index)
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(text=_page(), content_type="text/html")
@@ -193,7 +202,7 @@ class Dashboard:
             "trafficOut": ps.traffic_out.last_days(RESERVE_DAYS),
         }
 
-    def _client_info(self, key: str) -> dict[str, Any]:
+    def client_info(self, key: str) -> dict[str, Any]:
         c = self.stats.clients[key]
         info: dict[str, Any] = {
             "key": c.key,
@@ -227,7 +236,7 @@ class Dashboard:
                 continue
             if (status == "online" and not c.online) or (status == "offline" and c.online):
                 continue
-            out.append(self._client_info(key))
+            out.append(self.client_info(key))
         out.sort(key=lambda i: (i["user"], i["clientID"], i["key"]))
         return out
 
@@ -235,7 +244,7 @@ class Dashboard:
         key = request.match_info["key"]
         if key not in self.stats.clients:
             raise HTTPError(404, f"client {key} not found")
-        return self._client_info(key)
+        return self.client_info(key)
 
     async def delete_proxies(self, request: web.Request) -> dict[str, Any]:
         if request.query.get("status") != "offline":

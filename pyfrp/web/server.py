@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,6 +62,35 @@ def api(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
         return json_response(result)
 
     return handler
+
+
+def api_v2(fn: Callable[[web.Request], Awaitable[Any]]) -> Handler:
+    """frp's MakeHTTPHandlerFuncV2: ``{"code", "msg", "data"}`` around the result or error."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            result = await fn(request)
+        except HTTPError as exc:
+            log.warning("http response [%s]: error: %s", request.path, exc)
+            return json_response({"code": exc.code, "msg": str(exc), "data": None}, exc.code)
+        return json_response({"code": 200, "msg": "success", "data": result})
+
+    return handler
+
+
+def serve_assets(app: web.Application, directory: str) -> None:
+    """frp's ``assetsDir``: a UI build (frp's own, say) at /static/, / redirecting there."""
+    index = os.path.join(directory, "index.html")
+
+    async def to_static(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("/static/")
+
+    async def index_page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(index)
+
+    app.router.add_get("/", to_static)
+    app.router.add_get("/static/", index_page)
+    app.router.add_static("/static/", directory)
 
 
 def _same(a: str, b: str) -> bool:

@@ -290,3 +290,54 @@ def test_dashboard_over_tls(pyfrp: Pyfrp, tmp_path: Path) -> None:
         assert tls.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
     with pytest.raises(http.client.RemoteDisconnected):  # plain HTTP gets no answer
         http_call("GET", f"http://{HOST}:{web}/healthz")
+
+
+def test_v2_api_pages_and_filters(pyfrp: Pyfrp, echo: int) -> None:
+    """frp 0.70's UI reads /api/v2: paged lists, filters, and its {code, msg, data} wrapper."""
+    web, remote, _, _ = _start(pyfrp, echo)
+    url = f"http://{HOST}:{web}/api/v2"
+    page = http_call("GET", f"{url}/proxies?type=tcp&q=SSH", AUTH).json()
+    assert (page["code"], page["msg"]) == (200, "success")
+    (item,) = page["data"]["items"]
+    assert item["spec"]["tcp"]["remotePort"] == remote
+    assert item["spec"]["tcp"]["annotations"] == {"lab/owner": "alice"}
+    assert item["status"]["phase"] == "online"
+    empty = http_call("GET", f"{url}/proxies?status=offline", AUTH).json()["data"]
+    assert (empty["total"], empty["items"]) == (0, [])
+    second = http_call("GET", f"{url}/proxies?page=2&pageSize=1", AUTH).json()["data"]
+    assert (second["total"], second["page"], second["pageSize"], second["items"]) == (1, 2, 1, [])
+    bad = http_call("GET", f"{url}/proxies?pageSize=201", AUTH)
+    assert (bad.status, bad.json()) == (
+        400, {"code": 400, "msg": "pageSize must be between 1 and 200", "data": None},
+    )  # fmt: skip
+    (client,) = http_call("GET", f"{url}/clients", AUTH).json()["data"]["items"]
+    detail = http_call("GET", f"{url}/clients/{client['key']}", AUTH).json()["data"]
+    assert detail["status"] == {"phase": "online", "curConns": 0, "proxyCount": 1}
+    traffic = http_call("GET", f"{url}/proxies/ssh/traffic", AUTH).json()["data"]
+    assert [p["date"] for p in traffic["history"]][-1] == time.strftime("%Y-%m-%d")
+    info = http_call("GET", f"{url}/system/info", AUTH).json()["data"]
+    assert info["status"]["clientCounts"] == 1
+    assert info["config"]["tlsForce"] is False
+    prune = http_call("POST", f"{url}/system/prune?type=offline_proxies", AUTH).json()["data"]
+    assert prune == {"type": "offline_proxies", "cleared": 0, "total": 1}
+
+
+def test_assets_dir_serves_a_ui_build(pyfrp: Pyfrp, tmp_path: Path) -> None:
+    """``webServer.assetsDir`` (frp's own UI build, say) at /static/, with / redirecting there."""
+    assets = tmp_path / "ui"
+    (assets / "assets").mkdir(parents=True)
+    (assets / "index.html").write_text("<title>frp UI</title>")
+    (assets / "assets" / "app.js").write_text("console.log(1)")
+    bind, web = free_ports(2)
+    frps = pyfrp.frps(
+        f'bindPort = {bind}\nwebServer.port = {web}\nwebServer.assetsDir = "{assets}"\n'
+        'webServer.user = "u"\nwebServer.password = "p"\n',
+        suffix=".toml",
+    )
+    frps.wait_log("dashboard listen on")
+    url = f"http://{HOST}:{web}"
+    auth = basic("u", "p")
+    assert http_call("GET", f"{url}/static/", auth).text == "<title>frp UI</title>"
+    assert http_call("GET", f"{url}/static/assets/app.js", auth).text == "console.log(1)"
+    assert http_call("GET", f"{url}/static/assets/app.js").status == 401
+    assert http_call("GET", f"{url}/static/../frps-1.toml", auth).status in (403, 404)

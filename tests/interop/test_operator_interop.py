@@ -50,7 +50,10 @@ subdomain = "jupyter"
 AUTH = basic("admin", "pw")
 # What differs between two runs of anything: clocks, ids, the peer's port.
 VOLATILE = {"lastStartTime", "lastCloseTime", "clientID", "runID", "key", "firstConnectedAt",
-            "lastConnectedAt", "hostname", "version"}  # fmt: skip
+            "lastConnectedAt", "hostname", "version", "lastStartAt", "lastCloseAt"}  # fmt: skip
+V2 = ("users", "system/info", "clients", "proxies", "proxies?type=tcp&q=alice&status=online",
+      "proxies/ssh", "proxies/ssh/traffic", "proxies?pageSize=500", "proxies?type=nope",
+      "proxies/nope")  # fmt: skip
 
 
 def _scrub(value: Any) -> Any:
@@ -84,6 +87,7 @@ def _run(pyfrp: Pyfrp, tmp: Path, server: str, client: str, echo: int) -> dict[s
         "clients": http_call("GET", f"{url}/api/clients", AUTH).json(),
         "missing": http_call("GET", f"{url}/api/proxy/tcp/nope", AUTH).json(),
         "unauthorized": http_call("GET", f"{url}/api/serverinfo").status,
+        **{v2: http_call("GET", f"{url}/api/v2/{v2}", AUTH).json() for v2 in V2},
         "status": wait_json(
             f"http://{HOST}:{admin}/api/status", None, lambda j: len(j.get("http", [])) == 1
         ),
@@ -116,9 +120,12 @@ def test_dashboard_json_matches_go_frps(
 ) -> None:
     go = _run(pyfrp, tmp_path, "frps-native", client, echo)
     py = _run(pyfrp, tmp_path, "pyfrps", client, echo)
-    for key in ("serverinfo", "tcp", "http", "byname", "clients", "missing", "unauthorized"):
+    for key in ("serverinfo", "tcp", "http", "byname", "clients", "missing", "unauthorized", *V2):
         if key == "serverinfo":
             go[key].pop("allowPortsStr"), py[key].pop("allowPortsStr")  # the range differs
+        if key == "system/info":
+            go[key]["data"]["config"].pop("allowPortsStr")
+            py[key]["data"]["config"].pop("allowPortsStr")
         assert py[key] == go[key], key
 
 
