@@ -102,15 +102,20 @@ async def _wait_readable(sock: socket.socket, seconds: float) -> bool:
 
 
 async def _peek(conn: socket.socket, n: int, seconds: float) -> bytes:
-    """The first ``n`` bytes (fewer if the peer ends or stays silent), left unread."""
+    """The first ``n`` bytes (fewer if the peer ends or stays silent), left unread.
+
+    Polled: the socket stays readable while peeked bytes sit in it. The pause doubles up to
+    0.1 s, so a peer that sends one byte and stalls costs ~100 wake-ups, not thousands."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    pause = 0.001
     while True:
         data = conn.recv(n, socket.MSG_PEEK)
         left = deadline - loop.time()
         if len(data) >= n or not data or left <= 0:
             return data
-        await asyncio.sleep(min(0.005, left))
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.1)
 
 
 class FrpListener:

@@ -151,6 +151,12 @@ def test_vhost_http_shares_bind_port(pyfrp: Pyfrp) -> None:
         assert (resp.status, resp.body) == (200, body)
         missing = http_call("GET", f"http://{HOST}:{bind}/", headers={"Host": "nobody.example"})
         assert missing.status == 404
+        # A request whose method arrives a byte at a time is still told from frp's own traffic.
+        with socket.create_connection((HOST, bind), 10) as slow:
+            slow.sendall(b"G")
+            time.sleep(0.3)
+            slow.sendall(b"ET / HTTP/1.1\r\nHost: lab.example\r\nConnection: close\r\n\r\n")
+            assert slow.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
         # The pooled work connection's traffic is counted when it closes (frpc leaves).
         frpc.stop()
         web_url = f"http://{HOST}:{web}/api/proxy/http/web"
