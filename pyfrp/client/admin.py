@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,12 +62,12 @@ class Admin:
         r.add_get("/api/visitor/{name}/config", api(self.visitor_config))
         if self.client.store is not None:
             for kind in ("proxies", "visitors"):
-                r.add_get(f"/api/store/{kind}", api(self._store(kind, self.store_list)))
-                r.add_post(f"/api/store/{kind}", api(self._store(kind, self.store_create)))
+                r.add_get(f"/api/store/{kind}", api(partial(self.store_list, kind)))
+                r.add_post(f"/api/store/{kind}", api(partial(self.store_create, kind)))
                 one = f"/api/store/{kind}/{{name}}"
-                r.add_get(one, api(self._store(kind, self.store_get)))
-                r.add_put(one, api(self._store(kind, self.store_update)))
-                r.add_delete(one, api(self._store(kind, self.store_delete)))
+                r.add_get(one, api(partial(self.store_get, kind)))
+                r.add_put(one, api(partial(self.store_update, kind)))
+                r.add_delete(one, api(partial(self.store_delete, kind)))
         if self.client.cfg.web.assets_dir:
             serve_assets(app, self.client.cfg.web.assets_dir)
 
@@ -159,12 +160,6 @@ class Admin:
             for name in names:
                 if name in stored:
                     raise HTTPError(409, f'conflict: {what} "{name}" is both in the file and store')
-
-    def _store(self, kind: str, fn: Any) -> Any:
-        async def handler(request: web.Request) -> Any:
-            return await fn(kind, request)
-
-        return handler
 
     def _table(self, kind: str) -> dict[str, Any]:
         store = self.client.store
