@@ -5,6 +5,9 @@ the other side's admin server."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +187,52 @@ def test_admin_commands_across(
     assert (stop.returncode, stop.stdout) == (0, "stop success\n")
     assert frpc.p.wait(10) == 0
     frpc.stop()  # closes its log
+
+
+FRP_UI = Path(os.environ.get("FRP_UI_DIST") or Path.home() / ".cache/frp-native/ui/frps")
+CHROMIUM = shutil.which("chromium")
+
+
+def _dom(url: str, profile: Path) -> str:
+    assert CHROMIUM is not None
+    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=6000",
+            f"--user-data-dir={profile}", "--dump-dom", url]  # fmt: skip
+    html = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=True).stdout
+    return " ".join(re.sub(r"<[^>]*>", " ", html).split())
+
+
+@pytest.mark.skipif(
+    not (FRP_UI / "index.html").exists() or CHROMIUM is None,
+    reason="frp's own UI not built (bash tests/interop/build_frp_ui.sh) or no chromium",
+)
+def test_frps_own_ui_runs_on_pyfrps(pyfrp: Pyfrp, tmp_path: Path, echo: int) -> None:
+    """frp 0.70.1's Vue dashboard, served by pyfrps (webServer.assetsDir) and driven by its
+    /api/v2, shows Go frpc's proxies in a real browser."""
+    bind, vhost, web, admin, remote = free_ports(5)
+    frps = pyfrp.frps(
+        f'bindPort = {bind}\nvhostHTTPPort = {vhost}\nsubDomainHost = "lab.example"\n'
+        f'webServer.port = {web}\nwebServer.assetsDir = "{FRP_UI}"\n',
+        suffix=".toml",
+    )
+    frps.wait_port(web)
+    frpc = start_any(
+        pyfrp, tmp_path, "frpc-native",
+        FRPC.format(bind=bind, admin=admin, local=echo, remote=remote), tag="ui", suffix=".toml",
+    )  # fmt: skip
+    try:
+        wait_echo(remote, proc=frpc)
+        wait_json(f"http://{HOST}:{web}/api/proxy/http", None, lambda j: len(j["proxies"]) == 1)
+        overview = _dom(f"http://{HOST}:{web}/static/", tmp_path / "chrome")
+        assert f"Bind Port {bind}" in overview
+        assert f"HTTP Port {vhost}" in overview
+        assert "Subdomain Host lab.example" in overview
+        proxies = _dom(f"http://{HOST}:{web}/static/#/proxies", tmp_path / "chrome")
+        assert f"ssh TCP Port: {remote}" in proxies
+        assert "jupyter HTTP" in proxies
+        assert "Total 2" in proxies
+        detail = _dom(f"http://{HOST}:{web}/static/#/proxy/ssh", tmp_path / "chrome")
+        assert "Encryption Enabled" in detail
+        assert "lab/owner: alice" in detail
+    finally:
+        frpc.stop()
+    assert "/api/v2/proxies" in frps.log()
