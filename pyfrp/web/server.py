@@ -88,7 +88,11 @@ def serve_assets(app: web.Application, directory: str) -> None:
     async def index_page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(index)
 
+    async def favicon(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(os.path.join(directory, "favicon.ico"))
+
     app.router.add_get("/", to_static)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/static/", index_page)
     app.router.add_static("/static/", directory)
 

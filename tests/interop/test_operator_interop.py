@@ -5,6 +5,7 @@ the other side's admin server."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -189,7 +190,7 @@ def test_admin_commands_across(
     frpc.stop()  # closes its log
 
 
-FRP_UI = Path(os.environ.get("FRP_UI_DIST") or Path.home() / ".cache/frp-native/ui/frps")
+FRP_UI = Path(os.environ.get("FRP_UI_DIR") or Path.home() / ".cache/frp-native/ui")
 CHROMIUM = shutil.which("chromium")
 
 
@@ -201,17 +202,20 @@ def _dom(url: str, profile: Path) -> str:
     return " ".join(re.sub(r"<[^>]*>", " ", html).split())
 
 
-@pytest.mark.skipif(
-    not (FRP_UI / "index.html").exists() or CHROMIUM is None,
-    reason="frp's own UI not built (bash tests/interop/build_frp_ui.sh) or no chromium",
+needs_ui = pytest.mark.skipif(
+    not (FRP_UI / "frpc" / "index.html").exists() or CHROMIUM is None,
+    reason="frp's own UIs not built (bash tests/interop/build_frp_ui.sh) or no chromium",
 )
+
+
+@needs_ui
 def test_frps_own_ui_runs_on_pyfrps(pyfrp: Pyfrp, tmp_path: Path, echo: int) -> None:
     """frp 0.70.1's Vue dashboard, served by pyfrps (webServer.assetsDir) and driven by its
     /api/v2, shows Go frpc's proxies in a real browser."""
     bind, vhost, web, admin, remote = free_ports(5)
     frps = pyfrp.frps(
         f'bindPort = {bind}\nvhostHTTPPort = {vhost}\nsubDomainHost = "lab.example"\n'
-        f'webServer.port = {web}\nwebServer.assetsDir = "{FRP_UI}"\n',
+        f'webServer.port = {web}\nwebServer.assetsDir = "{FRP_UI / "frps"}"\n',
         suffix=".toml",
     )
     frps.wait_port(web)
@@ -236,3 +240,32 @@ def test_frps_own_ui_runs_on_pyfrps(pyfrp: Pyfrp, tmp_path: Path, echo: int) -> 
     finally:
         frpc.stop()
     assert "/api/v2/proxies" in frps.log()
+
+
+@needs_ui
+def test_frpc_own_ui_runs_on_pyfrpc(pyfrp: Pyfrp, tmp_path: Path, echo: int) -> None:
+    """frp 0.70.1's frpc admin UI, served by pyfrpc, lists the file's and the store's proxies
+    with their state, and its config page shows the file."""
+    bind, admin, p1, p2 = free_ports(4)
+    frps = start_any(pyfrp, tmp_path, "frps-native", f"bindPort = {bind}\n", suffix=".toml")
+    frps.wait_port(bind)
+    frpc = pyfrp.frpc(
+        f"serverPort = {bind}\nwebServer.port = {admin}\n"
+        f'webServer.assetsDir = "{FRP_UI / "frpc"}"\nstore.path = "{tmp_path / "store.json"}"\n'
+        f'[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = {echo}\nremotePort = {p1}\n',
+        suffix=".toml",
+    )
+    try:
+        wait_echo(p1, proc=frpc)
+        body = {"name": "tb", "type": "tcp", "tcp": {"localPort": echo, "remotePort": p2}}
+        url = f"http://{HOST}:{admin}/api/store/proxies"
+        made = http_call("POST", url, None, json.dumps(body).encode())
+        assert made.status == 200
+        wait_echo(p2, proc=frpc)
+        page = _dom(f"http://{HOST}:{admin}/static/#/proxies", tmp_path / "chrome")
+        assert f"ssh TCP running 0.0.0.0:{p1} → 127.0.0.1:{echo} config" in page
+        assert f"tb TCP running 0.0.0.0:{p2} → 127.0.0.1:{echo} store" in page
+        detail = _dom(f"http://{HOST}:{admin}/static/#/proxies/detail/tb", tmp_path / "chrome")
+        assert "Source: store" in detail
+    finally:
+        frps.stop()
