@@ -90,6 +90,7 @@ class ProxyConfig:
     use_compression: bool = False
     bandwidth_limit: str = ""  # "" or e.g. "1MB", "100KB"
     bandwidth_limit_mode: str = "client"  # client or server
+    proxy_protocol_version: str = ""  # "", "v1", "v2": a PROXY header to the local service
     group: str = ""
     group_key: str = ""
     custom_domains: list[str] = field(default_factory=list)  # http, https, tcpmux

@@ -311,7 +311,7 @@ PROXY_BASE: dict[str, Opt] = {
         S, "bandwidth_limit_mode", "bandwidth_limit_mode", choices=("client", "server")
     ),
     "transport.proxyProtocolVersion": Opt(
-        S, ini="proxy_protocol_version", choices=("", "v1", "v2"), works=False
+        S, "proxy_protocol_version", "proxy_protocol_version", choices=("", "v1", "v2")
     ),
     "metadatas": Opt(M, "metas"),
     "loadBalancer.group": Opt(S, "group", "group"),

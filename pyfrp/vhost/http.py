@@ -19,8 +19,9 @@ idle keep-alive connection has none, as in Go. ``response_timeout`` (vhost_http_
 from the end of the request body to the response head and answers 504.
 
 Answers frps makes itself: 404 with frp's page (or custom_404_page) when no route matches, 401 or
-407 with ``Basic realm="Restricted"``, 400/431/501/505 for bad heads, 502 when the work
-connection or the local service fails before a response head (frp answers 404 there), and 504.
+407 with ``Basic realm="Restricted"``, 400/431/501/505 for bad heads, 404 with that page too
+when the work connection or the local service fails before a response head (frp's
+ErrorHandler), and 504.
 """
 
 from __future__ import annotations
@@ -646,7 +647,9 @@ class _ClientConn(asyncio.Protocol):
     def _gateway_error(self, status: int, *, close: bool) -> bytes:
         if status == 504:  # frp writes the bare status
             return simple_response(504, close=close)
-        return simple_response(status, f"{REASONS[status]}\n".encode(), close=close)
+        # frp's ErrorHandler: any other failure of the upstream is its 404 page.
+        page = self.server.not_found_page()
+        return simple_response(404, page, content_type="text/html; charset=utf-8", close=close)
 
     async def _after(self, req: Request, up: _Upstream, outcome: _Outcome) -> bool:
         body_done = self.body is None or self.body.done

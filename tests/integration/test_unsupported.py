@@ -13,9 +13,9 @@ def test_unsupported_proxy_setting_is_an_error(pyfrp: Pyfrp, echo: int) -> None:
     frpc = pyfrp.frpc(
         f"[common]\nserver_addr = 127.0.0.1\nserver_port = {bind}\n"
         f"[pp]\ntype = tcp\nlocal_port = 22\nremote_port = {other}\n"
-        "proxy_protocol_version = v2\n"
+        "health_check_type = tcp\n"
         f"[e]\ntype = tcp\nlocal_port = {echo}\nremote_port = {remote}\n"
     )
     assert frpc.p.wait(30) == 1
-    assert "[pp] proxy_protocol_version: not supported yet by pyfrp" in frpc.log()
+    assert "[pp] health_check_type: not supported yet by pyfrp" in frpc.log()
     assert "client login" not in frps.log()

@@ -21,6 +21,7 @@ from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import Ping, StartWorkConn, UDPAddr, UDPPacket
+from pyfrp.proto.proxyproto import header
 
 HEARTBEAT = 30.0
 LOCAL_IDLE = 30.0
@@ -80,6 +81,9 @@ class UdpForwarder:
             local = self._open(key, user)
             if local is None:
                 return
+            version = self.proxy.cfg.proxy_protocol_version
+            if version:  # before the first datagram of each user (frp's udp.Forwarder)
+                data = header(version, (user.ip, user.port), self.local_addr[1], udp=True) + data
         local.last = time.monotonic()
         try:
             local.sock.send(data)
