@@ -585,10 +585,6 @@ def build_proxy(s: Settings, notices: Notices) -> ProxyConfig:
         raise ConfigError(
             f"{s.at('healthCheck.path')}: missing: health check path should not be empty"
         )
-    if p.bandwidth_limit and p.bandwidth_limit_mode == "client":
-        notices.unsupported(
-            "bandwidth", s.at("transport.bandwidthLimit"), "client-side bandwidth limit"
-        )
     return p
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from pyfrp.net.layer import CompressLayer, CryptoLayer, Layer
+from pyfrp.net.ratelimit import RateLayer, TokenBucket
 from pyfrp.proto.crypto import derive_key
 
 
@@ -19,13 +20,18 @@ def wrap_work_transport(
     token: str,
     use_encryption: bool,
     use_compression: bool,
+    bucket: TokenBucket | None = None,
 ) -> tuple[asyncio.Transport, bytes]:
     """Stack the proxy's layers on ``transport``; returns the top transport and ``pending`` decoded.
+    ``bucket`` (a bandwidth limit) meters the bytes on the wire, below the other layers.
 
     The caller must give the top transport a protocol before control returns to the loop.
     """
     layers: list[Layer] = []
     top = transport
+    if bucket is not None:
+        layers.append(RateLayer(top, bucket))
+        top = layers[-1]
     if use_encryption:
         layers.append(CryptoLayer(top, derive_key(token)))
         top = layers[-1]

@@ -352,12 +352,9 @@ class Server:
         ptype = msg.proxy_type or "tcp"
         if name in self.proxies:
             raise PortError(f"proxy [{name}] already exists")
-        # Load balancing and server-side limits change where and how fast traffic goes: refuse
-        # them rather than run the proxy without them.
+        # Load balancing changes where traffic goes: refuse it rather than run the proxy alone.
         if msg.group:
             raise PortError(f"proxy group [{msg.group}] is not supported by pyfrps yet")
-        if msg.bandwidth_limit and msg.bandwidth_limit_mode == "server":
-            raise PortError("server-side bandwidth limit is not supported by pyfrps yet")
         cls = PROXY_TYPES.get(ptype)
         if cls is None:
             raise PortError(f"proxy type [{ptype}] is not supported by pyfrps yet")

@@ -12,6 +12,7 @@ from pyfrp.client.nathole import ControlChannel
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.ratelimit import bucket_for
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import StartWorkConn
 
@@ -35,6 +36,9 @@ class ClientProxy:
         self.status = "wait start"
         self.err = ""
         self.remote_addr = ""
+        # transport.bandwidthLimit with the default mode: frpc meters it, all connections alike
+        client_side = cfg.bandwidth_limit_mode != "server"
+        self.bucket = bucket_for(cfg.bandwidth_limit) if client_side else None
 
     @property
     def running(self) -> bool:
@@ -51,6 +55,7 @@ class ClientProxy:
             token=self.client.token,
             use_encryption=self.cfg.use_encryption,
             use_compression=self.cfg.use_compression,
+            bucket=self.bucket,
         )
         return top, pending, ended
 

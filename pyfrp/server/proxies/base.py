@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from pyfrp.config.model import ServerConfig
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.net.ratelimit import bucket_for
 from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
@@ -95,6 +96,9 @@ class Proxy:
         self.log = PrefixLogger(log, host.run_id, self.name)
         self._tasks: set[asyncio.Task[None]] = set()
         self._joins: set[Joined] = set()
+        # bandwidthLimitMode = "server": frps meters the proxy's work connections
+        server_side = msg.bandwidth_limit_mode == "server"
+        self.bucket = bucket_for(msg.bandwidth_limit) if server_side else None
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -159,6 +163,7 @@ class Proxy:
             token=self.res.cfg.token,
             use_encryption=self.msg.use_encryption,
             use_compression=self.msg.use_compression,
+            bucket=self.bucket,
         )
         return WorkConn(top, pending, ended)
 
