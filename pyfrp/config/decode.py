@@ -32,6 +32,7 @@ from pyfrp.config.model import (
     PROXY_TYPES,
     VISITOR_TYPES,
     ClientConfig,
+    HttpPluginConfig,
     ProxyConfig,
     ServerConfig,
     VisitorConfig,
@@ -504,6 +505,16 @@ def build_server(s: Settings, notices: Notices) -> ServerConfig:
     cfg = ServerConfig()
     apply(s, schema.SERVER, cfg, notices, "server")
     _token_source(s, "auth.tokenSource", cfg, notices)
+    for item in s.values.get("httpPlugins") or []:
+        cfg.http_plugins.append(
+            HttpPluginConfig(
+                name=item.get("name", ""),
+                addr=item.get("addr", ""),
+                path=item.get("path", ""),
+                ops=list(item.get("ops") or []),
+                tls_verify=bool(item.get("tlsVerify", False)),
+            )
+        )
     return cfg
 
 

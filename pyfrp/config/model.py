@@ -37,6 +37,17 @@ class WebServerConfig:
 
 
 @dataclass(slots=True)
+class HttpPluginConfig:
+    """One ``[[httpPlugins]]`` (INI ``[plugin.NAME]``): a webhook frps asks about ``ops``."""
+
+    name: str
+    addr: str = ""
+    path: str = ""
+    ops: list[str] = field(default_factory=list)
+    tls_verify: bool = False
+
+
+@dataclass(slots=True)
 class ServerConfig:
     bind_addr: str = "0.0.0.0"
     bind_port: int = 7000
@@ -65,6 +76,7 @@ class ServerConfig:
     detailed_errors_to_client: bool = True
     nathole_analysis_data_reserve_hours: int = 7 * 24
     enable_prometheus: bool = False
+    http_plugins: list[HttpPluginConfig] = field(default_factory=list)
     web: WebServerConfig = field(default_factory=WebServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

@@ -180,7 +180,6 @@ SERVER: dict[str, Opt] = {
     "allowPorts": Opt(Kind.PORT_RANGES, "allow_ports", "allow_ports"),
     "httpPlugins": Opt(
         Kind.TABLES,
-        works=False,
         item={
             "name": Opt(S),
             "addr": Opt(S, ini="addr"),

@@ -28,6 +28,7 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.nathole import NatHoleController
+from pyfrp.server.plugins import PluginManager, PluginRejected, UserInfo
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies import Proxy
 
@@ -41,6 +42,9 @@ class ControlService(Protocol):
 
     @property
     def nathole(self) -> NatHoleController: ...
+
+    @property
+    def plugins(self) -> PluginManager | None: ...
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy: ...
 
@@ -87,8 +91,7 @@ class Control:
                 elif isinstance(msg, CloseProxy):
                     await self._close_proxy(msg.proxy_name)
                 elif isinstance(msg, Ping):
-                    self.last_ping = time.monotonic()
-                    self.conn.send(Pong())
+                    await self._ping(msg)
                 elif isinstance(msg, NatHoleVisitor):
                     nathole = self.service.nathole.handle_visitor(msg, self.conn.send, self.user)
                     task = asyncio.get_running_loop().create_task(nathole)
@@ -110,6 +113,24 @@ class Control:
             if checker is not None:
                 checker.cancel()
             await self._teardown()
+
+    async def _ping(self, msg: Ping) -> None:
+        plugins = self.service.plugins
+        if plugins is not None and plugins.handles("Ping"):
+            try:
+                await plugins.ping(self.user_info, msg)
+            except PluginRejected as exc:
+                self.log.warning("receive invalid ping: %s", exc)
+                detailed = self.service.cfg.detailed_errors_to_client
+                self.conn.send(Pong(error=str(exc) if detailed else "invalid ping"))
+                return
+        self.last_ping = time.monotonic()
+        self.conn.send(Pong())
+
+    @property
+    def user_info(self) -> UserInfo:
+        """Who this control is, as server plugins are told."""
+        return UserInfo(self.login.user, dict(self.login.metas), self.run_id)
 
     async def _heartbeat_check(self, limit: int) -> None:
         while True:
@@ -142,7 +163,13 @@ class Control:
     # -- proxies
     async def _new_proxy(self, msg: NewProxy) -> None:
         name = msg.proxy_name
+        plugins = self.service.plugins
         try:
+            if plugins is not None and plugins.handles("NewProxy"):
+                try:
+                    msg = await plugins.new_proxy(self.user_info, msg)
+                except PluginRejected as exc:
+                    raise PortError(str(exc)) from None
             proxy = await self.service.register_proxy(self, msg)
         except PortError as exc:
             err = str(exc)
@@ -163,6 +190,9 @@ class Control:
         self.service.unregister_proxy(name)
         await proxy.close()
         self.log.info("close proxy [%s] success", name)  # server/control.go, for every type
+        plugins = self.service.plugins
+        if plugins is not None and plugins.handles("CloseProxy"):
+            plugins.notify_close_proxy(self.user_info, name)
 
     @property
     def user(self) -> str:

@@ -28,6 +28,7 @@ from pyfrp.proto.msg import (
 )
 from pyfrp.server.control import Control
 from pyfrp.server.nathole import NatHoleController
+from pyfrp.server.plugins import PluginManager, PluginRejected
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
 from pyfrp.server.stats import OFFLINE_KEPT
@@ -152,6 +153,7 @@ class Server:
             nathole=NatHoleController(cfg.nathole_analysis_data_reserve_hours),
         )
         self.stats = self.res.stats
+        self.res.plugins = PluginManager(cfg.http_plugins) if cfg.http_plugins else None
         self.dashboard: Dashboard | None = None
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -160,6 +162,10 @@ class Server:
     @property
     def nathole(self) -> NatHoleController:
         return self.res.nathole
+
+    @property
+    def plugins(self) -> PluginManager | None:
+        return self.res.plugins
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -255,6 +261,8 @@ class Server:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.plugins is not None:
+            await self.plugins.close()
 
     def _protocol_factory(self) -> asyncio.BaseProtocol:
         if self.cfg.tcp_mux:
@@ -289,8 +297,17 @@ class Server:
             f"{peer[0]}:{peer[1]}" if peer else "?",
             login.version, login.hostname, login.os, login.arch,
         )  # fmt: skip
-        if not verify_privilege_key(self.cfg.token, login.timestamp, login.privilege_key):
+        err = ""
+        if self.plugins is not None and self.plugins.handles("Login"):
+            try:
+                login = await self.plugins.login(login, f"{peer[0]}:{peer[1]}" if peer else "")
+            except PluginRejected as exc:
+                err = str(exc)
+        if not err and not verify_privilege_key(
+            self.cfg.token, login.timestamp, login.privilege_key
+        ):
             err = "token in login doesn't match token from configuration"
+        if err:
             log.warning("register control error: %s", err)
             text = err if self.cfg.detailed_errors_to_client else "register control error"
             conn.send(LoginResp(version=FRP_VERSION, error=text))
@@ -321,6 +338,21 @@ class Server:
             err = f"no client control found for run id [{msg.run_id}]"
             log.warning("%s, closing work connection from %s", err, conn.peername)
             conn.send(StartWorkConn(error=err))
+            conn.close()
+            return
+        if self.plugins is not None and self.plugins.handles("NewWorkConn"):
+            self.spawn(self._checked_work_conn(ctl, conn, msg))
+        else:
+            ctl.add_work_conn(conn)
+
+    async def _checked_work_conn(self, ctl: Control, conn: MessageConn, msg: NewWorkConn) -> None:
+        assert self.plugins is not None
+        try:
+            await self.plugins.new_work_conn(ctl.user_info, msg)
+        except PluginRejected as exc:
+            log.warning("invalid NewWorkConn with run id [%s]", msg.run_id)
+            detailed = self.cfg.detailed_errors_to_client
+            conn.send(StartWorkConn(error=str(exc) if detailed else "invalid NewWorkConn"))
             conn.close()
             return
         ctl.add_work_conn(conn)

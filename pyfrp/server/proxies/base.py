@@ -22,6 +22,7 @@ from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
 from pyfrp.server.nathole import NatHoleController
+from pyfrp.server.plugins import PluginManager, PluginRejected, UserInfo
 from pyfrp.server.ports import PortManager
 from pyfrp.server.stats import Stats
 from pyfrp.vhost.conn import WorkConn
@@ -40,6 +41,11 @@ class ProxyHost(Protocol):
     @property
     def user(self) -> str:
         """The user its frpc logged in as."""
+        ...
+
+    @property
+    def user_info(self) -> UserInfo:
+        """Who it is, as server plugins are told."""
         ...
 
     def take_work_conn(self, start: StartWorkConn) -> MessageConn | None:
@@ -74,6 +80,7 @@ class Resources:
     udp_ports: PortManager
     nathole: NatHoleController
     stats: Stats = field(default_factory=Stats)
+    plugins: PluginManager | None = None
     vhost_http: VhostHttpServer | None = None
     vhost_https: VhostHttpsServer | None = None
     vhost_tcpmux: VhostTcpmuxServer | None = None
@@ -147,6 +154,24 @@ class Proxy:
         for j in list(self._joins):
             j.abort()
 
+    @property
+    def asks_plugins(self) -> bool:
+        """Server plugins want to hear of each user connection (NewUserConn; not for http)."""
+        plugins = self.res.plugins
+        return plugins is not None and self.kind != "http" and plugins.handles("NewUserConn")
+
+    async def user_allowed(self, src: tuple[str, int]) -> bool:
+        plugins = self.res.plugins
+        if plugins is None or not self.asks_plugins:
+            return True
+        try:
+            addr = f"{src[0]}:{src[1]}"
+            await plugins.new_user_conn(self.host.user_info, self.name, self.kind, addr)
+        except PluginRejected as exc:
+            self.log.warning("the user conn [%s:%d] was rejected, err:%s", src[0], src[1], exc)
+            return False
+        return True
+
     def start_msg(
         self, src: tuple[str, int] = ("", 0), dst: tuple[str, int] = ("", 0)
     ) -> StartWorkConn:
@@ -170,7 +195,10 @@ class Proxy:
     async def open_work_conn(
         self, src: tuple[str, int] = ("", 0), dst: tuple[str, int] = ("", 0)
     ) -> WorkConn | None:
-        """A started, wrapped work connection for a user at ``src``; None if frpc gave none."""
+        """A started, wrapped work connection for a user at ``src``; None if frpc gave none
+        (or a server plugin refused the user)."""
+        if not await self.user_allowed(src):
+            return None
         conn = await self.host.get_work_conn(self.start_msg(src, dst))
         if conn is None:
             self.log.warning("failed to get work connection for user [%s:%d]", src[0], src[1])

@@ -55,7 +55,7 @@ class TcpProxy(Proxy):
         dst = user.get_extra_info("sockname") or ("", 0)
         self.log.debug("get a user connection [%s:%d]", src[0], src[1])
         # Usually a pooled work connection is ready: join at once, without a task.
-        conn = self.host.take_work_conn(self.start_msg(src, dst))
+        conn = None if self.asks_plugins else self.host.take_work_conn(self.start_msg(src, dst))
         if conn is None:
             self.spawn(self._wait_work_conn(held, src, dst))
         else:
