@@ -206,8 +206,8 @@ def serving(srv: socketserver.BaseServer) -> Iterator[int]:
         srv.server_close()
 
 
-def echo_server() -> AbstractContextManager[int]:
-    return serving(_Server((HOST, 0), _EchoHandler))
+def echo_server(port: int = 0) -> AbstractContextManager[int]:
+    return serving(_Server((HOST, port), _EchoHandler))
 
 
 def echo_roundtrip(port: int, payload: bytes, timeout: float = 60.0) -> bytes:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pyfrp import FRP_VERSION
+from pyfrp.client import health
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
 from pyfrp.client.proxies.base import ClientProxy, wire_name
@@ -108,6 +109,7 @@ class Session:
         self._waiting: dict[str, asyncio.Future[NatHoleResp]] = {}
         self.visitors = [self._new_visitor(v) for v in client.cfg.visitors]
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._checks: dict[str, asyncio.Task[None]] = {}  # health check monitors by proxy
         self.last_pong = time.monotonic()
 
     def _new_proxy(self, p: ProxyConfig) -> ClientProxy:
@@ -130,19 +132,16 @@ class Session:
         removed = [n for n, px in self.proxies.items() if wanted.get(n) != px.cfg]
         for name in removed:
             self.proxies.pop(name).close()
-            try:
-                self.conn.send(CloseProxy(proxy_name=wire_name(cfg.user, name)))
-            except ConnectionError:
-                pass
+            checks = self._checks.pop(name, None)
+            if checks is not None:
+                checks.cancel()
+            self._send(CloseProxy(proxy_name=wire_name(cfg.user, name)))
         if removed:
             self.log.info("proxy removed: [%s]", " ".join(removed))
         added = [p for p in proxies if p.name not in self.proxies]
         for p in added:
             self.proxies[p.name] = self._new_proxy(p)
-            try:
-                self.conn.send(new_proxy_msg(p, cfg.user))
-            except ConnectionError:
-                pass
+            self._register(p)
         if added:
             self.log.info("proxy added: [%s]", " ".join(p.name for p in added))
         keep = {v.name: v for v in visitors}
@@ -162,11 +161,40 @@ class Session:
         if started:
             self.spawn(self._start_visitors(started))
 
+    def _send(self, msg: Message) -> None:
+        try:
+            self.conn.send(msg)
+        except ConnectionError:
+            pass  # the session is ending; the next one registers everything again
+
+    def _register(self, p: ProxyConfig) -> None:
+        """Send NewProxy now, or, with a health check, whenever the local service is healthy."""
+        if not p.health_check.type or not p.local_port:
+            self._send(new_proxy_msg(p, self.client.cfg.user))
+            return
+        proxy = self.proxies[p.name]
+        proxy.status = "new"
+
+        def healthy() -> None:
+            proxy.status = "wait start"
+            self._send(new_proxy_msg(p, self.client.cfg.user))
+
+        def unhealthy() -> None:
+            proxy.status = "check failed"
+            self._send(CloseProxy(proxy_name=wire_name(self.client.cfg.user, p.name)))
+
+        task = asyncio.get_running_loop().create_task(
+            health.monitor(p, proxy.log, healthy, unhealthy)
+        )
+        self._checks[p.name] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def run(self) -> None:
         cfg = self.client.cfg
         self.conn.push_layer(CryptoLayer, derive_key(cfg.token))
         for p in self.client.cfg.proxies:
-            self.conn.send(new_proxy_msg(p, cfg.user))
+            self._register(p)
         if self.visitors:
             self.spawn(self._start_visitors(self.visitors))
         if cfg.heartbeat_interval > 0:

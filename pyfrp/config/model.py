@@ -92,6 +92,18 @@ class ServerConfig:
 
 
 @dataclass(slots=True)
+class HealthCheckConfig:
+    """``healthCheck.*``: frpc registers the proxy only while its local service answers."""
+
+    type: str = ""  # "", "tcp", "http"
+    timeout: int = 3  # seconds per check
+    max_failed: int = 1  # failures in a row before the proxy is taken down
+    interval: int = 10  # seconds between checks
+    path: str = ""  # http: the path to GET (a 2xx is healthy)
+    headers: list[dict[str, str]] = field(default_factory=list)  # http: {"name", "value"}
+
+
+@dataclass(slots=True)
 class ProxyConfig:
     name: str
     type: str = "tcp"  # one of PROXY_TYPES
@@ -103,6 +115,7 @@ class ProxyConfig:
     bandwidth_limit: str = ""  # "" or e.g. "1MB", "100KB"
     bandwidth_limit_mode: str = "client"  # client or server
     proxy_protocol_version: str = ""  # "", "v1", "v2": a PROXY header to the local service
+    health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig)
     group: str = ""
     group_key: str = ""
     custom_domains: list[str] = field(default_factory=list)  # http, https, tcpmux

@@ -315,12 +315,16 @@ PROXY_BASE: dict[str, Opt] = {
     "metadatas": Opt(M, "metas"),
     "loadBalancer.group": Opt(S, "group", "group"),
     "loadBalancer.groupKey": Opt(S, "group_key", "group_key"),
-    "healthCheck.type": Opt(S, ini="health_check_type", choices=("", "tcp", "http"), works=False),
-    "healthCheck.timeoutSeconds": Opt(N, ini="health_check_timeout_s"),
-    "healthCheck.maxFailed": Opt(N, ini="health_check_max_failed"),
-    "healthCheck.intervalSeconds": Opt(N, ini="health_check_interval_s"),
-    "healthCheck.path": Opt(S, ini="health_check_url"),
-    "healthCheck.httpHeaders": Opt(Kind.TABLES, item={"name": Opt(S), "value": Opt(S)}),
+    "healthCheck.type": Opt(
+        S, "health_check.type", "health_check_type", choices=("", "tcp", "http")
+    ),
+    "healthCheck.timeoutSeconds": Opt(N, "health_check.timeout", "health_check_timeout_s"),
+    "healthCheck.maxFailed": Opt(N, "health_check.max_failed", "health_check_max_failed"),
+    "healthCheck.intervalSeconds": Opt(N, "health_check.interval", "health_check_interval_s"),
+    "healthCheck.path": Opt(S, "health_check.path", "health_check_url"),
+    "healthCheck.httpHeaders": Opt(
+        Kind.TABLES, "health_check.headers", item={"name": Opt(S), "value": Opt(S)}
+    ),
     "localIP": Opt(S, "local_ip", "local_ip"),
     "localPort": Opt(P, "local_port", "local_port"),
     "plugin": Opt(Kind.PLUGIN, works=False),  # INI: plugin + plugin_* (ini.py)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pyfrp.config.load import load_client_config, load_server_config
+from pyfrp.config.model import HttpPluginConfig
 from pyfrp.errors import ConfigError
 
 
@@ -212,9 +213,10 @@ def test_ini_server_plugin_sections(tmp_path: Path) -> None:
         tmp_path / "s.ini",
         "[common]\n[plugin.user-manager]\naddr = 127.0.0.1:9000\npath = /handler\nops = Login\n",
     )
-    with pytest.raises(ConfigError) as info:
-        load_server_config(f)
-    assert str(info.value) == f"{f}:2: [plugin.user-manager]: not supported yet by pyfrp"
+    cfg, _ = load_server_config(f)
+    assert cfg.http_plugins == [
+        HttpPluginConfig(name="user-manager", addr="127.0.0.1:9000", path="/handler", ops=["Login"])
+    ]
     f = _write(tmp_path / "t.ini", "[common]\n[plugin.x]\nops = Logout\n")
     with pytest.raises(ConfigError, match=r't.ini:3: \[plugin.x\] ops: "Logout" is not one of'):
         load_server_config(f)
@@ -223,17 +225,20 @@ def test_ini_server_plugin_sections(tmp_path: Path) -> None:
 # --------------------------------------------------------------------- unsupported options
 
 
-def test_unsupported_options_are_reported_once(tmp_path: Path) -> None:
-    proxy = '[[proxies]]\nname = "p{i}"\ntype = "tcp"\nlocalPort = 1\nhealthCheck.type = "tcp"\n'
+def test_unsupported_options_are_reported_by_proxy(tmp_path: Path) -> None:
+    proxy = '[[proxies]]\nname = "p{i}"\ntype = "tcp"\nplugin.type = "socks5"\n'
     f = _write(tmp_path / "c.toml", "".join(proxy.format(i=i) for i in range(3)))
     cfg, notices = load_client_config(f, unsupported_ok=True)
     assert len(cfg.proxies) == 3
     assert notices == [
-        f"{f}:5: proxies[0].healthCheck.type: not supported yet, ignored (and 2 more)"
+        f'{f}:{4 * i + 4}: proxies[{i}].plugin: plugin "socks5" not supported yet, ignored'
+        for i in range(3)
     ]
     with pytest.raises(ConfigError) as info:
         load_client_config(f)
-    assert str(info.value) == f"{f}:5: proxies[0].healthCheck.type: not supported yet by pyfrp"
+    assert (
+        str(info.value) == f'{f}:4: proxies[0].plugin: plugin "socks5" not supported yet by pyfrp'
+    )
 
 
 def test_unsupported_values_of_supported_keys(tmp_path: Path) -> None:
