@@ -384,9 +384,6 @@ class Server:
         ptype = msg.proxy_type or "tcp"
         if name in self.proxies:
             raise PortError(f"proxy [{name}] already exists")
-        # Load balancing changes where traffic goes: refuse it rather than run the proxy alone.
-        if msg.group:
-            raise PortError(f"proxy group [{msg.group}] is not supported by pyfrps yet")
         cls = PROXY_TYPES.get(ptype)
         if cls is None:
             raise PortError(f"proxy type [{ptype}] is not supported by pyfrps yet")

@@ -21,6 +21,7 @@ from pyfrp.net.ratelimit import bucket_for
 from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.msg import NewProxy, NewVisitorConn, StartWorkConn
+from pyfrp.server.groups import Groups
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected, UserInfo
 from pyfrp.server.ports import PortManager
@@ -81,6 +82,7 @@ class Resources:
     nathole: NatHoleController
     stats: Stats = field(default_factory=Stats)
     plugins: PluginManager | None = None
+    groups: Groups = field(default_factory=Groups)  # load-balancing groups, by kind and key
     vhost_http: VhostHttpServer | None = None
     vhost_https: VhostHttpsServer | None = None
     vhost_tcpmux: VhostTcpmuxServer | None = None

@@ -9,6 +9,7 @@ import socket
 from pyfrp.net.listen import BACKLOG
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.proto.msg import NewProxy
+from pyfrp.server.groups import Group
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
 
@@ -33,8 +34,12 @@ class TcpProxy(Proxy):
         self.port = 0
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
+        self._group: Group[TcpProxy] | None = None
 
     async def start(self) -> None:
+        if self.msg.group:
+            await self._start_in_group()
+            return
         self.port, self._sock = self.res.tcp_ports.acquire(self.msg.remote_port)
         loop = asyncio.get_running_loop()
         try:
@@ -47,6 +52,36 @@ class TcpProxy(Proxy):
             raise PortError("port unavailable") from exc
         self.remote_addr = f":{self.port}"
         self.log.info("tcp proxy listen port [%d]", self.port)
+
+    async def _start_in_group(self) -> None:
+        """Share the group's port: its listener hands each user to the next member."""
+        msg, res = self.msg, self.res
+        group = res.groups.join(("tcp", msg.group), msg.group, msg.group_key, msg.remote_port, self)
+        self._group = group
+        if group.shared is None:
+            try:
+                port, sock = res.tcp_ports.acquire(msg.remote_port)
+            except PortError:
+                res.groups.leave(("tcp", msg.group), self)
+                raise
+            try:
+                server = await asyncio.get_running_loop().create_server(
+                    lambda: _UserConn(group.pick()), sock=sock, backlog=BACKLOG
+                )
+            except OSError as exc:
+                sock.close()
+                res.tcp_ports.release(port)
+                res.groups.leave(("tcp", msg.group), self)
+                raise PortError("port unavailable") from exc
+
+            def release() -> None:
+                server.close()
+                res.tcp_ports.release(port)
+
+            group.shared, group.release = port, release
+        self.port = group.shared
+        self.remote_addr = f":{self.port}"
+        self.log.info("tcp proxy listen port [%d] in group [%s]", msg.remote_port, msg.group)
 
     def spawn_user(self, held: _UserConn) -> None:
         user = held.transport
@@ -79,6 +114,9 @@ class TcpProxy(Proxy):
             self.join_user(held, work)
 
     async def close(self) -> None:
+        if self._group is not None:
+            self.res.groups.leave(("tcp", self.msg.group), self)
+            self._group = None
         if self._server is not None:
             self._server.close()
         elif self._sock is not None:

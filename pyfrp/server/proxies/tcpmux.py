@@ -3,7 +3,10 @@ shared HTTP CONNECT vhost, one per domain, like an https proxy's."""
 
 from __future__ import annotations
 
+import functools
+
 from pyfrp.proto.msg import NewProxy
+from pyfrp.server.groups import GroupOpener
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
 from pyfrp.server.proxies.vhost import build_domains, canonical_addr
@@ -16,6 +19,7 @@ class TcpmuxProxy(Proxy):
     def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
         super().__init__(host, msg, res)
         self._domains: list[str] = []
+        self._grouped: list[tuple[str, ...]] = []
 
     async def start(self) -> None:
         msg = self.msg
@@ -27,17 +31,33 @@ class TcpmuxProxy(Proxy):
         cfg = self.res.cfg
         route = TcpmuxRoute(opener=self, username=msg.http_user, password=msg.http_pwd)
         addrs: list[str] = []
+        groups = self.res.groups
         try:
             for domain in build_domains(msg, cfg.subdomain_host):
-                vhost.add_route(domain, msg.route_by_http_user, route)
-                self._domains.append(domain)
+                if msg.group:
+                    where = ("tcpmux", domain, msg.route_by_http_user)
+                    group = groups.join(where, msg.group, msg.group_key, None, self)
+                    self._grouped.append(where)
+                    if group.shared is None:
+                        shared = TcpmuxRoute(
+                            opener=GroupOpener(group), username=msg.http_user,
+                            password=msg.http_pwd,
+                        )  # fmt: skip
+                        vhost.add_route(domain, msg.route_by_http_user, shared)
+                        group.shared = shared
+                        group.release = functools.partial(
+                            vhost.remove_route, domain, msg.route_by_http_user
+                        )
+                else:
+                    vhost.add_route(domain, msg.route_by_http_user, route)
+                    self._domains.append(domain)
                 addrs.append(canonical_addr(domain, cfg.tcpmux_httpconnect_port))
                 self.log.info(
                     "tcpmux httpconnect multiplexer listens for host [%s], group [%s] "
                     "routeByHTTPUser [%s]",
                     domain, msg.group, msg.route_by_http_user,
                 )  # fmt: skip
-        except RouteConflict as exc:
+        except (RouteConflict, PortError) as exc:  # a conflict, or a group refusing us
             await self.close()
             raise PortError(str(exc)) from None
         self.remote_addr = ",".join(addrs)
@@ -48,3 +68,6 @@ class TcpmuxProxy(Proxy):
             for domain in self._domains:
                 vhost.remove_route(domain, self.msg.route_by_http_user)
         self._domains.clear()
+        for where in self._grouped:
+            self.res.groups.leave(where, self)
+        self._grouped.clear()

@@ -7,9 +7,13 @@ opens work connections on demand for them. Both validate domains like frp
 
 from __future__ import annotations
 
+import functools
+
 from pyfrp.proto.msg import NewProxy
+from pyfrp.server.groups import GroupOpener
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
+from pyfrp.vhost.conn import WorkConnOpener
 from pyfrp.vhost.http import HttpRoute, VhostHttpServer
 from pyfrp.vhost.https import HttpsRoute, VhostHttpsServer
 from pyfrp.vhost.router import RouteConflict
@@ -55,6 +59,7 @@ class HttpProxy(Proxy):
     def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
         super().__init__(host, msg, res)
         self._routes: list[tuple[str, str, str, HttpRoute]] = []
+        self._grouped: list[tuple[str, ...]] = []  # the group routes it is a member of
 
     @property
     def vhost(self) -> VhostHttpServer:
@@ -72,16 +77,13 @@ class HttpProxy(Proxy):
         try:
             for domain in domains:
                 for location in locations:
-                    route = HttpRoute(
-                        opener=self,
-                        rewrite_host=msg.host_header_rewrite,
-                        username=msg.http_user,
-                        password=msg.http_pwd,
-                        headers=dict(msg.headers),
-                        response_headers=dict(msg.response_headers),
-                    )
-                    vhost.add_route(domain, location, msg.route_by_http_user, route)
-                    self._routes.append((domain, location, msg.route_by_http_user, route))
+                    user = msg.route_by_http_user
+                    if msg.group:
+                        self._join_group(vhost, domain, location)
+                    else:
+                        route = self._route(self)
+                        vhost.add_route(domain, location, user, route)
+                        self._routes.append((domain, location, user, route))
                     # frp lists a domain once per location.
                     addrs.append(canonical_addr(domain, cfg.vhost_http_port))
                     self.log.info(
@@ -89,15 +91,47 @@ class HttpProxy(Proxy):
                         "routeByHTTPUser [%s]",
                         domain, location, msg.group, msg.route_by_http_user,
                     )  # fmt: skip
-        except RouteConflict as exc:
+        except (RouteConflict, PortError) as exc:  # a conflict, or a group refusing us
             await self.close()
             raise PortError(str(exc)) from None
         self.remote_addr = ",".join(addrs)
+
+    def _route(self, opener: WorkConnOpener) -> HttpRoute:
+        msg = self.msg
+        return HttpRoute(
+            opener=opener,
+            rewrite_host=msg.host_header_rewrite,
+            username=msg.http_user,
+            password=msg.http_pwd,
+            headers=dict(msg.headers),
+            response_headers=dict(msg.response_headers),
+        )
+
+    def _join_group(self, vhost: VhostHttpServer, domain: str, location: str) -> None:
+        """One route for the group (the first member's settings), each request to the next
+        member (server/group/http.go)."""
+        msg, groups = self.msg, self.res.groups
+        user = msg.route_by_http_user
+        where = ("http", domain, location, user)
+        group = groups.join(where, msg.group, msg.group_key, None, self)
+        if group.shared is None:
+            route = self._route(GroupOpener(group))
+            try:
+                vhost.add_route(domain, location, user, route)
+            except RouteConflict:
+                groups.leave(where, self)
+                raise
+            group.shared = route
+            group.release = functools.partial(vhost.remove_route, domain, location, user, route)
+        self._grouped.append(where)
 
     async def close(self) -> None:
         for domain, location, user, route in self._routes:
             self.vhost.remove_route(domain, location, user, route)
         self._routes.clear()
+        for where in self._grouped:
+            self.res.groups.leave(where, self)
+        self._grouped.clear()
 
 
 @register("https")
@@ -105,6 +139,7 @@ class HttpsProxy(Proxy):
     def __init__(self, host: ProxyHost, msg: NewProxy, res: Resources) -> None:
         super().__init__(host, msg, res)
         self._domains: list[str] = []
+        self._grouped: list[tuple[str, ...]] = []
 
     @property
     def vhost(self) -> VhostHttpsServer:
@@ -120,16 +155,36 @@ class HttpsProxy(Proxy):
         route = HttpsRoute(opener=self)
         try:
             for domain in domains:
-                vhost.add_route(domain, route)
-                self._domains.append(domain)
+                if self.msg.group:
+                    self._join_group(vhost, domain)
+                else:
+                    vhost.add_route(domain, route)
+                    self._domains.append(domain)
                 addrs.append(canonical_addr(domain, cfg.vhost_https_port))
                 self.log.info("https proxy listen for host [%s] group [%s]", domain, self.msg.group)
-        except RouteConflict as exc:
+        except (RouteConflict, PortError) as exc:  # a conflict, or a group refusing us
             await self.close()
             raise PortError(str(exc)) from None
         self.remote_addr = ",".join(addrs)
+
+    def _join_group(self, vhost: VhostHttpsServer, domain: str) -> None:
+        msg, groups = self.msg, self.res.groups
+        where = ("https", domain)
+        group = groups.join(where, msg.group, msg.group_key, None, self)
+        if group.shared is None:
+            try:
+                vhost.add_route(domain, HttpsRoute(opener=GroupOpener(group)))
+            except RouteConflict:
+                groups.leave(where, self)
+                raise
+            group.shared = domain
+            group.release = functools.partial(vhost.remove_route, domain)
+        self._grouped.append(where)
 
     async def close(self) -> None:
         for domain in self._domains:
             self.vhost.remove_route(domain)
         self._domains.clear()
+        for where in self._grouped:
+            self.res.groups.leave(where, self)
+        self._grouped.clear()
