@@ -277,8 +277,12 @@ class Session:
         # With tcp_mux, liveness is yamux's job; frp checks the Pong timeout only without it.
         check = cfg.heartbeat_timeout > 0 and not cfg.tcp_mux
         while True:
+            ping = Ping()
+            if "HeartBeats" in cfg.auth_scopes:
+                ping.timestamp = int(time.time())
+                ping.privilege_key = privilege_key(cfg.token, ping.timestamp)
             try:
-                self.conn.send(Ping())
+                self.conn.send(ping)
             except ConnectionError:
                 return
             await asyncio.sleep(cfg.heartbeat_interval)
@@ -302,7 +306,12 @@ class Session:
     async def _work_conn(self) -> None:
         try:
             conn = await self.connector.connect()
-            conn.send(NewWorkConn(run_id=self.run_id))
+            msg = NewWorkConn(run_id=self.run_id)
+            cfg = self.client.cfg
+            if "NewWorkConns" in cfg.auth_scopes:
+                msg.timestamp = int(time.time())
+                msg.privilege_key = privilege_key(cfg.token, msg.timestamp)
+            conn.send(msg)
         except (ConnectionError, OSError, ProtocolError, TimeoutError) as exc:
             self.log.warning("start new work connection error: %s", exc)
             return

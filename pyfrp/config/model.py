@@ -60,6 +60,7 @@ class ServerConfig:
     subdomain_host: str = ""
     custom_404_page: str = ""
     token: str = ""
+    auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
     tcp_keepalive: int = 7200
@@ -164,6 +165,7 @@ class ClientConfig:
     server_port: int = 7000
     user: str = ""
     token: str = ""
+    auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
     pool_count: int = 1
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30

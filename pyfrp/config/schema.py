@@ -125,7 +125,7 @@ _AUTH_COMMON: dict[str, Opt] = {
     "auth.method": Opt(
         S, ini="authentication_method", choices=("token", "oidc"), works=_default_or("token")
     ),
-    "auth.additionalScopes": Opt(L, choices=AUTH_SCOPES, works=False),
+    "auth.additionalScopes": Opt(L, "auth_scopes", choices=AUTH_SCOPES),
     "auth.token": Opt(S, "token", "token"),
     **_prefixed("auth.tokenSource", _TOKEN_SOURCE),
 }

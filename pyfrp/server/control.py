@@ -13,6 +13,7 @@ from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import CryptoLayer
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.proto.auth import verify_privilege_key
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
@@ -115,15 +116,24 @@ class Control:
             await self._teardown()
 
     async def _ping(self, msg: Ping) -> None:
+        cfg = self.service.cfg
         plugins = self.service.plugins
+        err = ""
         if plugins is not None and plugins.handles("Ping"):
             try:
-                await plugins.ping(self.user_info, msg)
+                msg = await plugins.ping(self.user_info, msg)
             except PluginRejected as exc:
-                self.log.warning("receive invalid ping: %s", exc)
-                detailed = self.service.cfg.detailed_errors_to_client
-                self.conn.send(Pong(error=str(exc) if detailed else "invalid ping"))
-                return
+                err = str(exc)
+        if (
+            not err
+            and "HeartBeats" in cfg.auth_scopes
+            and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
+        ):
+            err = "token in heartbeat doesn't match token from configuration"
+        if err:
+            self.log.warning("received invalid ping: %s", err)
+            self.conn.send(Pong(error=err if cfg.detailed_errors_to_client else "invalid ping"))
+            return
         self.last_ping = time.monotonic()
         self.conn.send(Pong())
 

@@ -342,20 +342,35 @@ class Server:
             return
         if self.plugins is not None and self.plugins.handles("NewWorkConn"):
             self.spawn(self._checked_work_conn(ctl, conn, msg))
-        else:
+        elif self._work_conn_ok(conn, msg, ""):
             ctl.add_work_conn(conn)
 
     async def _checked_work_conn(self, ctl: Control, conn: MessageConn, msg: NewWorkConn) -> None:
         assert self.plugins is not None
+        err = ""
         try:
-            await self.plugins.new_work_conn(ctl.user_info, msg)
+            msg = await self.plugins.new_work_conn(ctl.user_info, msg)
         except PluginRejected as exc:
-            log.warning("invalid NewWorkConn with run id [%s]", msg.run_id)
-            detailed = self.cfg.detailed_errors_to_client
-            conn.send(StartWorkConn(error=str(exc) if detailed else "invalid NewWorkConn"))
-            conn.close()
-            return
-        ctl.add_work_conn(conn)
+            err = str(exc)
+        if self._work_conn_ok(conn, msg, err):
+            ctl.add_work_conn(conn)
+
+    def _work_conn_ok(self, conn: MessageConn, msg: NewWorkConn, err: str) -> bool:
+        """The token check of ``authenticate_new_work_conns``, after the plugins' (``err``)."""
+        cfg = self.cfg
+        if (
+            not err
+            and "NewWorkConns" in cfg.auth_scopes
+            and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
+        ):
+            err = "token in NewWorkConn doesn't match token from configuration"
+        if not err:
+            return True
+        log.warning("invalid NewWorkConn with run id [%s]: %s", msg.run_id, err)
+        text = err if cfg.detailed_errors_to_client else "invalid NewWorkConn"
+        conn.send(StartWorkConn(error=text))
+        conn.close()
+        return False
 
     def _visitor_conn(self, conn: MessageConn, msg: NewVisitorConn) -> None:
         """A visitor's connection for an stcp/sudp/xtcp proxy (RegisterVisitorConn)."""

@@ -200,12 +200,14 @@ def test_ini_repeated_key_last_wins_with_a_notice(tmp_path: Path) -> None:
 
 
 def test_ini_authenticate_scopes_are_recognised(tmp_path: Path) -> None:
-    f = _write(tmp_path / "s.ini", "[common]\nauthenticate_heartbeats = true\n")
-    with pytest.raises(ConfigError) as info:
-        load_server_config(f)
-    assert str(info.value) == f"{f}:2: [common] authenticate_heartbeats: not supported yet by pyfrp"
+    f = _write(
+        tmp_path / "s.ini",
+        "[common]\nauthenticate_heartbeats = true\nauthenticate_new_work_conns = true\n",
+    )
+    assert load_server_config(f)[0].auth_scopes == ["HeartBeats", "NewWorkConns"]
     f = _write(tmp_path / "t.ini", "[common]\nauthenticate_heartbeats = false\n")
-    assert load_server_config(f)[1] == []
+    cfg, notices = load_server_config(f)
+    assert (cfg.auth_scopes, notices) == ([], [])
 
 
 def test_ini_server_plugin_sections(tmp_path: Path) -> None:

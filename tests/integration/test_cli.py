@@ -197,13 +197,11 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         for argv in (["verify", "-c", "frpc.toml"], ["-c", "frpc.toml"]):
             out = _run(tmp_path, "pyfrp.client", *argv)
             assert (out.returncode, out.stderr) == (1, message + "\n"), (argv, extra)
-    (tmp_path / "frps.ini").write_text(
-        "[common]\nbind_port = 7000\nauthenticate_heartbeats = true\n"
-    )
+    (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\nauthentication_method = oidc\n")
     out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.ini")
     assert (out.returncode, out.stderr) == (
         1,
-        "frps.ini:3: [common] authenticate_heartbeats: not supported yet by pyfrp\n",
+        "frps.ini:3: [common] authentication_method: not supported yet by pyfrp\n",
     )
 
 
