@@ -86,6 +86,9 @@ class HttpRoute:
     response_headers: dict[str, str] = field(default_factory=dict)
     idle: list[_Upstream] = field(default_factory=list)
     closed: bool = False
+    # A group's route: each request goes to the next member, so no upstream is kept for reuse
+    # (it would tie the next request to this one's member).
+    pooled: bool = True
 
     def __post_init__(self) -> None:
         self.rewrite_host = wire_text(self.rewrite_host)
@@ -225,7 +228,7 @@ class VhostHttpServer:
     def release(self, up: _Upstream) -> None:
         route = up.route
         up.client = None
-        if up.closed or route.closed or len(route.idle) >= MAX_IDLE_PER_ROUTE:
+        if up.closed or route.closed or not route.pooled or len(route.idle) >= MAX_IDLE_PER_ROUTE:
             up.close()
             return
         up.reused = False
@@ -924,6 +927,8 @@ class _ClientConn(asyncio.Protocol):
             return
         self.reusable = False
         rb = self.resp_body
+        if rb is not None and rb.done:
+            return  # the response was complete: its upstream going away is no reason to close
         if rb is None:
             self._finish(_Outcome.FAILED)
         elif rb.eof():

@@ -175,3 +175,28 @@ async def test_gateway_timeout_then_keep_alive() -> None:
     finally:
         await vhost.close()
         backend.close()
+
+
+async def test_upstream_closing_after_a_complete_response_keeps_the_client() -> None:
+    """A local service that answers and closes at once (Content-Length given): the client's
+    keep-alive connection carries on. (Through a real tunnel the FIN could be handled before the
+    exchange ended and closed the client too; tests/integration/test_groups.py caught that.)"""
+
+    async def answer_and_close(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        w.close()  # the FIN right behind the response, in the same read on the other side
+
+    vhost, _, backend = await start(answer_and_close)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", vhost.port)
+        for _ in range(20):
+            w.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            head, body = await asyncio.wait_for(read_response(r), 5)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"Connection: close" not in head
+            assert body == b"ok"
+        w.close()
+    finally:
+        await vhost.close()
+        backend.close()

@@ -116,6 +116,7 @@ class HttpProxy(Proxy):
         group = groups.join(where, msg.group, msg.group_key, None, self)
         if group.shared is None:
             route = self._route(GroupOpener(group))
+            route.pooled = False
             try:
                 vhost.add_route(domain, location, user, route)
             except RouteConflict:
