@@ -137,8 +137,19 @@ def _globals(p: argparse.ArgumentParser, who: str, default_config: str | None) -
         " yet, are errors (default true)",
     )
     p.add_argument(
+        *_spellings("allow-unsafe"), dest="allow_unsafe", action="append",
+        default=argparse.SUPPRESS, metavar="strings",
+        help="allowed unsafe features, one or more of: TokenSourceExec",
+    )  # fmt: skip
+    p.add_argument(
         "-v", "--version", action="version", version=_version(), help=f"version of {who}"
     )
+
+
+def _unsafe(args: argparse.Namespace) -> frozenset[str]:
+    """``--allow-unsafe=A,B`` (repeatable, as pflag's StringSlice)."""
+    given = getattr(args, "allow_unsafe", None) or []
+    return frozenset(f.strip() for item in given for f in item.split(",") if f.strip())
 
 
 def _strict(args: argparse.Namespace) -> Strict:
@@ -259,7 +270,7 @@ def frps_config(argv: Sequence[str]) -> tuple[ServerConfig, list[str]]:
     given = _given(args, SERVER_FLAGS)
     if not path:
         return server_from_flags(given, strict)
-    cfg, notices = load_server_config(path, strict)
+    cfg, notices = load_server_config(path, strict, allow_unsafe=_unsafe(args))
     if given:
         notices.append(
             f"command line: --{next(iter(given))}: options other than -c are ignored when a"
@@ -280,7 +291,10 @@ def frps_main(argv: Sequence[str] | None = None) -> int:
                 print("frps: the configuration file is not specified")
                 return 0
             strict = _strict(args)
-            return _verify("frps", path, lambda: load_server_config(path, strict)[1])
+            unsafe = _unsafe(args)
+            return _verify(
+                "frps", path, lambda: load_server_config(path, strict, allow_unsafe=unsafe)[1]
+            )
         cfg, notices = frps_config(argv)
     except ConfigError as exc:
         return _fail(exc)
@@ -404,7 +418,8 @@ def frpc_config(argv: Sequence[str]) -> tuple[ClientConfig, list[str]]:
         common = _given(args, CLIENT_FLAGS, "c_")
         proxy = _given(args, PROXY_FLAGS[args.command], "p_")
         return client_from_flags(args.command, common, proxy, strict)
-    return load_client_config(getattr(args, "config", None) or "./frpc.ini", strict)
+    path = getattr(args, "config", None) or "./frpc.ini"
+    return load_client_config(path, strict, allow_unsafe=_unsafe(args))
 
 
 def frpc_main(argv: Sequence[str] | None = None) -> int:
@@ -422,11 +437,14 @@ def frpc_main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "verify":
             strict = _strict(args)
-            return _verify("frpc", path, lambda: load_client_config(path, strict)[1])
+            unsafe = _unsafe(args)
+            return _verify(
+                "frpc", path, lambda: load_client_config(path, strict, allow_unsafe=unsafe)[1]
+            )
         if command in _ADMIN_COMMANDS:
             return _admin(command, path, args)
         if config_dir and command is None:
-            return _config_dir(config_dir, _strict(args))
+            return _config_dir(config_dir, _strict(args), _unsafe(args))
         cfg, notices = frpc_config(argv)
     except ConfigError as exc:
         return _fail(exc)
@@ -434,7 +452,8 @@ def frpc_main(argv: Sequence[str] | None = None) -> int:
         return 1
     if command is None:
         log.info("start frpc service for config file [%s]", path)
-    return _run(lambda: _clients([(cfg, path if command is None else "")]))
+    unsafe = _unsafe(args)
+    return _run(lambda: _clients([(cfg, path if command is None else "")], unsafe))
 
 
 def _duration(raw: str) -> float:
@@ -453,7 +472,7 @@ def _admin(command: str, path: str, args: argparse.Namespace) -> int:
     strict = _strict(args)
     timeout = _duration(args.api_timeout)
     try:
-        cfg, _ = load_client_config(path, strict)
+        cfg, _ = load_client_config(path, strict, allow_unsafe=_unsafe(args))
     except ConfigError as exc:
         print(exc)
         return 1
@@ -473,7 +492,7 @@ def _admin(command: str, path: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_dir(directory: str, strict: Strict) -> int:
+def _config_dir(directory: str, strict: Strict, unsafe: frozenset[str]) -> int:
     """frpc --config_dir: one client per file under the directory, in one process."""
     from pyfrp.config.load import load_client_config
 
@@ -482,7 +501,7 @@ def _config_dir(directory: str, strict: Strict) -> int:
     for root, _, files in sorted(os.walk(directory)):
         for name in sorted(files):
             path = os.path.join(root, name)
-            cfg, more = load_client_config(path, strict)
+            cfg, more = load_client_config(path, strict, allow_unsafe=unsafe)
             loaded.append((cfg, path))
             notices.extend(more)
     if not loaded:
@@ -492,14 +511,14 @@ def _config_dir(directory: str, strict: Strict) -> int:
         return 1
     for _, path in loaded:
         log.info("start frpc service for config file [%s]", path)
-    return _run(lambda: _clients(loaded))
+    return _run(lambda: _clients(loaded, unsafe))
 
 
-async def _clients(configs: list[tuple[ClientConfig, str]]) -> int:
+async def _clients(configs: list[tuple[ClientConfig, str]], unsafe: frozenset[str]) -> int:
     from pyfrp.client.service import Client
 
     try:
-        clients = [Client(cfg, path) for cfg, path in configs]
+        clients = [Client(cfg, path, unsafe) for cfg, path in configs]
     except ConfigError as exc:
         log.error("%s", exc)
         return 1

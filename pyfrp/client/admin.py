@@ -31,6 +31,7 @@ class Running(Protocol):
     cfg: ClientConfig
     path: str
     store: Store | None
+    allow_unsafe: frozenset[str]
 
     @property
     def proxy_states(self) -> list[ClientProxy]: ...
@@ -78,7 +79,9 @@ class Admin:
         if not client.path:
             raise HTTPError(400, "invalid argument: frpc has no config file path")
         try:
-            cfg, _ = load_client_config(client.path, strict or None)
+            cfg, _ = load_client_config(
+                client.path, strict or None, allow_unsafe=client.allow_unsafe
+            )
         except ConfigError as exc:
             log.warning("reload frpc proxy config error: %s", exc)
             raise HTTPError(400, f"invalid argument: {exc}") from None

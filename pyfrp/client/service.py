@@ -346,9 +346,12 @@ class Client:
     session runs both.
     """
 
-    def __init__(self, cfg: ClientConfig, path: str = "") -> None:
+    def __init__(
+        self, cfg: ClientConfig, path: str = "", allow_unsafe: frozenset[str] = frozenset()
+    ) -> None:
         self.cfg = cfg
         self.path = path
+        self.allow_unsafe = allow_unsafe  # --allow-unsafe, for reloads
         self.run_id = ""
         self.session: Session | None = None
         self.file_proxies = list(cfg.proxies)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +61,8 @@ class Notices:
     # Report every unimplemented option as a warning (tests of the loaders, which parse files
     # of every feature); pyfrps and pyfrpc never set it.
     unsupported_ok: bool = False
+    # --allow-unsafe: features that run things on this machine (frp: TokenSourceExec)
+    allow_unsafe: frozenset[str] = frozenset()
     _seen: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, ident: str, text: str) -> None:
@@ -480,7 +484,8 @@ def _token_source(s: Settings, prefix: str, target: object, notices: Notices) ->
             f"{s.at(prefix + '.type')}: cannot specify both auth.token and auth.tokenSource"
         )
     if kind == "exec":
-        notices.unsupported(f"{prefix}.exec", s.at(f"{prefix}.type"), 'type "exec"')
+        if prefix == "auth.tokenSource":
+            _set_attr(target, "token", _exec_token(s, prefix, notices))
         return
     if kind != "file":
         raise ConfigError(
@@ -499,6 +504,40 @@ def _token_source(s: Settings, prefix: str, target: object, notices: Notices) ->
             f"{s.at(prefix + '.file.path')}: failed to read file {path}: {exc.strerror or exc}"
         ) from None
     _set_attr(target, "token", token)
+
+
+UNSAFE_EXEC = "TokenSourceExec"
+
+
+def _exec_token(s: Settings, prefix: str, notices: Notices) -> str:
+    """``tokenSource.type = "exec"``: the command's output, trimmed (only with
+    ``--allow-unsafe=TokenSourceExec``, as frp)."""
+    where = s.at(f"{prefix}.type")
+    if UNSAFE_EXEC not in notices.allow_unsafe:
+        raise ConfigError(
+            f'{where}: unsafe feature "{UNSAFE_EXEC}" is not enabled. To enable it, ensure it '
+            "is allowed in the configuration or command line flags"
+        )
+    command = s.values.get(f"{prefix}.exec.command", "")
+    if not command:
+        raise ConfigError(
+            f"{s.at(prefix + '.exec.command')}: missing: exec command cannot be empty"
+        )
+    env = None
+    extra = s.values.get(f"{prefix}.exec.env") or []
+    if extra:
+        env = dict(os.environ)
+        for item in extra:
+            name = item.get("name", "")
+            if not name or "=" in name:
+                raise ConfigError(f"{s.at(prefix + '.exec.env')}: bad exec env name {q(name)}")
+            env[name] = item.get("value", "")
+    argv = [command, *(s.values.get(f"{prefix}.exec.args") or [])]
+    try:
+        out = subprocess.run(argv, capture_output=True, env=env, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"{where}: failed to execute command {command}: {exc}") from None
+    return out.decode("utf-8", "replace").strip()
 
 
 def build_server(s: Settings, notices: Notices) -> ServerConfig:

@@ -63,9 +63,13 @@ def _rendered(path: str, envs: Envs | None) -> tuple[str, LineMap, bool]:
 
 
 def load_server_config(
-    path: str, strict: Strict = None, envs: Envs | None = None, unsupported_ok: bool = False
+    path: str,
+    strict: Strict = None,
+    envs: Envs | None = None,
+    unsupported_ok: bool = False,
+    allow_unsafe: frozenset[str] = frozenset(),
 ) -> tuple[ServerConfig, list[str]]:
-    notices = Notices(strict, unsupported_ok)
+    notices = Notices(strict, unsupported_ok, allow_unsafe)
     text, lines, legacy = _rendered(path, envs)
     if legacy:
         s = ini.server_settings(text, path, notices, lines)
@@ -77,9 +81,13 @@ def load_server_config(
 
 
 def load_client_config(
-    path: str, strict: Strict = None, envs: Envs | None = None, unsupported_ok: bool = False
+    path: str,
+    strict: Strict = None,
+    envs: Envs | None = None,
+    unsupported_ok: bool = False,
+    allow_unsafe: frozenset[str] = frozenset(),
 ) -> tuple[ClientConfig, list[str]]:
-    notices = Notices(strict, unsupported_ok)
+    notices = Notices(strict, unsupported_ok, allow_unsafe)
     text, lines, legacy = _rendered(path, envs)
     if legacy:
         cs = ini.client_settings(text, path, notices, lines)

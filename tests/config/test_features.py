@@ -330,3 +330,26 @@ def test_lists_of_tables_inside_options_are_checked(tmp_path: Path) -> None:
     assert str(info.value) == (
         f'{f}:7: proxies[0].healthCheck.httpHeaders[0].valu: unknown key (did you mean "value"?)'
     )
+
+
+def test_exec_token_source_needs_allow_unsafe(tmp_path: Path) -> None:
+    script = tmp_path / "token.sh"
+    script.write_text('#!/bin/sh\necho "  $1-$TOKEN_SUFFIX  "\n')
+    script.chmod(0o755)
+    f = _write(
+        tmp_path / "s.toml",
+        f'bindPort = 7000\nauth.tokenSource.type = "exec"\nauth.tokenSource.exec.command = '
+        f'"{script}"\nauth.tokenSource.exec.args = ["secret"]\n'
+        'auth.tokenSource.exec.env = [{ name = "TOKEN_SUFFIX", value = "x" }]\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_server_config(f)
+    assert str(info.value) == (
+        f'{f}:2: auth.tokenSource.type: unsafe feature "TokenSourceExec" is not enabled. '
+        "To enable it, ensure it is allowed in the configuration or command line flags"
+    )
+    cfg, _ = load_server_config(f, allow_unsafe=frozenset({"TokenSourceExec"}))
+    assert cfg.token == "secret-x"  # the output, trimmed
+    script.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"failed to execute command .*token.sh"):
+        load_server_config(f, allow_unsafe=frozenset({"TokenSourceExec"}))
