@@ -613,7 +613,10 @@ def build_proxy(s: Settings, notices: Notices) -> ProxyConfig:
         need = schema.PLUGIN_REQUIRED.get(plugin["type"])
         if need and not plugin.get(need):
             raise ConfigError(f"{s.at('plugin')}: missing: plugin {plugin['type']} needs {need}")
-        notices.unsupported(f"plugin:{name}", s.at("plugin"), f"plugin {q(plugin['type'])}")
+        if plugin["type"] in schema.PLUGINS_IMPLEMENTED:
+            p.plugin = plugin
+        else:
+            notices.unsupported(f"plugin:{name}", s.at("plugin"), f"plugin {q(plugin['type'])}")
     if not plugin and not s.values.get("localPort"):
         # frp starts such a proxy too; each of its connections then fails to dial port 0.
         notices.add(

@@ -9,6 +9,7 @@ deliberate difference is ``ClientConfig.heartbeat_interval``, see there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PROXY_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "xtcp", "sudp")
 VISITOR_TYPES = ("stcp", "xtcp", "sudp")
@@ -134,6 +135,7 @@ class ProxyConfig:
     disable_assisted_addrs: bool = False  # xtcp: offer no local addresses to the peer
     metas: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    plugin: dict[str, Any] = field(default_factory=dict)  # {"type": ..., v1 plugin options}
 
 
 @dataclass(slots=True)

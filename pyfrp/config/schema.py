@@ -287,6 +287,8 @@ PLUGINS: dict[str, dict[str, Opt]] = {
     "tls2raw": {"localAddr": Opt(S), "crtPath": Opt(S), "keyPath": Opt(S)},
     "virtual_net": {},
 }
+# The client plugins pyfrpc runs (pyfrp/client/plugins.py); the others are "not supported yet".
+PLUGINS_IMPLEMENTED = frozenset({"unix_domain_socket", "socks5", "http_proxy", "static_file"})
 # frp validation/plugin.go: the option each plugin cannot do without.
 PLUGIN_REQUIRED = {
     "http2https": "localAddr",

@@ -7,6 +7,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 
+from pyfrp.client import plugins
 from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, splice
@@ -19,6 +20,13 @@ LOCAL_DIAL_TIMEOUT = 10.0
 @register("tcp")
 class TcpProxy(ClientProxy):
     async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        cfg = self.cfg
+        if cfg.plugin:
+            top, pending, ended = self.wrap(conn)
+            await plugins.serve(
+                cfg.plugin, self.log, top, pending, ended, start, cfg.proxy_protocol_version
+            )
+            return
         await self.join_local(conn, functools.partial(self.wrap, conn), start)
 
     async def join_local(

@@ -1,0 +1,327 @@
+"""frpc's client plugins (pkg/plugin/client): what answers a work connection instead of a dial to
+local_ip:local_port. Implemented: ``unix_domain_socket``, ``socks5`` (RFC 1928/1929, CONNECT),
+``http_proxy`` (CONNECT and plain forwarding, Basic auth as ``Proxy-Authorization``) and
+``static_file`` (a directory served by aiohttp, Basic auth, ``stripPrefix``).
+
+Each handler gets the work connection's top transport (the proxy's layers already on it), the
+bytes already read from it and whether it ended, and owns it from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import ipaddress
+import os
+import struct
+from typing import Any
+
+from pyfrp.log import PrefixLogger
+from pyfrp.net.splice import HoldProtocol, splice
+from pyfrp.proto.msg import StartWorkConn
+from pyfrp.proto.proxyproto import header
+
+DIAL_TIMEOUT = 10.0
+HEAD_LIMIT = 64 * 1024
+
+
+class _Reader(asyncio.Protocol):
+    """Reads a handshake off a transport; what is left over goes to the splice after it."""
+
+    def __init__(self, pending: bytes, ended: bool) -> None:
+        self.buf = bytearray(pending)
+        self.ended = ended
+        self._wake: asyncio.Future[None] | None = None
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._notify()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._notify()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self._notify()
+
+    async def _more(self) -> None:
+        if self.ended:
+            raise ConnectionError("the user went away during the handshake")
+        if len(self.buf) > HEAD_LIMIT:
+            raise ConnectionError("handshake too long")
+        self._wake = asyncio.get_running_loop().create_future()
+        await self._wake
+
+    async def read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            await self._more()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    async def read_until(self, sep: bytes) -> bytes:
+        while (i := self.buf.find(sep)) < 0:
+            await self._more()
+        out = bytes(self.buf[: i + len(sep)])
+        del self.buf[: i + len(sep)]
+        return out
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+async def _dial(host: str, port: int) -> tuple[asyncio.Transport, HoldProtocol]:
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(DIAL_TIMEOUT):
+        transport, held = await loop.create_connection(HoldProtocol, host, port)
+    return transport, held
+
+
+async def _join(
+    user: asyncio.Transport, reader: _Reader, local: asyncio.Transport, held: HoldProtocol
+) -> None:
+    try:
+        await splice(
+            user, local, a_pending=bytes(reader.buf), a_ended=reader.ended,
+            b_pending=held.take(), b_ended=held.ended,
+        )  # fmt: skip
+    finally:
+        user.close()
+        local.close()
+
+
+async def serve(
+    plugin: dict[str, Any],
+    log: PrefixLogger,
+    top: asyncio.Transport,
+    pending: bytes,
+    ended: bool,
+    start: StartWorkConn,
+    proxy_protocol: str,
+) -> None:
+    kind = plugin["type"]
+    if kind == "static_file":
+        await _static_file(plugin, top, pending, ended)
+        return
+    reader = _Reader(pending, ended)
+    top.set_protocol(reader)
+    try:
+        if kind == "unix_domain_socket":
+            await _unix(plugin, top, reader, start, proxy_protocol)
+        elif kind == "socks5":
+            await _socks5(plugin, top, reader)
+        elif kind == "http_proxy":
+            await _http_proxy(plugin, top, reader)
+    except (ConnectionError, OSError, TimeoutError, ValueError) as exc:
+        log.debug("%s plugin: %s", kind, exc or type(exc).__name__)
+        top.close()
+
+
+async def _unix(
+    plugin: dict[str, Any],
+    top: asyncio.Transport,
+    reader: _Reader,
+    start: StartWorkConn,
+    proxy_protocol: str,
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(DIAL_TIMEOUT):
+        local, held = await loop.create_unix_connection(HoldProtocol, plugin["unixPath"])
+    if proxy_protocol and start.src_addr and start.src_port:
+        dst = (start.dst_addr or "127.0.0.1", start.dst_port)
+        local.write(header(proxy_protocol, (start.src_addr, start.src_port), dst))
+    await _join(top, reader, local, held)
+
+
+# -- socks5 (RFC 1928, RFC 1929 username/password)
+_NO_AUTH, _USER_PASS, _NO_METHOD = 0x00, 0x02, 0xFF
+
+
+async def _socks5(plugin: dict[str, Any], top: asyncio.Transport, reader: _Reader) -> None:
+    user, password = plugin.get("username", ""), plugin.get("password", "")
+    version, count = await reader.read(2)
+    if version != 5:
+        raise ValueError(f"not socks5 (version {version})")
+    methods = await reader.read(count)
+    want = _USER_PASS if user or password else _NO_AUTH
+    if want not in methods:
+        top.write(bytes([5, _NO_METHOD]))
+        raise ValueError("no acceptable authentication method")
+    top.write(bytes([5, want]))
+    if want == _USER_PASS:
+        _, ulen = await reader.read(2)
+        got_user = (await reader.read(ulen)).decode("utf-8", "replace")
+        (plen,) = await reader.read(1)
+        got_pass = (await reader.read(plen)).decode("utf-8", "replace")
+        ok = _same(got_user, user) & _same(got_pass, password)
+        top.write(bytes([1, 0 if ok else 1]))
+        if not ok:
+            raise ValueError("socks5 user authentication failed")
+    _, cmd, _, atyp = await reader.read(4)
+    if atyp == 1:
+        host = str(ipaddress.IPv4Address(await reader.read(4)))
+    elif atyp == 4:
+        host = str(ipaddress.IPv6Address(await reader.read(16)))
+    elif atyp == 3:
+        (n,) = await reader.read(1)
+        host = (await reader.read(n)).decode("idna")
+    else:
+        top.write(bytes([5, 8, 0, 1, 0, 0, 0, 0, 0, 0]))
+        raise ValueError(f"address type {atyp} not supported")
+    (port,) = struct.unpack("!H", await reader.read(2))
+    if cmd != 1:  # CONNECT only, as go-socks5 serves frp's plugin
+        top.write(bytes([5, 7, 0, 1, 0, 0, 0, 0, 0, 0]))
+        raise ValueError(f"command {cmd} not supported")
+    try:
+        local, held = await _dial(host, port)
+    except (OSError, TimeoutError):
+        top.write(bytes([5, 5, 0, 1, 0, 0, 0, 0, 0, 0]))  # connection refused
+        raise
+    bound = local.get_extra_info("sockname") or ("0.0.0.0", 0)
+    ip = ipaddress.ip_address(bound[0])
+    kind = 1 if ip.version == 4 else 4
+    top.write(bytes([5, 0, 0, kind]) + ip.packed + struct.pack("!H", bound[1]))
+    await _join(top, reader, local, held)
+
+
+# -- http_proxy
+def _authorized(head: bytes, user: str, password: str) -> bool:
+    if not user and not password:
+        return True
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"proxy-authorization":
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() != b"basic":
+                return False
+            try:
+                got = base64.b64decode(token, validate=True).decode("utf-8", "replace")
+            except ValueError:
+                return False
+            u, _, p = got.partition(":")
+            return _same(u, user) & _same(p, password)
+    return False
+
+
+def _host_port(authority: str, default: int) -> tuple[str, int]:
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default
+    host, sep, port = authority.rpartition(":")
+    return (host, int(port)) if sep and port.isdigit() else (authority, default)
+
+
+async def _http_proxy(plugin: dict[str, Any], top: asyncio.Transport, reader: _Reader) -> None:
+    head = await reader.read_until(b"\r\n\r\n")
+    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    method, _, rest = request_line.partition(" ")
+    target, _, version = rest.partition(" ")
+    if not _authorized(head, plugin.get("httpUser", ""), plugin.get("httpPassword", "")):
+        top.write(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="Restricted"\r\nContent-Length: 0\r\n'
+            b"Connection: close\r\n\r\n"
+        )
+        top.close()
+        return
+    if method == "CONNECT":
+        local, held = await _dial(*_host_port(target, 443))
+        top.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await _join(top, reader, local, held)
+        return
+    # A plain request with an absolute URI: to the origin in origin-form, without proxy headers.
+    scheme, sep, after = target.partition("://")
+    if not sep or scheme.lower() != "http":
+        raise ValueError(f"not a proxy request: {request_line!r}")
+    authority, slash, path = after.partition("/")
+    host, port = _host_port(authority, 80)
+    lines = [f"{method} /{path if slash else ''} {version}".encode("latin-1")]
+    lines += [
+        line
+        for line in head.split(b"\r\n")[1:]
+        if line and not line.lower().startswith((b"proxy-authorization:", b"proxy-connection:"))
+    ]
+    local, held = await _dial(host, port)
+    local.write(b"\r\n".join(lines) + b"\r\n\r\n")
+    await _join(top, reader, local, held)
+
+
+# -- static_file
+def _resolve(root: str, strip: str, url_path: str) -> tuple[str, str]:
+    """What a URL path names under ``root``: ("file", path), ("dir", listing html) or
+    ("missing", ""). Blocking: run in a thread."""
+    path = url_path.lstrip("/")
+    if strip:
+        if path != strip and not path.startswith(strip + "/"):
+            return "missing", ""
+        path = path[len(strip) :].lstrip("/")
+    full = os.path.realpath(os.path.join(root, path))
+    if full != root and not full.startswith(root + os.sep):
+        return "missing", ""
+    if os.path.isdir(full):
+        index = os.path.join(full, "index.html")
+        if os.path.isfile(index):
+            return "file", index
+        names = sorted(
+            n + ("/" if os.path.isdir(os.path.join(full, n)) else "") for n in os.listdir(full)
+        )
+        return "dir", "<pre>\n" + "".join(f'<a href="{n}">{n}</a>\n' for n in names) + "</pre>\n"
+    return ("file", full) if os.path.isfile(full) else ("missing", "")
+
+
+async def _static_file(
+    plugin: dict[str, Any], top: asyncio.Transport, pending: bytes, ended: bool
+) -> None:
+    """One aiohttp request handler on the work connection, serving ``localPath``."""
+    from aiohttp import web
+
+    from pyfrp.vhost.http import parse_basic
+
+    root = await asyncio.to_thread(os.path.realpath, plugin["localPath"])
+    strip = plugin.get("stripPrefix", "").strip("/")
+    user, password = plugin.get("httpUser", ""), plugin.get("httpPassword", "")
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        if user or password:
+            got = parse_basic(request.headers.get("Authorization"))
+            if got is None or not (_same(got[0], user) & _same(got[1], password)):
+                return web.Response(
+                    status=401, text="Unauthorized\n",
+                    headers={"WWW-Authenticate": 'Basic realm="Restricted"'},
+                )  # fmt: skip
+        kind, value = await asyncio.to_thread(_resolve, root, strip, request.path)
+        if kind == "file":
+            return web.FileResponse(value)
+        if kind == "dir":
+            return web.Response(text=value, content_type="text/html")
+        raise web.HTTPNotFound()
+
+    server = web.Server(handle, access_log=None)
+    protocol = server()
+    top.set_protocol(protocol)
+    protocol.connection_made(top)
+    if pending:
+        protocol.data_received(pending)
+    if ended:
+        protocol.eof_received()
+    closed = asyncio.get_running_loop().create_future()
+    original = protocol.connection_lost
+
+    def lost(exc: BaseException | None) -> None:
+        original(exc)
+        if not closed.done():
+            closed.set_result(None)
+
+    protocol.connection_lost = lost  # type: ignore[method-assign]
+    try:
+        await closed
+    finally:
+        await server.shutdown(0.1)
