@@ -1,7 +1,8 @@
 """frpc's client plugins (pkg/plugin/client): what answers a work connection instead of a dial to
 local_ip:local_port. Implemented: ``unix_domain_socket``, ``socks5`` (RFC 1928/1929, CONNECT),
 ``http_proxy`` (CONNECT and plain forwarding, Basic auth as ``Proxy-Authorization``) and
-``static_file`` (a directory served by aiohttp, Basic auth, ``stripPrefix``).
+``static_file`` (a directory served by aiohttp on a loopback port of its own, Basic auth,
+``stripPrefix``).
 
 Each handler gets the work connection's top transport (the proxy's layers already on it), the
 bytes already read from it and whether it ended, and owns it from then on.
@@ -108,11 +109,9 @@ async def serve(
     proxy_protocol: str,
 ) -> None:
     kind = plugin["type"]
-    if kind == "static_file":
-        await _static_file(plugin, top, pending, ended)
-        return
     reader = _Reader(pending, ended)
     top.set_protocol(reader)
+    top.resume_reading()  # a detached work connection is handed over paused
     try:
         if kind == "unix_domain_socket":
             await _unix(plugin, top, reader, start, proxy_protocol)
@@ -120,6 +119,9 @@ async def serve(
             await _socks5(plugin, top, reader)
         elif kind == "http_proxy":
             await _http_proxy(plugin, top, reader)
+        elif kind == "static_file":
+            local, held = await _dial("127.0.0.1", await _static_port(plugin))
+            await _join(top, reader, local, held)
     except (ConnectionError, OSError, TimeoutError, ValueError) as exc:
         log.debug("%s plugin: %s", kind, exc or type(exc).__name__)
         top.close()
@@ -277,19 +279,37 @@ def _resolve(root: str, strip: str, url_path: str) -> tuple[str, str]:
     return ("file", full) if os.path.isfile(full) else ("missing", "")
 
 
-async def _static_file(
-    plugin: dict[str, Any], top: asyncio.Transport, pending: bytes, ended: bool
-) -> None:
-    """One aiohttp request handler on the work connection, serving ``localPath``."""
+_static_servers: dict[tuple[str, str, str, str], asyncio.Future[int]] = {}
+
+
+async def _static_port(plugin: dict[str, Any]) -> int:
+    """The loopback port of this plugin's file server (frp's static_file also serves on an
+    internal listener), started on first use and kept for the life of pyfrpc."""
+    key = (
+        plugin["localPath"], plugin.get("stripPrefix", ""),
+        plugin.get("httpUser", ""), plugin.get("httpPassword", ""),
+    )  # fmt: skip
+    started = _static_servers.get(key)
+    if started is None:
+        started = _static_servers[key] = asyncio.get_running_loop().create_future()
+        try:
+            started.set_result(await _start_static(*key))
+        except BaseException as exc:
+            del _static_servers[key]
+            started.set_exception(exc)
+            raise
+    return await asyncio.shield(started)
+
+
+async def _start_static(local_path: str, strip_prefix: str, user: str, password: str) -> int:
     from aiohttp import web
 
     from pyfrp.vhost.http import parse_basic
 
-    root = await asyncio.to_thread(os.path.realpath, plugin["localPath"])
-    strip = plugin.get("stripPrefix", "").strip("/")
-    user, password = plugin.get("httpUser", ""), plugin.get("httpPassword", "")
+    root = await asyncio.to_thread(os.path.realpath, local_path)
+    strip = strip_prefix.strip("/")
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.StreamResponse:
         if user or password:
             got = parse_basic(request.headers.get("Authorization"))
             if got is None or not (_same(got[0], user) & _same(got[1], password)):
@@ -302,26 +322,11 @@ async def _static_file(
             return web.FileResponse(value)
         if kind == "dir":
             return web.Response(text=value, content_type="text/html")
-        raise web.HTTPNotFound()
+        return web.Response(status=404, text="404 page not found\n")
 
-    server = web.Server(handle, access_log=None)
-    protocol = server()
-    top.set_protocol(protocol)
-    protocol.connection_made(top)
-    if pending:
-        protocol.data_received(pending)
-    if ended:
-        protocol.eof_received()
-    closed = asyncio.get_running_loop().create_future()
-    original = protocol.connection_lost
-
-    def lost(exc: BaseException | None) -> None:
-        original(exc)
-        if not closed.done():
-            closed.set_result(None)
-
-    protocol.connection_lost = lost  # type: ignore[method-assign]
-    try:
-        await closed
-    finally:
-        await server.shutdown(0.1)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return int(runner.addresses[0][1])
