@@ -1,8 +1,12 @@
 """frpc's client plugins (pkg/plugin/client): what answers a work connection instead of a dial to
 local_ip:local_port. Implemented: ``unix_domain_socket``, ``socks5`` (RFC 1928/1929, CONNECT),
-``http_proxy`` (CONNECT and plain forwarding, Basic auth as ``Proxy-Authorization``) and
+``http_proxy`` (CONNECT and plain forwarding, Basic auth as ``Proxy-Authorization``),
 ``static_file`` (a directory served by aiohttp on a loopback port of its own, Basic auth,
-``stripPrefix``).
+``stripPrefix``), ``tls2raw`` (TLS ends here, the bytes go on raw), and the HTTP relays
+``http2http``, ``http2https``, ``https2http``, ``https2https`` (pyfrps's own HTTP/1.1 front end
+with a catch-all route to ``localAddr``: ``hostHeaderRewrite``, ``requestHeaders.set``, keep-alive
+to the local service; TLS in front from ``crtPath``/``keyPath`` or a self-signed certificate, TLS
+behind without verification, as frp).
 
 Each handler gets the work connection's top transport (the proxy's layers already on it), the
 bytes already read from it and whether it ended, and owns it from then on.
@@ -15,13 +19,18 @@ import base64
 import hmac
 import ipaddress
 import os
+import ssl
 import struct
 from typing import Any
 
 from pyfrp.log import PrefixLogger
 from pyfrp.net.splice import HoldProtocol, splice
+from pyfrp.net.tls import server_context
+from pyfrp.net.tlslayer import TlsLayer
 from pyfrp.proto.msg import StartWorkConn
 from pyfrp.proto.proxyproto import header
+from pyfrp.vhost.conn import WorkConn
+from pyfrp.vhost.http import HttpRoute, VhostHttpServer
 
 DIAL_TIMEOUT = 10.0
 HEAD_LIMIT = 64 * 1024
@@ -122,6 +131,10 @@ async def serve(
         elif kind == "static_file":
             local, held = await _dial("127.0.0.1", await _static_port(plugin))
             await _join(top, reader, local, held)
+        elif kind == "tls2raw":
+            await _tls2raw(plugin, top, reader, start, proxy_protocol)
+        elif kind in HTTP_RELAYS:
+            await _http_relay(plugin, top, reader)
     except (ConnectionError, OSError, TimeoutError, ValueError) as exc:
         log.debug("%s plugin: %s", kind, exc or type(exc).__name__)
         top.close()
@@ -330,3 +343,153 @@ async def _start_static(local_path: str, strip_prefix: str, user: str, password:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     return int(runner.addresses[0][1])
+
+
+# -- TLS and the HTTP relays
+HTTP_RELAYS = frozenset({"http2http", "http2https", "https2http", "https2https"})
+_server_contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+
+
+def _server_tls(plugin: dict[str, Any]) -> ssl.SSLContext:
+    """frp's NewServerTLSConfig: the given pair, or a self-signed certificate (made once)."""
+    key = (plugin.get("crtPath", ""), plugin.get("keyPath", ""))
+    ctx = _server_contexts.get(key)
+    if ctx is None:
+        ctx = _server_contexts[key] = server_context(*key)
+    return ctx
+
+
+async def _terminate_tls(
+    plugin: dict[str, Any], top: asyncio.Transport, reader: _Reader
+) -> TlsLayer:
+    """TLS ends on the work connection: the layer on top of it, its handshake done."""
+    layer = TlsLayer(top, _server_tls(plugin), server_side=True)
+    top.set_protocol(layer)
+    layer.start(bytes(reader.buf))
+    reader.buf.clear()
+    if reader.ended:
+        layer.eof_received()
+    async with asyncio.timeout(DIAL_TIMEOUT):
+        await layer.handshake
+    return layer
+
+
+async def _tls2raw(
+    plugin: dict[str, Any],
+    top: asyncio.Transport,
+    reader: _Reader,
+    start: StartWorkConn,
+    proxy_protocol: str,
+) -> None:
+    layer = await _terminate_tls(plugin, top, reader)
+    inner = _Reader(b"", False)
+    layer.set_protocol(inner)
+    inner.buf += layer.take()
+    local, held = await _dial(*_host_port(plugin["localAddr"], 0))
+    if proxy_protocol and start.src_addr and start.src_port:
+        dst = (start.dst_addr or "127.0.0.1", start.dst_port)
+        local.write(header(proxy_protocol, (start.src_addr, start.src_port), dst))
+    await _join(layer, inner, local, held)
+
+
+class _LocalOpener:
+    """The relay's upstreams: connections to localAddr, with TLS (unverified) for *2https."""
+
+    def __init__(self, plugin: dict[str, Any]) -> None:
+        self.host, self.port = _host_port(plugin["localAddr"], 80)
+        self.tls: ssl.SSLContext | None = None
+        if plugin["type"].endswith("2https"):
+            self.tls = ssl.create_default_context()
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def open_work_conn(
+        self, src: tuple[str, int], dst: tuple[str, int] = ("", 0)
+    ) -> WorkConn | None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                transport, held = await loop.create_connection(
+                    HoldProtocol, self.host, self.port, ssl=self.tls,
+                    server_hostname=self.host if self.tls else None,
+                )  # fmt: skip
+        except (OSError, TimeoutError):
+            return None
+        return WorkConn(transport, held.take(), held.ended)
+
+    def conn_opened(self) -> None:
+        pass
+
+    def conn_closed(self, bytes_in: int, bytes_out: int) -> None:
+        pass
+
+
+_relays: dict[int, VhostHttpServer] = {}
+
+
+def _relay_for(plugin: dict[str, Any]) -> VhostHttpServer:
+    """One front end per plugin (its upstream pool shared by the proxy's connections)."""
+    relay = _relays.get(id(plugin))
+    if relay is None:
+        relay = _relays[id(plugin)] = VhostHttpServer()
+        relay.add_route(
+            "*", "", "",
+            HttpRoute(
+                opener=_LocalOpener(plugin),
+                rewrite_host=plugin.get("hostHeaderRewrite", ""),
+                headers=dict(plugin.get("requestHeaders.set") or {}),
+            ),
+        )  # fmt: skip
+    return relay
+
+
+async def _http_relay(plugin: dict[str, Any], top: asyncio.Transport, reader: _Reader) -> None:
+    front: asyncio.Transport = top
+    early = b""
+    if plugin["type"].startswith("https2"):
+        layer = await _terminate_tls(plugin, top, reader)
+        front, early = layer, layer.take()
+    else:
+        early = bytes(reader.buf)
+        reader.buf.clear()
+    relay = _relay_for(plugin)
+    protocol = relay.protocol_factory()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    watched = _Ends(protocol, done)
+    front.set_protocol(watched)
+    protocol.connection_made(front)
+    if early:
+        watched.data_received(early)
+    if reader.ended:
+        watched.eof_received()
+    top.resume_reading()
+    await done
+
+
+class _Ends(asyncio.Protocol):
+    """Passes a transport's events to the relay's protocol; ``done`` when the connection ends."""
+
+    def __init__(self, inner: asyncio.Protocol, done: asyncio.Future[None]) -> None:
+        self.inner = inner
+        self.done = done
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+        if not self.done.done():
+            self.done.set_result(None)

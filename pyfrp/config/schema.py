@@ -288,7 +288,10 @@ PLUGINS: dict[str, dict[str, Opt]] = {
     "virtual_net": {},
 }
 # The client plugins pyfrpc runs (pyfrp/client/plugins.py); the others are "not supported yet".
-PLUGINS_IMPLEMENTED = frozenset({"unix_domain_socket", "socks5", "http_proxy", "static_file"})
+PLUGINS_IMPLEMENTED = frozenset(
+    {"unix_domain_socket", "socks5", "http_proxy", "static_file", "tls2raw",
+     "http2http", "http2https", "https2http", "https2https"}
+)  # fmt: skip
 # frp validation/plugin.go: the option each plugin cannot do without.
 PLUGIN_REQUIRED = {
     "http2https": "localAddr",

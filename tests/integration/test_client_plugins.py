@@ -4,8 +4,10 @@ credentials, and a static file server, each reached through frps."""
 from __future__ import annotations
 
 import http.client
+import http.server
 import os
 import socket
+import ssl
 import struct
 import threading
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import HOST, Pyfrp, free_ports, wait_port
+from tests.vhost.backends import self_signed
 from tests.webclient import basic, http_call
 
 
@@ -128,3 +131,74 @@ def test_static_file_with_auth_and_prefix(pyfrp: Pyfrp, tmp_path: Path) -> None:
     assert http_call("GET", f"{url}/static/../secret.txt", basic("u", "p")).status == 404
     listing = http_call("GET", f"{url}/static/", basic("u", "p"))
     assert '<a href="a.txt">a.txt</a>' in listing.text
+
+
+def _tls_client(port: int) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((HOST, port), 5)
+    return ctx.wrap_socket(raw, server_hostname="example.com")
+
+
+def test_tls2raw_ends_tls_and_passes_raw_bytes(pyfrp: Pyfrp, echo: int) -> None:
+    (remote,) = free_ports(1)
+    _start(pyfrp, f'type = "tls2raw"\nlocalAddr = "127.0.0.1:{echo}"\n', remote)
+    with _tls_client(remote) as tls:
+        payload = os.urandom(300_000)
+        tls.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            got += tls.recv(65536)
+        assert got == payload
+
+
+@pytest.mark.parametrize("kind", ["http2http", "https2http", "http2https", "https2https"])
+def test_http_relays_rewrite_host_and_set_headers(pyfrp: Pyfrp, kind: str, tmp_path: Path) -> None:
+    seen: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            body = b"from " + self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+    if kind.endswith("2https"):
+        crt, key = self_signed(tmp_path, "localhost")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    (remote,) = free_ports(1)
+    _start(
+        pyfrp,
+        f'type = "{kind}"\nlocalAddr = "127.0.0.1:{srv.server_address[1]}"\n'
+        'hostHeaderRewrite = "inner.example"\nrequestHeaders.set.x-from-frp = "yes"\n',
+        remote,
+    )
+    try:
+        for i in range(3):  # one keep-alive connection, three requests
+            if kind.startswith("https2"):
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    HOST, remote, timeout=10, context=ssl._create_unverified_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(HOST, remote, timeout=10)
+            conn.request("GET", f"/p{i}", headers={"Host": "outer.example"})
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, f"from /p{i}".encode())
+            conn.close()
+        assert seen[-1]["host"] == "inner.example"
+        assert seen[-1]["x-from-frp"] == "yes"
+    finally:
+        srv.shutdown()
+        srv.server_close()
