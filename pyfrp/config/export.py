@@ -35,6 +35,10 @@ def _export(obj: object, flat: dict[str, Opt]) -> dict[str, Any]:
 
 def proxy_to_v1(p: ProxyConfig) -> dict[str, Any]:
     out = _export(p, proxy_schema(p.type))
+    if not p.health_check.type:  # its non-zero defaults mean nothing without a type
+        out.pop("healthCheck", None)
+    if p.plugin:
+        out["plugin"] = dict(p.plugin)
     if out.get("transport", {}).get("bandwidthLimitMode") == "client":
         del out["transport"]["bandwidthLimitMode"]
         if not out["transport"]:

@@ -228,18 +228,19 @@ def test_ini_server_plugin_sections(tmp_path: Path) -> None:
 
 
 def test_unsupported_options_are_reported_by_proxy(tmp_path: Path) -> None:
-    proxy = '[[proxies]]\nname = "p{i}"\ntype = "tcp"\nplugin.type = "socks5"\n'
+    proxy = '[[proxies]]\nname = "p{i}"\ntype = "tcp"\nplugin.type = "virtual_net"\n'
     f = _write(tmp_path / "c.toml", "".join(proxy.format(i=i) for i in range(3)))
     cfg, notices = load_client_config(f, unsupported_ok=True)
     assert len(cfg.proxies) == 3
     assert notices == [
-        f'{f}:{4 * i + 4}: proxies[{i}].plugin: plugin "socks5" not supported yet, ignored'
+        f'{f}:{4 * i + 4}: proxies[{i}].plugin: plugin "virtual_net" not supported yet, ignored'
         for i in range(3)
     ]
     with pytest.raises(ConfigError) as info:
         load_client_config(f)
     assert (
-        str(info.value) == f'{f}:4: proxies[0].plugin: plugin "socks5" not supported yet by pyfrp'
+        str(info.value)
+        == f'{f}:4: proxies[0].plugin: plugin "virtual_net" not supported yet by pyfrp'
     )
 
 

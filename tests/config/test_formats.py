@@ -78,7 +78,7 @@ def test_client_four_formats_one_model() -> None:
     cfg = loaded["ini"][0]
     for fmt in FORMATS:
         assert loaded[fmt][0] == cfg, fmt
-        assert len(loaded[fmt][1]) == 2, loaded[fmt][1]
+        assert len(loaded[fmt][1]) == 1, loaded[fmt][1]  # dns_server
     assert (cfg.server_addr, cfg.server_port, cfg.user, cfg.token) == (
         "127.0.0.1",
         7001,
@@ -93,7 +93,7 @@ def test_client_four_formats_one_model() -> None:
     assert not cfg.login_fail_exit
     assert cfg.metas == {"team": "gpu"}
     assert cfg.log == LogConfig(level="warn", disable_color=True)
-    # [sock] has a plugin: reported and skipped, not run as a plain tcp proxy
+    # [sock] runs the unix_domain_socket plugin
     assert [p.name for p in cfg.proxies] == [
         "ssh",
         "web",
@@ -105,6 +105,10 @@ def test_client_four_formats_one_model() -> None:
         "sock",
     ]
     by_name = {p.name: p for p in cfg.proxies}
+    assert by_name["sock"].plugin == {
+        "type": "unix_domain_socket",
+        "unixPath": "/var/run/docker.sock",
+    }
     assert by_name["ssh"] == ProxyConfig(
         name="ssh",
         type="tcp",

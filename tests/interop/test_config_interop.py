@@ -163,7 +163,7 @@ UNSUPPORTED = {
     "xtcp-kcp.toml": '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n'
     'protocol = "kcp"\n',
     "unsupported.toml": 'transport.protocol = "kcp"\n'
-    '[[proxies]]\nname = "a"\ntype = "tcp"\nplugin.type = "socks5"\n',
+    '[[proxies]]\nname = "a"\ntype = "tcp"\nplugin.type = "virtual_net"\n',
 }
 BAD = {
     "unknown-key.toml": "serverPrt = 7000\n",
