@@ -442,6 +442,8 @@ def _relay_for(plugin: dict[str, Any]) -> VhostHttpServer:
                 opener=_LocalOpener(plugin),
                 rewrite_host=plugin.get("hostHeaderRewrite", ""),
                 headers=dict(plugin.get("requestHeaders.set") or {}),
+                # frp: https2* append the client to X-Forwarded-*, http2* pass them as they are
+                forwarded=plugin["type"].startswith("https2"),
             ),
         )  # fmt: skip
     return relay

@@ -89,6 +89,8 @@ class HttpRoute:
     # A group's route: each request goes to the next member, so no upstream is kept for reuse
     # (it would tie the next request to this one's member).
     pooled: bool = True
+    # Add X-Forwarded-For/-Host/-Proto (frps); frpc's http2http plugins pass them unchanged.
+    forwarded: bool = True
 
     def __post_init__(self) -> None:
         self.rewrite_host = wire_text(self.rewrite_host)
@@ -714,7 +716,10 @@ class _ClientConn(asyncio.Protocol):
         route = up.route
         up.write(
             upstream_request_head(
-                req, self.peer[0], rewrite_host=route.rewrite_host, set_headers=route.headers
+                req,
+                self.peer[0] if route.forwarded else None,
+                rewrite_host=route.rewrite_host,
+                set_headers=route.headers,
             )
         )
         if req.framing is Framing.NONE:

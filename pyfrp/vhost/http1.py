@@ -483,18 +483,21 @@ def _set(headers: list[tuple[str, str]], name: str, value: str) -> None:
 
 def upstream_request_head(
     req: Request,
-    client_ip: str,
+    client_ip: str | None,
     *,
     rewrite_host: str = "",
     set_headers: dict[str, str] | None = None,
 ) -> bytes:
-    """The head frps sends to the backend for ``req`` (frp's ReverseProxy Rewrite)."""
+    """The head frps sends to the backend for ``req`` (frp's ReverseProxy Rewrite). With
+    ``client_ip`` None the X-Forwarded-* headers pass as they came (frpc's http2http plugins)."""
     drop = _UPSTREAM_DROP | req.connection_tokens if req.connection_tokens else _UPSTREAM_DROP
+    if client_ip is None:
+        drop = drop - {"x-forwarded-host", "x-forwarded-proto"}
     prior: list[str] = []
     out: list[tuple[str, str]] = [("Host", rewrite_host or req.host)]
     for n, v in req.headers:
         ln = n.lower()
-        if ln == "x-forwarded-for":
+        if ln == "x-forwarded-for" and client_ip is not None:
             prior.append(v)
         elif ln not in drop:
             out.append((n, v))
@@ -504,9 +507,10 @@ def upstream_request_head(
         out += (("Connection", "Upgrade"), ("Upgrade", req.upgrade))
     if req.framing is Framing.CHUNKED:
         out.append(("Transfer-Encoding", "chunked"))
-    out.append(("X-Forwarded-For", ", ".join([*prior, client_ip]) if prior else client_ip))
-    out.append(("X-Forwarded-Host", req.host))
-    out.append(("X-Forwarded-Proto", "http"))
+    if client_ip is not None:
+        out.append(("X-Forwarded-For", ", ".join([*prior, client_ip]) if prior else client_ip))
+        out.append(("X-Forwarded-Host", req.host))
+        out.append(("X-Forwarded-Proto", "http"))
     for name, value in (set_headers or {}).items():
         _set(out, name, value)
     return render_head(f"{req.method} {req.target} HTTP/1.1", out)

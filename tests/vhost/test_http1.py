@@ -183,6 +183,21 @@ def test_upstream_head_like_frp() -> None:
     assert names.count("x-custom") == 1
 
 
+def test_upstream_head_without_forwarding_keeps_the_forwarded_headers() -> None:
+    """frpc's http2http/http2https plugins: X-Forwarded-* pass as they came, none added."""
+    req = parse_request_head(
+        b"GET /x HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-For: 2.2.2.2, 127.0.0.1\r\n"
+        b"X-Forwarded-Host: a.example\r\nX-Forwarded-Proto: http\r\n\r\n"
+    )
+    lines = upstream_request_head(req, None).decode().split("\r\n")
+    heads = [tuple(line.split(": ", 1)) for line in lines[1:] if line]
+    assert [h for h in heads if h[0].lower().startswith("x-forwarded")] == [
+        ("X-Forwarded-For", "2.2.2.2, 127.0.0.1"),
+        ("X-Forwarded-Host", "a.example"),
+        ("X-Forwarded-Proto", "http"),
+    ]
+
+
 def test_client_response_head() -> None:
     resp = parse_response_head(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, X-Drop\r\n"
