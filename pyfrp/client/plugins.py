@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import ipaddress
 import os
 import ssl
@@ -27,6 +26,7 @@ from pyfrp.log import PrefixLogger
 from pyfrp.net.splice import HoldProtocol, splice
 from pyfrp.net.tls import server_context
 from pyfrp.net.tlslayer import TlsLayer
+from pyfrp.proto.auth import same_secret
 from pyfrp.proto.msg import StartWorkConn
 from pyfrp.proto.proxyproto import header
 from pyfrp.vhost.conn import WorkConn
@@ -82,10 +82,6 @@ class _Reader(asyncio.Protocol):
         out = bytes(self.buf[: i + len(sep)])
         del self.buf[: i + len(sep)]
         return out
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 async def _dial(host: str, port: int) -> tuple[asyncio.Transport, HoldProtocol]:
@@ -176,7 +172,7 @@ async def _socks5(plugin: dict[str, Any], top: asyncio.Transport, reader: _Reade
         got_user = (await reader.read(ulen)).decode("utf-8", "replace")
         (plen,) = await reader.read(1)
         got_pass = (await reader.read(plen)).decode("utf-8", "replace")
-        ok = _same(got_user, user) & _same(got_pass, password)
+        ok = same_secret(got_user, user) & same_secret(got_pass, password)
         top.write(bytes([1, 0 if ok else 1]))
         if not ok:
             raise ValueError("socks5 user authentication failed")
@@ -222,7 +218,7 @@ def _authorized(head: bytes, user: str, password: str) -> bool:
             except ValueError:
                 return False
             u, _, p = got.partition(":")
-            return _same(u, user) & _same(p, password)
+            return same_secret(u, user) & same_secret(p, password)
     return False
 
 
@@ -325,7 +321,7 @@ async def _start_static(local_path: str, strip_prefix: str, user: str, password:
     async def handle(request: web.Request) -> web.StreamResponse:
         if user or password:
             got = parse_basic(request.headers.get("Authorization"))
-            if got is None or not (_same(got[0], user) & _same(got[1], password)):
+            if got is None or not (same_secret(got[0], user) & same_secret(got[1], password)):
                 return web.Response(
                     status=401, text="Unauthorized\n",
                     headers={"WWW-Authenticate": 'Basic realm="Restricted"'},

@@ -19,3 +19,10 @@ def verify_privilege_key(token: str, timestamp: int, key: str) -> bool:
     return hmac.compare_digest(
         privilege_key(token, timestamp).encode(), key.encode("utf-8", "surrogatepass")
     )
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Credentials compared in constant time (text from the wire may hold any bytes)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,6 +37,7 @@ from typing import cast
 from pyfrp import FRP_VERSION
 from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import WRITE_HIGH_WATER, splice
+from pyfrp.proto.auth import same_secret
 from pyfrp.vhost.conn import WorkConnOpener, peer_of
 from pyfrp.vhost.http1 import (
     MAX_HEAD,
@@ -132,12 +132,8 @@ def auth_ok(req: Request, route: HttpRoute) -> bool:
     creds = parse_basic(req.get("proxy-authorization" if req.url_host else "authorization"))
     if creds is None:
         return False
-    user_ok = hmac.compare_digest(
-        creds[0].encode("utf-8", "surrogateescape"), route.username.encode()
-    )
-    pwd_ok = hmac.compare_digest(
-        creds[1].encode("utf-8", "surrogateescape"), route.password.encode()
-    )
+    user_ok = same_secret(creds[0], route.username)
+    pwd_ok = same_secret(creds[1], route.password)
     return user_ok and pwd_ok
 
 

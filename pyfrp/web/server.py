@@ -11,7 +11,6 @@ logged. The address defaults to 127.0.0.1 (``WebServerConfig.Complete``).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from pyfrp.config.model import WebServerConfig
 from pyfrp.net.listen import bind_socket
+from pyfrp.proto.auth import same_secret
 from pyfrp.vhost.http import parse_basic
 
 log = logging.getLogger("pyfrp.web")
@@ -97,10 +97,6 @@ def serve_assets(app: web.Application, directory: str) -> None:
     app.router.add_static("/static/", directory)
 
 
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode())
-
-
 class WebServer:
     """One listening aiohttp application; ``routes`` registers the handlers behind auth."""
 
@@ -147,8 +143,8 @@ class WebServer:
         if got is None:
             return False
         # Both compared, always: the time taken says nothing about which one was wrong.
-        user_ok = _same(got[0], cfg.user)
-        pass_ok = _same(got[1], cfg.password)
+        user_ok = same_secret(got[0], cfg.user)
+        pass_ok = same_secret(got[1], cfg.password)
         return user_ok and pass_ok
 
     @web.middleware

@@ -69,3 +69,12 @@ def test_key_shape_and_self_verification(token: str, timestamp: int) -> None:
     int(key, 16)
     assert verify_privilege_key(token, timestamp, key)
     assert not verify_privilege_key(token + "x", timestamp, key)
+
+
+def test_same_secret_compares_any_text() -> None:
+    from pyfrp.proto.auth import same_secret
+
+    assert same_secret("pa55", "pa55")
+    assert not same_secret("pa55", "pa56")
+    assert not same_secret("", "x")
+    assert not same_secret("\udcff", "x")  # undecodable bytes from the wire do not raise
