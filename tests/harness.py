@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import random
 import re
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
@@ -204,6 +205,28 @@ def serving(srv: socketserver.BaseServer) -> Iterator[int]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def http_service(
+    status: Callable[[str], int], body: Callable[[str], bytes] = lambda path: b""
+) -> AbstractContextManager[int]:
+    """A keep-alive HTTP/1.1 service answering GET ``path`` with ``status(path)`` and
+    ``body(path)``; yields its port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            data = body(self.path)
+            self.send_response(status(self.path))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return serving(http.server.ThreadingHTTPServer((HOST, 0), Handler))
 
 
 def echo_server(port: int = 0) -> AbstractContextManager[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import HOST, Proc, Pyfrp, echo_roundtrip, free_ports, wait_echo
+from tests.harness import HOST, Proc, Pyfrp, echo_roundtrip, free_ports, http_service, wait_echo
 from tests.vhost.backends import self_signed, tls_ask, tls_backend
 from tests.webclient import basic, http_call, wait_json
 
@@ -141,7 +141,7 @@ def test_vhost_http_shares_bind_port(pyfrp: Pyfrp) -> None:
     )
     frps.wait_port(bind)
     body = b"shared-port-ok"
-    with _http_backend(body) as local:
+    with http_service(lambda path: 200, lambda path: body) as local:
         frpc = pyfrp.frpc(
             f"[common]\nserver_port = {bind}\n[web]\ntype = http\nlocal_port = {local}\n"
             "custom_domains = lab.example\n"
@@ -165,33 +165,6 @@ def test_vhost_http_shares_bind_port(pyfrp: Pyfrp) -> None:
         assert info["curConns"] == 0
     info = http_call("GET", f"http://{HOST}:{web}/api/serverinfo").json()
     assert (info["bindPort"], info["vhostHTTPPort"]) == (bind, bind)
-
-
-class _http_backend:
-    def __init__(self, body: bytes) -> None:
-        import http.server
-        import threading
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer((HOST, 0), H)
-        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
-
-    def __enter__(self) -> int:
-        self.thread.start()
-        return int(self.srv.server_address[1])
-
-    def __exit__(self, *exc: object) -> None:
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import http.client
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager, contextmanager
 from socketserver import BaseRequestHandler, ThreadingTCPServer
 
-from tests.harness import HOST, Pyfrp, free_ports, wait_port
+from tests.harness import HOST, Pyfrp, free_ports, http_service, wait_port
 
 GROUP = 'loadBalancer.group = "g"\nloadBalancer.groupKey = "k"\n'
 
@@ -32,25 +31,8 @@ def named_tcp(name: bytes) -> Iterator[int]:
         srv.server_close()
 
 
-@contextmanager
-def named_http(name: bytes) -> Iterator[int]:
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(name)))
-            self.end_headers()
-            self.wfile.write(name)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer((HOST, 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def named_http(name: bytes) -> AbstractContextManager[int]:
+    return http_service(lambda path: 200, lambda path: name)
 
 
 def _ask_tcp(port: int) -> bytes:

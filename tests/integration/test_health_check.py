@@ -3,35 +3,16 @@ frps when the checks fail and brings it back when they pass again (tcp and http 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from tests.harness import HOST, Pyfrp, echo_server, free_ports, wait_echo, wait_port_closed
+from tests.harness import (
+    HOST,
+    Pyfrp,
+    echo_server,
+    free_ports,
+    http_service,
+    wait_echo,
+    wait_port_closed,
+)
 from tests.webclient import http_call
-
-
-@contextmanager
-def http_service() -> Iterator[int]:
-    """200 for every path but /sick (503)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(503 if self.path == "/sick" else 200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer((HOST, 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_tcp_check_takes_the_proxy_down_and_up(pyfrp: Pyfrp) -> None:
@@ -60,7 +41,7 @@ def test_http_check_needs_a_2xx(pyfrp: Pyfrp) -> None:
     bind, vhost = free_ports(2)
     frps = pyfrp.frps(f"bindPort = {bind}\nvhostHTTPPort = {vhost}\n", suffix=".toml")
     frps.wait_port(bind)
-    with http_service() as local:
+    with http_service(lambda path: 503 if path == "/sick" else 200) as local:
         frpc = pyfrp.frpc(
             f'serverPort = {bind}\n[[proxies]]\nname = "web"\ntype = "http"\nlocalPort = {local}\n'
             'customDomains = ["hc.example"]\nhealthCheck.type = "http"\n'
