@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import start_any
 from tests.harness import HOST, Pyfrp, echo_roundtrip, free_ports, wait_echo
-from tests.integration.test_groups import named_tcp
+from tests.integration.test_groups import _ask_tcp, named_tcp
 from tests.integration.test_proxy_protocol import _v2_source, recording_server
 from tests.integration.test_server_plugins import plugin_server
 
@@ -22,12 +22,6 @@ pytestmark = pytest.mark.interop
 PAIRS = [("pyfrps", "frpc-native"), ("frps-native", "pyfrpc")]
 IDS = [f"{c}->{s}" for s, c in PAIRS]
 GROUP = 'loadBalancer.group = "g"\nloadBalancer.groupKey = "k"\n'
-
-
-def _ask(port: int) -> bytes:
-    with socket.create_connection((HOST, port), 5) as s:
-        s.settimeout(5)
-        return s.recv(16)
 
 
 @pytest.mark.parametrize(("server", "client"), PAIRS, ids=IDS)
@@ -51,7 +45,7 @@ def test_tcp_group_with_health_check(
         try:
             frpc.wait_log(r"\[foo\] start proxy success")
             # bar's local service is down: it never joins, every user reaches foo
-            assert [_ask(remote) for _ in range(6)] == [b"foo"] * 6
+            assert [_ask_tcp(remote) for _ in range(6)] == [b"foo"] * 6
             assert "[bar] start proxy success" not in frpc.log()
         finally:
             frpc.stop()
