@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from pyfrp.config.model import ProxyConfig
 from pyfrp.log import PrefixLogger
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 def check_url(cfg: ProxyConfig) -> str:
@@ -24,7 +26,7 @@ def check_url(cfg: ProxyConfig) -> str:
 
 
 async def check_once(cfg: ProxyConfig, session: aiohttp.ClientSession | None) -> None:
-    """One check; raises OSError/TimeoutError/aiohttp.ClientError with why it failed."""
+    """One check; raises OSError/TimeoutError (aiohttp.ClientError for http) with why."""
     hc = cfg.health_check
     async with asyncio.timeout(hc.timeout):
         if hc.type == "tcp":
@@ -47,14 +49,20 @@ async def monitor(
 ) -> None:
     """Check until cancelled, calling ``healthy``/``unhealthy`` when the state changes."""
     hc = cfg.health_check
-    session = aiohttp.ClientSession() if hc.type == "http" else None
+    failures: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+    session = None
+    if hc.type == "http":
+        import aiohttp  # only for http checks (idle RSS)
+
+        session = aiohttp.ClientSession()
+        failures = (*failures, aiohttp.ClientError)
     ok = False
     failed = 0
     try:
         while True:
             try:
                 await check_once(cfg, session)
-            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            except failures as exc:
                 log.warning("do one health check failed: %s", exc or type(exc).__name__)
                 failed += 1
                 if ok and failed >= hc.max_failed:

@@ -14,19 +14,26 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from pyfrp.config.model import HttpPluginConfig
 from pyfrp.errors import MessageError
 from pyfrp.proto.msg import Login, Message, NewProxy, NewWorkConn, Ping
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "0.1.0"
 OPS = ("Login", "NewProxy", "CloseProxy", "Ping", "NewWorkConn", "NewUserConn")
 TIMEOUT = 30.0  # frp's http.Client has none; a hung plugin must not hold a login forever
+
+
+def _client_error() -> type[Exception]:
+    import aiohttp
+
+    return aiohttp.ClientError
 
 
 class PluginRejected(Exception):
@@ -70,6 +77,8 @@ class PluginManager:
             self._session = None
 
     async def _call(self, plugin: HttpPluginConfig, op: str, content: dict[str, Any]) -> Any:
+        import aiohttp  # only frps with plugins pays for it (idle RSS)
+
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
         url = plugin_url(plugin)
@@ -95,7 +104,7 @@ class PluginManager:
                 res = await self._call(plugin, op, content)
                 if not isinstance(res, dict):
                     raise ValueError("the answer is not a JSON object")
-            except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except (OSError, _client_error(), TimeoutError, ValueError) as exc:
                 how = log.info if op == "NewUserConn" else log.warning
                 how("[reqid: %s] send %s request to plugin [%s] error: %s", reqid, op,
                     plugin.name, exc)  # fmt: skip
@@ -156,5 +165,5 @@ class PluginManager:
                 continue
             try:
                 await self._call(plugin, "CloseProxy", content)
-            except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except (OSError, _client_error(), TimeoutError, ValueError) as exc:
                 log.warning("send CloseProxy request to plugin [%s] error: %s", plugin.name, exc)
