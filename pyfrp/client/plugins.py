@@ -28,7 +28,7 @@ from pyfrp.net.tls import server_context
 from pyfrp.net.tlslayer import TlsLayer
 from pyfrp.proto.auth import same_secret
 from pyfrp.proto.msg import StartWorkConn
-from pyfrp.proto.proxyproto import header
+from pyfrp.proto.proxyproto import header_for_user
 from pyfrp.vhost.conn import WorkConn
 from pyfrp.vhost.http import HttpRoute, VhostHttpServer
 
@@ -146,9 +146,9 @@ async def _unix(
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(DIAL_TIMEOUT):
         local, held = await loop.create_unix_connection(HoldProtocol, plugin["unixPath"])
-    if proxy_protocol and start.src_addr and start.src_port:
-        dst = (start.dst_addr or "127.0.0.1", start.dst_port)
-        local.write(header(proxy_protocol, (start.src_addr, start.src_port), dst))
+    pp = header_for_user(proxy_protocol, start)
+    if pp:
+        local.write(pp)
     await _join(top, reader, local, held)
 
 
@@ -382,9 +382,9 @@ async def _tls2raw(
     layer.set_protocol(inner)
     inner.buf += layer.take()
     local, held = await _dial(*_host_port(plugin["localAddr"], 0))
-    if proxy_protocol and start.src_addr and start.src_port:
-        dst = (start.dst_addr or "127.0.0.1", start.dst_port)
-        local.write(header(proxy_protocol, (start.src_addr, start.src_port), dst))
+    pp = header_for_user(proxy_protocol, start)
+    if pp:
+        local.write(pp)
     await _join(layer, inner, local, held)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from pyfrp.proto.msg import StartWorkConn
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 _PROXY, _LOCAL = 0x21, 0x20  # version 2 with command PROXY / LOCAL
 _TCP, _UDP = 0x01, 0x02
@@ -44,3 +46,13 @@ def header(version: str, src: tuple[str, int], dst: tuple[str, int], udp: bool =
     addrs = sip.packed + dip.packed + struct.pack("!HH", src[1], dst[1])
     kind = family | (_UDP if udp else _TCP)
     return V2_SIGNATURE + bytes([_PROXY, kind]) + struct.pack("!H", len(addrs)) + addrs
+
+
+def header_for_user(version: str, start: StartWorkConn) -> bytes:
+    """The header before a user's stream (the addresses frps put in StartWorkConn), or b"" when
+    there is none to write: no version set, or no source (frp's condition). A missing
+    destination is 127.0.0.1, as frpc fills it in."""
+    if not version or not start.src_addr or not start.src_port:
+        return b""
+    src = (start.src_addr, start.src_port)
+    return header(version, src, (start.dst_addr or "127.0.0.1", start.dst_port))

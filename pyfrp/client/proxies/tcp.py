@@ -12,7 +12,7 @@ from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, splice
 from pyfrp.proto.msg import StartWorkConn
-from pyfrp.proto.proxyproto import header
+from pyfrp.proto.proxyproto import header_for_user
 
 LOCAL_DIAL_TIMEOUT = 10.0
 
@@ -57,9 +57,9 @@ class TcpProxy(ClientProxy):
         except asyncio.CancelledError:
             work.close()
             raise
-        if cfg.proxy_protocol_version and start.src_addr and start.src_port:
-            dst = (start.dst_addr or "127.0.0.1", start.dst_port)
-            local.write(header(cfg.proxy_protocol_version, (start.src_addr, start.src_port), dst))
+        pp = header_for_user(cfg.proxy_protocol_version, start)
+        if pp:
+            local.write(pp)
         top, pending, ended = wrap()
         self.log.debug(
             "join connections, user [%s:%d] local [%s:%d]",
