@@ -7,8 +7,7 @@ windows 1024/1024 on frps and 128/512 on frpc, no immediate ACKs, FEC 10+3, no e
 
 KCP has no handshake and no close: the dialing end picks a random conversation id, the
 listening end makes a session for every new (address, conversation) it hears from, and a
-closed session just stops talking (frp notices through yamux keepalives and heartbeats). Our
-``close()`` keeps retransmitting what is unacknowledged for a while, then forgets the session.
+closed session just stops talking (frp notices through yamux keepalives and heartbeats).
 
 Flow control: ``write`` never blocks; the protocol is paused while more than a window of
 segments waits to be sent. A paused reader leaves received segments in KCP's receive queue,
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 DATA_SHARDS = 10
 PARITY_SHARDS = 3
-LINGER = 10.0  # s a closed session keeps retransmitting unacknowledged data
 READ_BUFFER = 4 << 20  # frp's SetReadBuffer/SetWriteBuffer(4194304)
 
 
@@ -92,7 +90,6 @@ class KcpSession(asyncio.Transport):
         self._gone = False  # forgotten: no more packets in or out
         self._write_paused = False
         self._high = options.snd_wnd
-        self._linger_until = 0.0
         self.bad_packets = 0
         self._timer: asyncio.Handle | None = self._loop.call_soon(self._update)
 
@@ -154,14 +151,14 @@ class KcpSession(asyncio.Transport):
         raise NotImplementedError("kcp has no half-close")
 
     def close(self) -> None:
+        """Like kcp-go's Close: one last flush, then the session is forgotten (what the peer
+        has not acknowledged by then is lost; frp closes its streams before the session)."""
         if self._closing or self._gone:
             return
         self._closing = True
-        self._linger_until = self._loop.time() + LINGER
         self._flush()
         self._connection_lost(None)
-        if self.kcp.wait_snd() == 0:
-            self._forget()
+        self._forget()
 
     def abort(self) -> None:
         self._closing = True
@@ -230,10 +227,7 @@ class KcpSession(asyncio.Transport):
             return
         interval = self._flush()
         k = self.kcp
-        if self._closing and (k.wait_snd() == 0 or self._loop.time() >= self._linger_until):
-            self._forget()
-            return
-        if k.dead and not self._closing:
+        if k.dead:
             self.abort()
             return
         self._check_writable()

@@ -112,6 +112,7 @@ class Kcp:
         self.fastresend = 0
         self.nocwnd = False
         self.dead = False  # a segment was sent dead_link times without an ACK
+        self.retransmits = 0
         self.snd_queue: list[Segment] = []
         self.snd_buf: list[Segment] = []
         self.rcv_queue: list[bytes] = []
@@ -425,6 +426,7 @@ class Kcp:
                 minrto = left
         if used:
             out.append(bytes(buf[:used]))
+        self.retransmits += change + lost
 
         if not self.nocwnd:
             if change:
