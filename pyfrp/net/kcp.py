@@ -148,7 +148,8 @@ class KcpSession(asyncio.Transport):
         return False
 
     def write_eof(self) -> None:
-        raise NotImplementedError("kcp has no half-close")
+        """KCP has no half-close (kcp-go's conn has no CloseWrite): nothing to send. A no-op
+        rather than asyncio's NotImplementedError, as layers above forward it blindly."""
 
     def close(self) -> None:
         """Like kcp-go's Close: one last flush, then the session is forgotten (what the peer
@@ -223,8 +224,8 @@ class KcpSession(asyncio.Transport):
 
     def _update(self) -> None:
         self._timer = None
-        if self._gone:
-            return
+        if self._gone or not self._loop.is_running():
+            return  # uvloop runs due timers while closing: re-arming would never end
         interval = self._flush()
         k = self.kcp
         if k.dead:

@@ -7,16 +7,51 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from pyfrp.net import kcp
+from pyfrp.net import tls as tls_mod
+from pyfrp.net.mux import MuxSession
+from pyfrp.net.splice import HoldProtocol
+from pyfrp.net.tlslayer import TlsLayer
 from tests.net import test_mux
-from tests.net.test_mux import MB, Peer, Run, sha, until, write_politely
+from tests.net.test_mux import MB, Peer, Run, attach, sha, until, write_politely
 
 run = test_mux.run  # the same both-loops fixture
+
+
+_OPEN: list[kcp.KcpServer | asyncio.Transport] = []
+
+
+async def serve(host: str, port: int, factory: Callable[[], asyncio.BaseProtocol]) -> kcp.KcpServer:
+    server = await kcp.kcp_serve(host, port, factory)
+    _OPEN.append(server)
+    return server
+
+
+async def dial(
+    host: str, port: int, factory: Callable[[], asyncio.BaseProtocol]
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    transport, protocol = await kcp.kcp_connect(host, port, factory)
+    _OPEN.append(transport)
+    return transport, protocol
+
+
+def closing(main: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``main``, then every endpoint it made closed, even when it fails: uvloop's close() would
+    wait forever on a UDP socket still open."""
+
+    async def wrapped() -> None:
+        try:
+            await main()
+        finally:
+            while _OPEN:
+                _OPEN.pop().close()
+
+    return wrapped
 
 
 class Accepted:
@@ -45,8 +80,8 @@ def lossy(monkeypatch: pytest.MonkeyPatch, rate: float, seed: int = 3) -> None:
 
 async def pair(**server_kw: bool) -> tuple[kcp.KcpServer, Accepted, kcp.KcpSession, Peer]:
     accepted = Accepted(**server_kw)
-    server = await kcp.kcp_serve("127.0.0.1", 0, accepted)
-    transport, protocol = await kcp.kcp_connect("127.0.0.1", server.port, Peer)
+    server = await serve("127.0.0.1", 0, accepted)
+    transport, protocol = await dial("127.0.0.1", server.port, Peer)
     assert isinstance(transport, kcp.KcpSession)
     assert isinstance(protocol, Peer)
     return server, accepted, transport, protocol
@@ -72,7 +107,7 @@ def test_bytes_both_ways_intact(run: Run) -> None:
         server.close()
         await server.wait_closed()
 
-    run(main)
+    run(closing(main))
 
 
 @pytest.mark.parametrize("rate", [0.05, 0.2])
@@ -93,7 +128,7 @@ def test_lost_datagrams_are_recovered(
         client.close()
         server.close()
 
-    run(main)
+    run(closing(main))
 
 
 def test_paused_reader_bounds_memory(run: Run) -> None:
@@ -120,7 +155,7 @@ def test_paused_reader_bounds_memory(run: Run) -> None:
         client.close()
         server.close()
 
-    run(main)
+    run(closing(main))
 
 
 def test_close_forgets_the_session_at_once(run: Run) -> None:
@@ -143,14 +178,14 @@ def test_close_forgets_the_session_at_once(run: Run) -> None:
         server.close()
         assert await speer.lost is None
 
-    run(main)
+    run(closing(main))
 
 
 def test_sessions_are_told_apart_by_address_and_conversation(run: Run) -> None:
     async def main() -> None:
         accepted = Accepted()
-        server = await kcp.kcp_serve("127.0.0.1", 0, accepted)
-        ends = [await kcp.kcp_connect("127.0.0.1", server.port, Peer) for _ in range(3)]
+        server = await serve("127.0.0.1", 0, accepted)
+        ends = [await dial("127.0.0.1", server.port, Peer) for _ in range(3)]
         for i, (t, _) in enumerate(ends):
             t.write(b"hello %d" % i)
         await until(lambda: len(accepted.peers) == 3 and all(p.total == 7 for p in accepted.peers))
@@ -165,7 +200,7 @@ def test_sessions_are_told_apart_by_address_and_conversation(run: Run) -> None:
             t.close()
         server.close()
 
-    run(main)
+    run(closing(main))
 
 
 def test_unreachable_server_fails_the_session(run: Run) -> None:
@@ -176,12 +211,12 @@ def test_unreachable_server_fails_the_session(run: Run) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        transport, protocol = await kcp.kcp_connect("127.0.0.1", port, Peer)
+        transport, protocol = await dial("127.0.0.1", port, Peer)
         assert isinstance(protocol, Peer)
         transport.write(b"anyone?")
         assert isinstance(await protocol.lost, ConnectionRefusedError)
 
-    run(main)
+    run(closing(main))
 
 
 def test_garbage_datagrams_are_ignored(run: Run) -> None:
@@ -200,4 +235,54 @@ def test_garbage_datagrams_are_ignored(run: Run) -> None:
         client.close()
         server.close()
 
-    run(main)
+    run(closing(main))
+
+
+def test_yamux_over_tls_over_kcp(run: Run) -> None:
+    """frp's stack on a KCP session: TLS (as a layer), then yamux; 2 MiB each way on a stream."""
+    data = os.urandom(2 * MB)
+
+    async def main() -> None:
+        servers: list[MuxSession] = []
+
+        def accept() -> asyncio.BaseProtocol:
+            return HoldProtocol()
+
+        server = await serve("127.0.0.1", 0, accept)
+        lower, _ = await dial("127.0.0.1", server.port, HoldProtocol)
+        client_tls = TlsLayer(lower, tls_mod.client_context(), server_side=False)
+        lower.set_protocol(client_tls)
+        client = MuxSession(client=True, keepalive_interval=0)
+        client_tls.set_protocol(client)
+        client.connection_made(client_tls)
+        client_tls.start()
+        lower.resume_reading()  # HoldProtocol paused it
+        stream = client.open_stream()
+        speer_of_stream: list[Peer] = []
+        cpeer = attach(stream, Peer())
+        stream.write(data)
+
+        await until(lambda: bool(server.sessions))
+        session = next(iter(server.sessions.values()))
+        held = session.get_protocol()
+        assert isinstance(held, HoldProtocol)
+        server_tls = TlsLayer(session, tls_mod.server_context(), server_side=True)
+        session.set_protocol(server_tls)
+        mux = MuxSession(client=False, keepalive_interval=0)
+        mux.on_stream = lambda s: speer_of_stream.append(attach(s, Peer()))
+        servers.append(mux)
+        server_tls.set_protocol(mux)
+        mux.connection_made(server_tls)
+        server_tls.start(held.take())
+        session.resume_reading()
+        await until(lambda: bool(speer_of_stream))
+        speer = speer_of_stream[0]
+        assert sha(await speer.received(len(data))) == sha(data)
+        assert speer.transport is not None
+        speer.transport.write(data[::-1])
+        assert sha(await cpeer.received(len(data))) == sha(data[::-1])
+        client.close()
+        mux.close()
+        server.close()
+
+    run(closing(main))
