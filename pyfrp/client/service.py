@@ -13,6 +13,7 @@ from typing import Any
 
 from pyfrp import FRP_VERSION
 from pyfrp.client import health
+from pyfrp.client.auth import ClientAuth
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
 from pyfrp.client.proxies.base import ClientProxy, wire_name
@@ -20,12 +21,11 @@ from pyfrp.client.store import Store
 from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import Visitor, VisitorError
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
-from pyfrp.errors import AuthError, ProtocolError
+from pyfrp.errors import AuthError, OIDCError, ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import CryptoLayer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
-from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
@@ -277,14 +277,19 @@ class Session:
         # With tcp_mux, liveness is yamux's job; frp checks the Pong timeout only without it.
         check = cfg.heartbeat_timeout > 0 and not cfg.tcp_mux
         while True:
+            self.log.debug("send heartbeat to server")
             ping = Ping()
-            if "HeartBeats" in cfg.auth_scopes:
-                ping.timestamp = int(time.time())
-                ping.privilege_key = privilege_key(cfg.token, ping.timestamp)
             try:
-                self.conn.send(ping)
-            except ConnectionError:
-                return
+                await self.client.auth.set_ping(ping)
+            except OIDCError as exc:
+                self.log.warning(
+                    "error during ping authentication: %s, skip sending ping message", exc
+                )
+            else:
+                try:
+                    self.conn.send(ping)
+                except ConnectionError:
+                    return
             await asyncio.sleep(cfg.heartbeat_interval)
             if check and time.monotonic() - self.last_pong > cfg.heartbeat_timeout:
                 self.log.warning("heartbeat timeout")
@@ -307,10 +312,12 @@ class Session:
         try:
             conn = await self.connector.connect()
             msg = NewWorkConn(run_id=self.run_id)
-            cfg = self.client.cfg
-            if "NewWorkConns" in cfg.auth_scopes:
-                msg.timestamp = int(time.time())
-                msg.privilege_key = privilege_key(cfg.token, msg.timestamp)
+            try:
+                await self.client.auth.set_new_work_conn(msg)
+            except OIDCError as exc:
+                self.log.warning("error during NewWorkConn authentication: %s", exc)
+                conn.close()
+                return
             conn.send(msg)
         except (ConnectionError, OSError, ProtocolError, TimeoutError) as exc:
             self.log.warning("start new work connection error: %s", exc)
@@ -352,6 +359,7 @@ class Client:
         self.cfg = cfg
         self.path = path
         self.allow_unsafe = allow_unsafe  # --allow-unsafe, for reloads
+        self.auth = ClientAuth(cfg)  # frp keeps the first config's auth across reloads
         self.run_id = ""
         self.session: Session | None = None
         self.file_proxies = list(cfg.proxies)
@@ -389,21 +397,18 @@ class Client:
         try:
             await connector.open()
             conn = await connector.connect()
-            ts = int(time.time())
-            conn.send(
-                Login(
-                    version=FRP_VERSION,
-                    hostname=socket.gethostname(),  # Go frpc sends os.Hostname()
-                    os=sys.platform if sys.platform != "win32" else "windows",
-                    arch=_GOARCH.get(platform.machine().lower(), platform.machine().lower()),
-                    user=cfg.user,
-                    privilege_key=privilege_key(cfg.token, ts),
-                    timestamp=ts,
-                    run_id=self.run_id,
-                    metas=dict(cfg.metas),
-                    pool_count=cfg.pool_count,
-                )
+            login = Login(
+                version=FRP_VERSION,
+                hostname=socket.gethostname(),  # Go frpc sends os.Hostname()
+                os=sys.platform if sys.platform != "win32" else "windows",
+                arch=_GOARCH.get(platform.machine().lower(), platform.machine().lower()),
+                user=cfg.user,
+                run_id=self.run_id,
+                metas=dict(cfg.metas),
+                pool_count=cfg.pool_count,
             )
+            await self.auth.set_login(login)
+            conn.send(login)
             resp = await asyncio.wait_for(conn.recv_as(LoginResp), LOGIN_RESP_TIMEOUT)
         except BaseException:
             connector.close()
@@ -452,7 +457,7 @@ class Client:
             try:
                 log.info("try to connect to server...")
                 self.session = await self._login()
-            except (OSError, TimeoutError, ProtocolError, AuthError) as exc:
+            except (OSError, TimeoutError, ProtocolError, AuthError, OIDCError) as exc:
                 if isinstance(exc, AuthError):
                     log.warning("login to the server failed: %s", exc)
                 else:

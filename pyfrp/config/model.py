@@ -38,6 +38,35 @@ class WebServerConfig:
 
 
 @dataclass(slots=True)
+class OidcServerConfig:
+    """``auth.oidc.*`` of frps: whose tokens it accepts."""
+
+    issuer: str = ""
+    audience: str = ""  # empty: any audience
+    skip_expiry_check: bool = False
+    skip_issuer_check: bool = False
+
+
+@dataclass(slots=True)
+class OidcClientConfig:
+    """``auth.oidc.*`` of frpc: where it gets its tokens (client credentials, or
+    ``tokenSource``: a file or command read for every message)."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    audience: str = ""
+    scope: str = ""
+    token_endpoint_url: str = ""
+    additional_endpoint_params: dict[str, str] = field(default_factory=dict)
+    trusted_ca_file: str = ""
+    insecure_skip_verify: bool = False
+    proxy_url: str = ""
+    token_file: str = ""
+    token_command: list[str] = field(default_factory=list)  # argv
+    token_command_env: dict[str, str] | None = None  # None: inherit
+
+
+@dataclass(slots=True)
 class HttpPluginConfig:
     """One ``[[httpPlugins]]`` (INI ``[plugin.NAME]``): a webhook frps asks about ``ops``."""
 
@@ -60,8 +89,10 @@ class ServerConfig:
     tcpmux_passthrough: bool = False
     subdomain_host: str = ""
     custom_404_page: str = ""
-    token: str = ""
+    auth_method: str = "token"  # or "oidc"
+    token: str = ""  # also the encryption key with oidc, as frp
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
+    oidc: OidcServerConfig = field(default_factory=OidcServerConfig)
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
     tcp_keepalive: int = 7200
@@ -166,8 +197,10 @@ class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
     user: str = ""
-    token: str = ""
+    auth_method: str = "token"  # or "oidc"
+    token: str = ""  # also the encryption key with oidc, as frp
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
+    oidc: OidcClientConfig = field(default_factory=OidcClientConfig)
     pool_count: int = 1
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30

@@ -122,9 +122,7 @@ _QUIC: dict[str, Opt] = {  # only used with quicBindPort / transport.protocol = 
 }
 
 _AUTH_COMMON: dict[str, Opt] = {
-    "auth.method": Opt(
-        S, ini="authentication_method", choices=("token", "oidc"), works=_default_or("token")
-    ),
+    "auth.method": Opt(S, "auth_method", "authentication_method", choices=("token", "oidc")),
     "auth.additionalScopes": Opt(L, "auth_scopes", choices=AUTH_SCOPES),
     "auth.token": Opt(S, "token", "token"),
     **_prefixed("auth.tokenSource", _TOKEN_SOURCE),
@@ -133,11 +131,11 @@ _AUTH_COMMON: dict[str, Opt] = {
 SERVER: dict[str, Opt] = {
     "version": Opt(S),
     **_AUTH_COMMON,
-    # OIDC settings only matter with auth.method = "oidc", which is what gets reported.
-    "auth.oidc.issuer": Opt(S, ini="oidc_issuer"),
-    "auth.oidc.audience": Opt(S, ini="oidc_audience"),
-    "auth.oidc.skipExpiryCheck": Opt(B, ini="oidc_skip_expiry_check"),
-    "auth.oidc.skipIssuerCheck": Opt(B, ini="oidc_skip_issuer_check"),
+    # Used only with auth.method = "oidc", as frp.
+    "auth.oidc.issuer": Opt(S, "oidc.issuer", "oidc_issuer"),
+    "auth.oidc.audience": Opt(S, "oidc.audience", "oidc_audience"),
+    "auth.oidc.skipExpiryCheck": Opt(B, "oidc.skip_expiry_check", "oidc_skip_expiry_check"),
+    "auth.oidc.skipIssuerCheck": Opt(B, "oidc.skip_issuer_check", "oidc_skip_issuer_check"),
     "bindAddr": Opt(S, "bind_addr", "bind_addr"),
     "bindPort": Opt(P, "bind_port", "bind_port"),
     "kcpBindPort": Opt(P, ini="kcp_bind_port", works=False, adds=True),
@@ -203,15 +201,15 @@ SERVER_INI_EXTRA: dict[str, Opt] = {
 CLIENT: dict[str, Opt] = {
     "version": Opt(S),
     **_AUTH_COMMON,
-    "auth.oidc.clientID": Opt(S, ini="oidc_client_id"),
-    "auth.oidc.clientSecret": Opt(S, ini="oidc_client_secret"),
-    "auth.oidc.audience": Opt(S, ini="oidc_audience"),
-    "auth.oidc.scope": Opt(S, ini="oidc_scope"),
-    "auth.oidc.tokenEndpointURL": Opt(S, ini="oidc_token_endpoint_url"),
-    "auth.oidc.additionalEndpointParams": Opt(M),
-    "auth.oidc.trustedCaFile": Opt(S),
-    "auth.oidc.insecureSkipVerify": Opt(B),
-    "auth.oidc.proxyURL": Opt(S),
+    "auth.oidc.clientID": Opt(S, "oidc.client_id", "oidc_client_id"),
+    "auth.oidc.clientSecret": Opt(S, "oidc.client_secret", "oidc_client_secret"),
+    "auth.oidc.audience": Opt(S, "oidc.audience", "oidc_audience"),
+    "auth.oidc.scope": Opt(S, "oidc.scope", "oidc_scope"),
+    "auth.oidc.tokenEndpointURL": Opt(S, "oidc.token_endpoint_url", "oidc_token_endpoint_url"),
+    "auth.oidc.additionalEndpointParams": Opt(M, "oidc.additional_endpoint_params"),
+    "auth.oidc.trustedCaFile": Opt(S, "oidc.trusted_ca_file"),
+    "auth.oidc.insecureSkipVerify": Opt(B, "oidc.insecure_skip_verify"),
+    "auth.oidc.proxyURL": Opt(S, "oidc.proxy_url"),
     **_prefixed("auth.oidc.tokenSource", _TOKEN_SOURCE),
     "user": Opt(S, "user", "user"),
     "clientID": Opt(S, works=False),

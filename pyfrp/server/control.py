@@ -13,7 +13,6 @@ from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import CryptoLayer
 from pyfrp.net.msgconn import MessageConn
-from pyfrp.proto.auth import verify_privilege_key
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
@@ -28,6 +27,7 @@ from pyfrp.proto.msg import (
     ReqWorkConn,
     StartWorkConn,
 )
+from pyfrp.server.auth import ServerAuth
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected, UserInfo
 from pyfrp.server.ports import PortError
@@ -40,6 +40,7 @@ class ControlService(Protocol):
     """What a Control needs of the server (the Server in service.py)."""
 
     cfg: ServerConfig
+    auth: ServerAuth
 
     @property
     def nathole(self) -> NatHoleController: ...
@@ -124,12 +125,8 @@ class Control:
                 msg = await plugins.ping(self.user_info, msg)
             except PluginRejected as exc:
                 err = str(exc)
-        if (
-            not err
-            and "HeartBeats" in cfg.auth_scopes
-            and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
-        ):
-            err = "token in heartbeat doesn't match token from configuration"
+        if not err:
+            err = await self.service.auth.verify_ping(msg)
         if err:
             self.log.warning("received invalid ping: %s", err)
             self.conn.send(Pong(error=err if cfg.detailed_errors_to_client else "invalid ping"))

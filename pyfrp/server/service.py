@@ -15,7 +15,6 @@ from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.tls import server_context
-from pyfrp.proto.auth import verify_privilege_key
 from pyfrp.proto.msg import (
     Login,
     LoginResp,
@@ -26,6 +25,7 @@ from pyfrp.proto.msg import (
     NewWorkConn,
     StartWorkConn,
 )
+from pyfrp.server.auth import ServerAuth
 from pyfrp.server.control import Control
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected
@@ -158,6 +158,7 @@ class Server:
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
+        self.auth = ServerAuth(cfg)  # start() replaces it when OIDC needs discovery
 
     @property
     def nathole(self) -> NatHoleController:
@@ -175,6 +176,7 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.cfg
+        self.auth = await ServerAuth.create(cfg)  # OIDC discovery first, as frp's NewService
         tls_ctx = server_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file)
         sock = bind_socket(cfg.bind_addr, cfg.bind_port)
         self.bind_port = sock.getsockname()[1]
@@ -303,10 +305,8 @@ class Server:
                 login = await self.plugins.login(login, f"{peer[0]}:{peer[1]}" if peer else "")
             except PluginRejected as exc:
                 err = str(exc)
-        if not err and not verify_privilege_key(
-            self.cfg.token, login.timestamp, login.privilege_key
-        ):
-            err = "token in login doesn't match token from configuration"
+        if not err:
+            err = await self.auth.verify_login(login)
         if err:
             log.warning("register control error: %s", err)
             text = err if self.cfg.detailed_errors_to_client else "register control error"
@@ -340,30 +340,33 @@ class Server:
             conn.send(StartWorkConn(error=err))
             conn.close()
             return
-        if self.plugins is not None and self.plugins.handles("NewWorkConn"):
+        checked = "NewWorkConns" in self.cfg.auth_scopes
+        if (self.plugins is not None and self.plugins.handles("NewWorkConn")) or (
+            checked and self.auth.oidc is not None
+        ):
             self.spawn(self._checked_work_conn(ctl, conn, msg))
-        elif self._work_conn_ok(conn, msg, ""):
+            return
+        err = ""
+        if checked:
+            err = self.auth.token_check(msg.privilege_key, msg.timestamp, "NewWorkConn")
+        if self._work_conn_ok(conn, msg, err):
             ctl.add_work_conn(conn)
 
     async def _checked_work_conn(self, ctl: Control, conn: MessageConn, msg: NewWorkConn) -> None:
-        assert self.plugins is not None
         err = ""
-        try:
-            msg = await self.plugins.new_work_conn(ctl.user_info, msg)
-        except PluginRejected as exc:
-            err = str(exc)
+        if self.plugins is not None and self.plugins.handles("NewWorkConn"):
+            try:
+                msg = await self.plugins.new_work_conn(ctl.user_info, msg)
+            except PluginRejected as exc:
+                err = str(exc)
+        if not err:
+            err = await self.auth.verify_new_work_conn(msg)
         if self._work_conn_ok(conn, msg, err):
             ctl.add_work_conn(conn)
 
     def _work_conn_ok(self, conn: MessageConn, msg: NewWorkConn, err: str) -> bool:
-        """The token check of ``authenticate_new_work_conns``, after the plugins' (``err``)."""
+        """Accepts the work connection unless a plugin or the auth check said ``err``."""
         cfg = self.cfg
-        if (
-            not err
-            and "NewWorkConns" in cfg.auth_scopes
-            and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
-        ):
-            err = "token in NewWorkConn doesn't match token from configuration"
         if not err:
             return True
         log.warning("invalid NewWorkConn with run id [%s]: %s", msg.run_id, err)

@@ -185,7 +185,6 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
     warning: verify names it, and so does start-up."""
     cases = {
         'dnsServer = "8.8.8.8"\n': "frpc.toml:2: dnsServer: not supported yet by pyfrp",
-        'auth.method = "oidc"\n': "frpc.toml:2: auth.method: not supported yet by pyfrp",
         'transport.protocol = "kcp"\n': (
             "frpc.toml:2: transport.protocol: not supported yet by pyfrp"
         ),
@@ -197,11 +196,13 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         for argv in (["verify", "-c", "frpc.toml"], ["-c", "frpc.toml"]):
             out = _run(tmp_path, "pyfrp.client", *argv)
             assert (out.returncode, out.stderr) == (1, message + "\n"), (argv, extra)
-    (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\nauthentication_method = oidc\n")
-    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.ini")
+    # OIDC without the client credentials: frp's validation texts.
+    (tmp_path / "frpc.ini").write_text("[common]\nauthentication_method = oidc\n")
+    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.ini")
     assert (out.returncode, out.stderr) == (
         1,
-        "frps.ini:3: [common] authentication_method: not supported yet by pyfrp\n",
+        "frpc.ini:2: [common] authentication_method: auth.oidc.clientID is required; "
+        "auth.oidc.tokenEndpointURL is required\n",
     )
 
 
