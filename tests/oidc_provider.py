@@ -53,7 +53,7 @@ class Provider:
             "exp": now + self.lifetime,
         }
         body.update(claims)
-        return jwt.encode({"alg": "RS256", "kid": "k1", "typ": "JWT"}, body, self.signer)
+        return jwt.encode({"alg": "RS256", "kid": self.signer.kid, "typ": "JWT"}, body, self.signer)
 
     def token_count(self) -> int:
         with self.lock:

@@ -6,6 +6,7 @@ with frp's texts, on both sides."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from joserfc.jwk import RSAKey
 
@@ -115,3 +116,36 @@ def test_scoped_tokens_on_heartbeats_and_work_conns_legacy_ini(pyfrp: Pyfrp, ech
             r"received invalid ping: received different OIDC subject in login and ping. "
             r"new subject: intruder"
         )
+
+
+def test_rotated_keys_and_a_token_file(pyfrp: Pyfrp, echo: int, tmp_path: Path) -> None:
+    """A token signed with a key frps has not seen makes it fetch the JWKS again (key
+    rotation); ``auth.oidc.tokenSource`` hands frpc a token from a file instead of the IdP."""
+    bind, first, second, third = free_ports(4)
+    with oidc_provider() as p:
+        frps = pyfrp.frps(server_conf(p, bind), suffix=".toml")
+        frps.wait_port(bind)
+        wait_echo(first, proc=pyfrp.frpc(client_conf(p, bind, echo, first), suffix=".toml"))
+        p.key = p.signer = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+        wait_echo(second, proc=pyfrp.frpc(client_conf(p, bind, echo, second), suffix=".toml"))
+        token = tmp_path / "token"
+        token.write_text(p.sign() + "\n")
+        frpc = pyfrp.frpc(
+            f'serverPort = {bind}\nauth.method = "oidc"\n'
+            f'auth.oidc.tokenSource.type = "file"\nauth.oidc.tokenSource.file.path = "{token}"\n'
+            f'[[proxies]]\nname = "t"\ntype = "tcp"\nlocalPort = {echo}\nremotePort = {third}\n',
+            suffix=".toml",
+        )
+        wait_echo(third, proc=frpc)
+        assert p.token_count() == 2  # the file client never asked the IdP
+
+
+def test_frps_does_not_start_without_the_issuers_discovery(pyfrp: Pyfrp) -> None:
+    bind, dead = free_ports(2)
+    frps = pyfrp.frps(
+        f'bindPort = {bind}\nauth.method = "oidc"\nauth.oidc.issuer = "http://127.0.0.1:{dead}"\n',
+        suffix=".toml",
+    )
+    assert frps.p.wait(30) == 1
+    assert "create OIDC token verifier error: Get " in frps.log()
+    assert "frps started successfully" not in frps.log()
