@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -33,11 +34,13 @@ class Provider:
         self.lifetime = 3600  # the exp claim, seconds from now (negative: already expired)
         self.expires_in: int | None = 3600  # None: omitted from the token response
         self.requests: list[dict[str, str]] = []  # token requests' form fields (+ "basic")
+        self.basic_ok = True  # False: client credentials only in the form, like Google's
+        self.scheme = "http"
         self.lock = threading.Lock()
 
     @property
     def issuer(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     @property
     def token_url(self) -> str:
@@ -96,6 +99,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
         auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic ") and not p.basic_ok:
+            self._json(400, {"error": "invalid_request", "error_description": "no Basic auth"})
+            return
         if auth.startswith("Basic "):
             cid, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
             cid, secret = unquote_plus(cid), unquote_plus(secret)
@@ -122,9 +128,12 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
 
 @contextmanager
-def oidc_provider() -> Iterator[Provider]:
+def oidc_provider(tls: ssl.SSLContext | None = None) -> Iterator[Provider]:
     srv = _HTTPServer((HOST, 0), _Handler)
     srv.provider = Provider()
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+        srv.provider.scheme = "https"
     with serving(srv) as port:
         srv.provider.port = port
         yield srv.provider

@@ -7,9 +7,11 @@ is what pays for them.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import aiohttp
 from joserfc.jwk import Key
@@ -56,7 +58,8 @@ class TokenSource:
         self._in_params: bool | None = None  # x/oauth2's auth style, probed until one works
         self._proxy = proxy_url or None
         # frp's own HTTP client ignores the environment's proxy; the default one honours it.
-        self._trust_env = not (trusted_ca_file or insecure_skip_verify or proxy_url)
+        custom = trusted_ca_file or insecure_skip_verify or proxy_url
+        self._trust_env = not custom and _env_proxy_applies(creds.token_endpoint_url)
         self._ssl: ssl.SSLContext | bool = True
         if insecure_skip_verify:
             self._ssl = False
@@ -171,7 +174,7 @@ class Verifier:
     @classmethod
     async def discover(cls, opts: VerifyOptions) -> Verifier:
         """go-oidc's NewProvider (frps does not start when it fails)."""
-        async with _session() as session:
+        async with _session(opts.issuer) as session:
             try:
                 async with session.get(discovery_url(opts.issuer)) as resp:
                     body = await resp.content.read(MAX_BODY)
@@ -205,7 +208,7 @@ class Verifier:
 
     async def _get_keys(self) -> list[Key]:
         url = self.discovery.jwks_uri
-        async with _session() as session:
+        async with _session(url) as session:
             try:
                 async with session.get(url) as resp:
                     body = await resp.content.read(MAX_BODY)
@@ -219,5 +222,19 @@ class Verifier:
         return parse_jwks(body)
 
 
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT), trust_env=True)
+def _session(url: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT), trust_env=_env_proxy_applies(url)
+    )
+
+
+def _env_proxy_applies(url: str) -> bool:
+    """Go's ProxyFromEnvironment never proxies localhost or loopback addresses; aiohttp's
+    trust_env would (and also reads .netrc), so it is only on for other hosts."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
