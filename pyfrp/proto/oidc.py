@@ -6,8 +6,8 @@ clientcredentials) and sends it as ``privilege_key``; frps verifies it as go-oid
 The error texts are go-oidc's and x/oauth2's, since frps logs them and, with
 ``detailedErrorsToClient``, frpc prints them.
 
-JOSE is joserfc's (typed, maintained, and already a dependency of nothing else we load at idle:
-this module is imported only when ``auth.method = "oidc"``).
+JOSE is joserfc's (typed and maintained). This module, and so joserfc, is imported only when
+``auth.method = "oidc"``: idle processes do not pay for it.
 """
 
 from __future__ import annotations
