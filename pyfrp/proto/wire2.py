@@ -346,7 +346,8 @@ def new_random() -> bytes:
 
 def transcript_hash(client_hello_payload: bytes, server_hello_payload: bytes) -> bytes:
     h = hashlib.sha256(b"frp wire v2 crypto transcript")
-    for label, part in ((b"client hello", client_hello_payload), (b"server hello", server_hello_payload)):  # fmt: skip
+    parts = ((b"client hello", client_hello_payload), (b"server hello", server_hello_payload))
+    for label, part in parts:
         h.update(b"\x00" + label + b"\x00" + struct.pack(">Q", len(part)))
         h.update(part)
     return h.digest()

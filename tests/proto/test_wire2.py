@@ -77,7 +77,8 @@ def test_decoder_reads_frames_byte_by_byte_and_keeps_the_rest() -> None:
             out.append(msg)
         if len(out) == 2:
             break
-    assert isinstance(out[0], Login) and out[0].privilege_key == "k"
+    assert isinstance(out[0], Login)
+    assert out[0].privilege_key == "k"
     assert out[1] == NewWorkConn(run_id="abc")
     dec.feed(b"raw")
     assert dec.take_remaining() == b"raw"
@@ -119,7 +120,7 @@ def test_hello_refusals_carry_go_text() -> None:
     sh = wire2.server_hello("xchacha20-poly1305", b"\x22" * 32)
     with pytest.raises(ValueError, match="not advertised by client"):
         wire2.check_server_hello(ch, sh)
-    with pytest.raises(ValueError, match="^no supported crypto algorithm$"):
+    with pytest.raises(ValueError, match=r"^no supported crypto algorithm$"):
         wire2.check_server_hello(ch, SERVER_HELLO_ERROR)
 
 
