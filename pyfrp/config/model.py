@@ -166,9 +166,11 @@ class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
     user: str = ""
+    client_id: str = ""  # names the client on frps's dashboard instead of its run id
     token: str = ""
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
     pool_count: int = 1
+    wire_protocol: str = "v1"  # "v2": frp 0.69+ framing, AEAD control channel
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
     # frp >= 0.58 defaults to -1 (no Pings) with tcp_mux. pyfrpc pings every 30 s anyway:

@@ -71,6 +71,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from pyfrp.errors import CryptoError, FrameError, MessageError
+from pyfrp.proto import framing
 from pyfrp.proto.framing import decode_body
 from pyfrp.proto.msg import (
     CloseProxy,
@@ -91,6 +92,7 @@ from pyfrp.proto.msg import (
     Pong,
     ReqWorkConn,
     StartWorkConn,
+    UDPAddr,
     UDPPacket,
 )
 
@@ -137,6 +139,17 @@ def encode_message(msg: Message) -> bytes:
     """The complete v2 message frame for ``msg``."""
     body = _ENCODE(msg.to_json()).encode("utf-8")
     return encode_frame(FRAME_MESSAGE, _U16.pack(V2_TYPE_IDS[type(msg)]) + body)
+
+
+_UDP_PREFIX: Final = _U16.pack(V2_TYPE_IDS[UDPPacket])
+
+
+def encode_udp_packet(
+    content: bytes, addr: UDPAddr, max_body: int = MAX_FRAME_PAYLOAD - 2
+) -> bytes:
+    """``encode_message(UDPPacket(content, remote_addr=addr))`` by way of v1's fast encoder."""
+    body = memoryview(framing.encode_udp_packet(content, addr, max_body))[framing.HEADER_SIZE :]
+    return FRAME_HEADER.pack(FRAME_MESSAGE, 0, len(body) + 2) + _UDP_PREFIX + body
 
 
 def decode_message_payload(payload: bytes | bytearray | memoryview) -> Message:

@@ -38,6 +38,7 @@ class ProxyHost(Protocol):
     """The control connection a proxy belongs to: its frpc's pool of work connections."""
 
     run_id: str
+    v2: bool  # its frpc speaks wire protocol v2 (work connections too)
 
     @property
     def user(self) -> str:
