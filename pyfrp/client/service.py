@@ -25,8 +25,8 @@ from pyfrp.log import PrefixLogger
 from pyfrp.net.layer import AeadLayer, CryptoLayer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
-from pyfrp.proto.auth import privilege_key
 from pyfrp.proto import wire2
+from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
