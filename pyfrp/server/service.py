@@ -435,7 +435,8 @@ class Server:
             conn.close()
             return
         conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name))
-        target.accept(msg, *conn.detach())
+        v2 = conn.v2
+        target.accept(msg, *conn.detach(), v2=v2)
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy:
         name = msg.proxy_name

@@ -67,9 +67,15 @@ class VisitorTarget(Protocol):
         ...
 
     def accept(
-        self, msg: NewVisitorConn, transport: asyncio.Transport, pending: bytes, ended: bool
+        self,
+        msg: NewVisitorConn,
+        transport: asyncio.Transport,
+        pending: bytes,
+        ended: bool,
+        v2: bool = False,
     ) -> None:
-        """Take the admitted connection (NewVisitorConnResp already sent on it)."""
+        """Take the admitted connection (NewVisitorConnResp already sent on it); ``v2``: the
+        visitor speaks wire protocol v2."""
         ...
 
 
