@@ -35,6 +35,7 @@ class WebServerConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     assets_dir: str = ""  # serve this directory's UI (frp's own build) at /static/
+    pprof_enable: bool = False  # /debug/pprof/: a dump of the asyncio tasks (goroutine)
 
 
 @dataclass(slots=True)

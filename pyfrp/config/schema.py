@@ -99,7 +99,7 @@ def _prefixed(prefix: str, table: dict[str, Opt]) -> dict[str, Opt]:
     return {f"{prefix}.{k}": v for k, v in table.items()}
 
 
-# The web server (frps dashboard, frpc admin API). Go's pprof only adds something: a warning.
+# The web server (frps dashboard, frpc admin API).
 def _web_server(prefix: str) -> dict[str, Opt]:
     return {
         "webServer.addr": Opt(S, "web.addr", f"{prefix}_addr"),
@@ -107,7 +107,7 @@ def _web_server(prefix: str) -> dict[str, Opt]:
         "webServer.user": Opt(S, "web.user", f"{prefix}_user"),
         "webServer.password": Opt(S, "web.password", f"{prefix}_pwd"),
         "webServer.assetsDir": Opt(S, "web.assets_dir", "assets_dir"),
-        "webServer.pprofEnable": Opt(B, ini="pprof_enable", works=False, adds=True),
+        "webServer.pprofEnable": Opt(B, "web.pprof_enable", "pprof_enable"),
         "webServer.tls.certFile": Opt(S, "web.tls_cert_file"),
         "webServer.tls.keyFile": Opt(S, "web.tls_key_file"),
         "webServer.tls.trustedCaFile": Opt(S),
