@@ -14,7 +14,7 @@ import urllib.request
 from pyfrp.proto import wire2
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.msg import Login, LoginResp, Message, NewProxy, NewProxyResp
-from tests.harness import Pyfrp, echo_roundtrip, free_ports
+from tests.harness import Pyfrp, free_ports
 
 TOKEN = "tok"
 
@@ -84,7 +84,7 @@ def _online(web: int) -> list[str]:
         return [c["clientID"] for c in json.load(resp)]
 
 
-def test_new_login_with_same_run_id_replaces_half_open_control(pyfrp: Pyfrp, echo: int) -> None:
+def test_new_login_with_same_run_id_replaces_half_open_control(pyfrp: Pyfrp) -> None:
     bind, web, remote = free_ports(3)
     frps = pyfrp.frps(
         f'bindPort = {bind}\nauth.token = "{TOKEN}"\ntransport.tcpMux = false\n'
