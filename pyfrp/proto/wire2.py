@@ -1,7 +1,7 @@
 """frp's wire protocol v2 (frp >= 0.69: pkg/proto/wire, pkg/msg/wire_v2.go, golib aead_stream).
 
 A client opts in with ``transport.wireProtocol = "v2"``; frps takes v1 and v2 on the same port
-and tells them apart by the first eight bytes of every logical connection (TCP connection, TLS
+and tells them apart by the first bytes of every logical connection (TCP connection, TLS
 session or yamux stream).
 
 Byte by byte
