@@ -35,6 +35,7 @@ class WebServerConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     assets_dir: str = ""  # serve this directory's UI (frp's own build) at /static/
+    pprof_enable: bool = False  # /debug/pprof/: a dump of the asyncio tasks (goroutine)
 
 
 @dataclass(slots=True)
@@ -197,11 +198,13 @@ class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
     user: str = ""
+    client_id: str = ""  # names the client on frps's dashboard instead of its run id
     auth_method: str = "token"  # or "oidc"
     token: str = ""  # also the encryption key with oidc, as frp
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
     oidc: OidcClientConfig = field(default_factory=OidcClientConfig)
     pool_count: int = 1
+    wire_protocol: str = "v1"  # "v2": frp 0.69+ framing, AEAD control channel
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
     # frp >= 0.58 defaults to -1 (no Pings) with tcp_mux. pyfrpc pings every 30 s anyway:

@@ -99,7 +99,7 @@ def _prefixed(prefix: str, table: dict[str, Opt]) -> dict[str, Opt]:
     return {f"{prefix}.{k}": v for k, v in table.items()}
 
 
-# The web server (frps dashboard, frpc admin API). Go's pprof only adds something: a warning.
+# The web server (frps dashboard, frpc admin API).
 def _web_server(prefix: str) -> dict[str, Opt]:
     return {
         "webServer.addr": Opt(S, "web.addr", f"{prefix}_addr"),
@@ -107,7 +107,7 @@ def _web_server(prefix: str) -> dict[str, Opt]:
         "webServer.user": Opt(S, "web.user", f"{prefix}_user"),
         "webServer.password": Opt(S, "web.password", f"{prefix}_pwd"),
         "webServer.assetsDir": Opt(S, "web.assets_dir", "assets_dir"),
-        "webServer.pprofEnable": Opt(B, ini="pprof_enable", works=False, adds=True),
+        "webServer.pprofEnable": Opt(B, "web.pprof_enable", "pprof_enable"),
         "webServer.tls.certFile": Opt(S, "web.tls_cert_file"),
         "webServer.tls.keyFile": Opt(S, "web.tls_key_file"),
         "webServer.tls.trustedCaFile": Opt(S),
@@ -212,7 +212,7 @@ CLIENT: dict[str, Opt] = {
     "auth.oidc.proxyURL": Opt(S, "oidc.proxy_url"),
     **_prefixed("auth.oidc.tokenSource", _TOKEN_SOURCE),
     "user": Opt(S, "user", "user"),
-    "clientID": Opt(S, works=False),
+    "clientID": Opt(S, "client_id"),
     "serverAddr": Opt(S, "server_addr", "server_addr"),
     "serverPort": Opt(P, "server_port", "server_port"),
     "natHoleStunServer": Opt(S, "nat_hole_stun_server", "nat_hole_stun_server"),
@@ -227,7 +227,7 @@ CLIENT: dict[str, Opt] = {
         choices=("tcp", "kcp", "quic", "websocket", "wss"),
         works=_default_or("tcp"),
     ),
-    "transport.wireProtocol": Opt(S, choices=("v1", "v2"), works=_default_or("v1")),
+    "transport.wireProtocol": Opt(S, "wire_protocol", choices=("v1", "v2")),
     "transport.dialServerTimeout": Opt(N, "dial_server_timeout", "dial_server_timeout"),
     "transport.dialServerKeepalive": Opt(N, ini="dial_server_keepalive", works=_default_or(7200)),
     "transport.connectServerLocalIP": Opt(S, ini="connect_server_local_ip", works=False),

@@ -11,7 +11,7 @@ from typing import Protocol
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
-from pyfrp.net.layer import CryptoLayer
+from pyfrp.net.layer import AeadLayer, CryptoLayer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
@@ -63,6 +63,9 @@ class Control:
         self.conn = conn
         self.login = login
         self.run_id = run_id
+        self.v2 = conn.v2
+        # wire v2: (AEAD algorithm, transcript hash) the hellos settled
+        self.v2_crypto: tuple[str, bytes] | None = None
         cfg = service.cfg
         self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
         self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
@@ -75,7 +78,10 @@ class Control:
 
     def start(self) -> None:
         # Control-channel encryption starts right after LoginResp (both directions, token key).
-        self.conn.push_layer(CryptoLayer, derive_key(self.service.cfg.token))
+        if self.v2_crypto is not None:
+            self.conn.push_layer(AeadLayer, self.v2_crypto, self.service.cfg.token, False)
+        else:
+            self.conn.push_layer(CryptoLayer, derive_key(self.service.cfg.token))
         for _ in range(self.pool_count):
             self.conn.send(ReqWorkConn())
         self._task = asyncio.get_running_loop().create_task(self._run())

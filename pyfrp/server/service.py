@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
-from pyfrp.errors import ProtocolError
+from pyfrp.errors import FrameError, MessageError, ProtocolError
 from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.tls import server_context
+from pyfrp.proto import wire2
+from pyfrp.proto.framing import MessageDecoder
 from pyfrp.proto.msg import (
     Login,
     LoginResp,
@@ -52,12 +54,14 @@ class _IncomingConn(MessageConn):
     timer, rather than in a task.
     """
 
-    __slots__ = ("_server", "_timer")
+    __slots__ = ("_server", "_timer", "v2_crypto")
 
     def __init__(self, server: Server) -> None:
         super().__init__()
         self._server = server
         self._timer: asyncio.TimerHandle | None = None
+        # wire v2 control login: (AEAD algorithm, transcript hash) from the hellos
+        self.v2_crypto: tuple[str, bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -68,7 +72,7 @@ class _IncomingConn(MessageConn):
         if self._timer is None:
             return
         try:
-            msg = self._decoder.next_message()
+            msg = self._first_message()
         except ProtocolError as exc:
             self._settle()
             log.warning("closing connection from %s: %s", self.peername, exc)
@@ -77,6 +81,41 @@ class _IncomingConn(MessageConn):
         if msg is not None:
             self._settle()
             self._server.dispatch(self, msg)
+
+    def _first_message(self) -> Message | None:
+        decoder = self._decoder
+        if isinstance(decoder, MessageDecoder):
+            # No v1 message type byte is "F": only a v2 client's magic starts that way.
+            head = decoder.peek(len(wire2.MAGIC))
+            if not wire2.MAGIC.startswith(head):
+                return decoder.next_message()  # v1 (or the type byte error)
+            if len(head) < len(wire2.MAGIC):
+                return None
+            decoder.feed(decoder.take_remaining()[len(wire2.MAGIC) :])
+            self.use_v2()
+            return self._first_message()
+        frame = decoder.next_frame()
+        if frame is None:
+            return None
+        frame_type, payload = frame
+        if frame_type == wire2.FRAME_CLIENT_HELLO and self.v2_crypto is None:
+            self._client_hello(payload)
+            return self._first_message()
+        if frame_type != wire2.FRAME_MESSAGE:
+            raise FrameError(f"unexpected frame type {frame_type}, want {wire2.FRAME_MESSAGE}")
+        return wire2.decode_message_payload(payload)
+
+    def _client_hello(self, payload: bytes) -> None:
+        try:
+            algorithm = wire2.select_for_client_hello(payload)
+        except ValueError as exc:
+            self.send_raw(wire2.encode_frame(
+                wire2.FRAME_SERVER_HELLO, wire2.server_hello("", b"", error=str(exc))
+            ))  # fmt: skip
+            raise MessageError(f"refused ClientHello: {exc}") from None
+        hello = wire2.server_hello(algorithm, wire2.new_random())
+        self.send_raw(wire2.encode_frame(wire2.FRAME_SERVER_HELLO, hello))
+        self.v2_crypto = algorithm, wire2.transcript_hash(payload, hello)
 
     def eof_received(self) -> bool:
         self._settle()
@@ -307,6 +346,9 @@ class Server:
                 err = str(exc)
         if not err:
             err = await self.auth.verify_login(login)
+        v2_crypto = conn.v2_crypto if isinstance(conn, _IncomingConn) else None
+        if not err and conn.v2 and v2_crypto is None:
+            err = "create control crypto read writer: missing v2 crypto negotiation"
         if err:
             log.warning("register control error: %s", err)
             text = err if self.cfg.detailed_errors_to_client else "register control error"
@@ -319,10 +361,11 @@ class Server:
             await old.replace()
         conn.send(LoginResp(version=FRP_VERSION, run_id=run_id))
         ctl = Control(self, conn, login, run_id)
+        ctl.v2_crypto = v2_crypto
         self.controls[run_id] = ctl
         self.stats.client_online(
             login.user, login.client_id, run_id, login.hostname, peer[0] if peer else "",
-            login.version,
+            login.version, "v2" if conn.v2 else "v1",
         )  # fmt: skip
         ctl.start()
         ctl.log.info("client login success, user [%s] pool_count [%d]", login.user, ctl.pool_count)
@@ -395,7 +438,8 @@ class Server:
             conn.close()
             return
         conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name))
-        target.accept(msg, *conn.detach())
+        v2 = conn.v2
+        target.accept(msg, *conn.detach(), v2=v2)
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy:
         name = msg.proxy_name
