@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any
 
 from pyfrp import FRP_VERSION
@@ -38,6 +39,7 @@ from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 if TYPE_CHECKING:
     from pyfrp.server.dashboard import Dashboard
+    from pyfrp.server.sshgw import SshGateway
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,12 @@ class _IncomingConn(MessageConn):
     timer, rather than in a task.
     """
 
-    __slots__ = ("_server", "_timer")
+    __slots__ = ("_internal", "_server", "_timer")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, internal: bool = False) -> None:
         super().__init__()
         self._server = server
+        self._internal = internal  # from the SSH tunnel gateway's in-process client
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -76,7 +79,7 @@ class _IncomingConn(MessageConn):
             return
         if msg is not None:
             self._settle()
-            self._server.dispatch(self, msg)
+            self._server.dispatch(self, msg, self._internal)
 
     def eof_received(self) -> bool:
         self._settle()
@@ -155,6 +158,7 @@ class Server:
         self.stats = self.res.stats
         self.res.plugins = PluginManager(cfg.http_plugins) if cfg.http_plugins else None
         self.dashboard: Dashboard | None = None
+        self.ssh_gateway: SshGateway | None = None
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
@@ -187,6 +191,8 @@ class Server:
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         await self._start_vhosts()
         self._listener.start()
+        if cfg.ssh_bind_port:
+            await self._start_ssh_gateway()
         if cfg.web.port:
             from pyfrp.server.dashboard import Dashboard
 
@@ -196,6 +202,16 @@ class Server:
         self.spawn(self._clean_nathole())
         self.spawn(self._clean_stats())
         log.info("frps started successfully")
+
+    async def _start_ssh_gateway(self) -> None:
+        from pyfrp.server.sshgw import SshGateway  # asyncssh loads only for the gateway
+
+        try:
+            self.ssh_gateway = SshGateway(self.cfg, self.accept_internal)
+            await self.ssh_gateway.start()
+        except (OSError, ValueError, ImportError) as exc:
+            raise OSError(f"create ssh gateway error: {exc}") from exc
+        log.info("frps sshTunnelGateway listen on port %d", self.cfg.ssh_bind_port)
 
     async def _clean_stats(self) -> None:
         while True:
@@ -252,6 +268,8 @@ class Server:
             await self._listener.close()
         if self.dashboard is not None:
             await self.dashboard.web.close()
+        if self.ssh_gateway is not None:
+            await self.ssh_gateway.close()
         res = self.res
         for vhost in (res.vhost_http, res.vhost_https, res.vhost_tcpmux):
             if vhost is not None:
@@ -274,12 +292,18 @@ class Server:
         stream.set_protocol(conn)
         conn.connection_made(stream)
 
-    def dispatch(self, conn: MessageConn, msg: Message) -> None:
+    async def accept_internal(self, sock: socket.socket) -> None:
+        """A connection from the SSH tunnel gateway's in-process client (frp: the
+        sshTunnelListener served with HandleListener(internal=true)): no TLS, no tcp_mux."""
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: _IncomingConn(self, internal=True), sock)
+
+    def dispatch(self, conn: MessageConn, msg: Message, internal: bool = False) -> None:
         """Act on the first message of a new connection."""
         if isinstance(msg, NewWorkConn):
             self._work_conn(conn, msg)
         elif isinstance(msg, Login):
-            self.spawn(self._login(conn, msg))
+            self.spawn(self._login(conn, msg, internal))
         elif isinstance(msg, NewVisitorConn):
             self._visitor_conn(conn, msg)
         else:
@@ -290,7 +314,7 @@ class Server:
             )
             conn.close()
 
-    async def _login(self, conn: MessageConn, login: Login) -> None:
+    async def _login(self, conn: MessageConn, login: Login, internal: bool = False) -> None:
         peer = conn.peername
         log.info(
             "client login info: ip [%s] version [%s] hostname [%s] os [%s] arch [%s]",
@@ -303,8 +327,12 @@ class Server:
                 login = await self.plugins.login(login, f"{peer[0]}:{peer[1]}" if peer else "")
             except PluginRejected as exc:
                 err = str(exc)
-        if not err and not verify_privilege_key(
-            self.cfg.token, login.timestamp, login.privilege_key
+        # The gateway's client logs in without the token when ssh already checked a key.
+        always_pass = internal and login.client_spec.always_auth_pass
+        if (
+            not err
+            and not always_pass
+            and not verify_privilege_key(self.cfg.token, login.timestamp, login.privilege_key)
         ):
             err = "token in login doesn't match token from configuration"
         if err:
@@ -318,7 +346,7 @@ class Server:
         if old is not None:
             await old.replace()
         conn.send(LoginResp(version=FRP_VERSION, run_id=run_id))
-        ctl = Control(self, conn, login, run_id)
+        ctl = Control(self, conn, login, run_id, internal=internal, always_pass=always_pass)
         self.controls[run_id] = ctl
         self.stats.client_online(
             login.user, login.client_id, run_id, login.hostname, peer[0] if peer else "",
@@ -342,7 +370,7 @@ class Server:
             return
         if self.plugins is not None and self.plugins.handles("NewWorkConn"):
             self.spawn(self._checked_work_conn(ctl, conn, msg))
-        elif self._work_conn_ok(conn, msg, ""):
+        elif self._work_conn_ok(conn, msg, "", ctl.always_pass):
             ctl.add_work_conn(conn)
 
     async def _checked_work_conn(self, ctl: Control, conn: MessageConn, msg: NewWorkConn) -> None:
@@ -352,14 +380,17 @@ class Server:
             msg = await self.plugins.new_work_conn(ctl.user_info, msg)
         except PluginRejected as exc:
             err = str(exc)
-        if self._work_conn_ok(conn, msg, err):
+        if self._work_conn_ok(conn, msg, err, ctl.always_pass):
             ctl.add_work_conn(conn)
 
-    def _work_conn_ok(self, conn: MessageConn, msg: NewWorkConn, err: str) -> bool:
+    def _work_conn_ok(
+        self, conn: MessageConn, msg: NewWorkConn, err: str, always_pass: bool = False
+    ) -> bool:
         """The token check of ``authenticate_new_work_conns``, after the plugins' (``err``)."""
         cfg = self.cfg
         if (
             not err
+            and not always_pass
             and "NewWorkConns" in cfg.auth_scopes
             and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
         ):
