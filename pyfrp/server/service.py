@@ -316,15 +316,16 @@ class Server:
 
     async def _login(self, conn: MessageConn, login: Login, internal: bool = False) -> None:
         peer = conn.peername
+        # the gateway's connections have no address: frp's net.Pipe says "pipe"
+        addr = f"{peer[0]}:{peer[1]}" if peer else ("pipe" if internal else "")
         log.info(
             "client login info: ip [%s] version [%s] hostname [%s] os [%s] arch [%s]",
-            f"{peer[0]}:{peer[1]}" if peer else "?",
-            login.version, login.hostname, login.os, login.arch,
+            addr or "?", login.version, login.hostname, login.os, login.arch,
         )  # fmt: skip
         err = ""
         if self.plugins is not None and self.plugins.handles("Login"):
             try:
-                login = await self.plugins.login(login, f"{peer[0]}:{peer[1]}" if peer else "")
+                login = await self.plugins.login(login, addr)
             except PluginRejected as exc:
                 err = str(exc)
         # The gateway's client logs in without the token when ssh already checked a key.

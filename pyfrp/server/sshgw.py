@@ -253,7 +253,18 @@ class _Tunnel(asyncssh.SSHServer):
             for joined in self._joins:
                 joined.abort()
             log.debug("ssh tunnel connection from %s closed", self.peer)
-            self._close_ssh()
+            await self._end()
+
+    async def _end(self) -> None:
+        """Close the session channel first, so that the client prints what it was sent before
+        it sees the connection go (OpenSSH drops unprinted output on a disconnect)."""
+        chan = self.first_chan
+        if chan is not None and not chan.is_closing() and not self.closed.is_set():
+            chan.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.closed.wait()
+        self._close_ssh()
 
     async def _dial(self) -> MessageConn:
         """A connection to the server through its internal listener."""
@@ -344,7 +355,8 @@ class _Tunnel(asyncssh.SSHServer):
     def _not_ready(self) -> None:
         log.warning("wait proxy status ready error: wait proxy status ready timeout")
         self.write("wait proxy status ready timeout")
-        self._close_ssh()
+        if self._task is not None:
+            self._task.cancel()  # _run ends the session
 
     async def _heartbeat(self, ctl: MessageConn, token: str) -> None:
         while True:
