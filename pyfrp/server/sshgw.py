@@ -83,7 +83,11 @@ def load_authorized_keys(path: str) -> dict[bytes, str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        key = asyncssh.import_public_key(line)
+        try:
+            key = asyncssh.import_public_key(line)
+        except asyncssh.KeyImportError:
+            # a line with options first (no-pty,from="..." ssh-ed25519 AAAA... user)
+            key = asyncssh.import_public_key(line.split(None, 1)[-1])
         users[key.public_data] = (key.get_comment() or "").strip()
     return users
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pyfrp.proto.msg import ClientSpec, Login, LoginResp
 from tests.harness import (
     HOST,
     Proc,
@@ -26,6 +28,7 @@ from tests.harness import (
     wait_port,
     wait_port_closed,
 )
+from tests.integration.test_hostile import RawConn
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("ssh-keygen") is None,
@@ -184,7 +187,8 @@ def test_authorized_keys_admit_known_keys_as_their_user(
     known = keygen(tmp_path / "known", "alice")
     stranger = keygen(tmp_path / "stranger", "mallory")
     auth = tmp_path / "authorized_keys"
-    auth.write_text((tmp_path / "known.pub").read_text())
+    # frp reads authorized_keys lines, options included; the comment names the user
+    auth.write_text("# keys\n\nno-pty,no-X11-forwarding " + (tmp_path / "known.pub").read_text())
     frps, gw, _ = gateway(
         pyfrp, f'auth.token = "secret"\nsshTunnelGateway.authorizedKeysFile = "{auth}"\n'
     )
@@ -224,3 +228,31 @@ def test_host_key_is_generated_once_and_kept(pyfrp: Pyfrp, tmp_path: Path) -> No
 def test_default_autogen_key_lands_in_the_working_directory(pyfrp: Pyfrp, tmp_path: Path) -> None:
     gateway(pyfrp)
     assert (tmp_path / ".autogen_ssh_key").exists()  # frp's default ./.autogen_ssh_key
+
+
+def test_only_the_gateway_may_skip_the_token(
+    pyfrp: Pyfrp, echo: int, tunnels: list[Ssh], tmp_path: Path
+) -> None:
+    """ClientSpec.always_auth_pass counts only on the gateway's internal connections: an frpc
+    claiming it on bind_port still needs the token; garbage on the ssh port harms nobody."""
+    _, gw, bind = gateway(pyfrp, 'auth.token = "secret"\n')
+    login = Login(
+        version="0.70.1",
+        privilege_key="bogus",
+        timestamp=1,
+        client_spec=ClientSpec(type="ssh-tunnel", always_auth_pass=True),
+    )
+    with RawConn(bind, mux=True) as conn:  # frp's v1 default: tcp_mux
+        conn.send(login)
+        resp = conn.recv()
+    assert isinstance(resp, LoginResp)
+    assert "token in login doesn't match" in resp.error
+    with socket.create_connection((HOST, gw), 10) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n" + os.urandom(2000))
+        s.settimeout(10)
+        with contextlib.suppress(OSError):
+            while s.recv(4096):
+                pass
+    (remote,) = free_ports(1)
+    tunnel(tunnels, tmp_path, gw, echo, f"tcp -r {remote} -t secret").wait_text("RemoteAddress")
+    assert_echo(remote, b"still serving")
