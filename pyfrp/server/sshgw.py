@@ -153,7 +153,7 @@ class _Session(asyncssh.SSHServerSession[str]):
         return True
 
     def exec_requested(self, command: str) -> bool:
-        if not self.tunnel.command.done():
+        if command and not self.tunnel.command.done():  # frp waits on for a non-empty one
             self.tunnel.command.set_result(command)
         return True
 

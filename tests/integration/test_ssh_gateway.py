@@ -48,7 +48,7 @@ class Ssh:
         argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"] if key else ["-F", "/dev/null"]
         self._file = open(self.out, "wb")  # noqa: SIM115 - closed in stop()
         self.p = subprocess.Popen(
-            [*argv, f"v0@{HOST}", *command.split(" ")],
+            [*argv, f"v0@{HOST}", *(command.split(" ") if command else [])],
             stdin=subprocess.PIPE,
             stdout=self._file,
             stderr=subprocess.STDOUT,
@@ -161,6 +161,10 @@ def test_bad_commands_are_answered_on_the_ssh_session(
     t = tunnel(tunnels, tmp_path, gw, echo, "tcp --nope 1")
     t.wait_exit()
     assert "unknown flag: --nope" in t.text()
+    # No command (a shell): frp gives up after 3 s.
+    t = tunnel(tunnels, tmp_path, gw, echo, "")
+    t.wait_exit()
+    frps.wait_log("ssh tunnel server run error: get addr and extra payload timeout")
     t = tunnel(tunnels, tmp_path, gw, echo, "tcp --help")
     t.wait_exit()
     assert "--remote-port int" in t.text()
