@@ -90,6 +90,10 @@ class ServerConfig:
     tcpmux_passthrough: bool = False
     subdomain_host: str = ""
     custom_404_page: str = ""
+    ssh_bind_port: int = 0  # sshTunnelGateway.*: the gateway is off without a port
+    ssh_private_key_file: str = ""
+    ssh_auto_gen_private_key_path: str = "./.autogen_ssh_key"
+    ssh_authorized_keys_file: str = ""
     auth_method: str = "token"  # or "oidc"
     token: str = ""  # also the encryption key with oidc, as frp
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"

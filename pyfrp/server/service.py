@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any
 
 from pyfrp import FRP_VERSION
@@ -40,6 +41,7 @@ from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 if TYPE_CHECKING:
     from pyfrp.server.dashboard import Dashboard
+    from pyfrp.server.sshgw import SshGateway
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,12 @@ class _IncomingConn(MessageConn):
     timer, rather than in a task.
     """
 
-    __slots__ = ("_server", "_timer", "v2_crypto")
+    __slots__ = ("_internal", "_server", "_timer", "v2_crypto")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, internal: bool = False) -> None:
         super().__init__()
         self._server = server
+        self._internal = internal  # from the SSH tunnel gateway's in-process client
         self._timer: asyncio.TimerHandle | None = None
         # wire v2 control login: (AEAD algorithm, transcript hash) from the hellos
         self.v2_crypto: tuple[str, bytes] | None = None
@@ -80,7 +83,7 @@ class _IncomingConn(MessageConn):
             return
         if msg is not None:
             self._settle()
-            self._server.dispatch(self, msg)
+            self._server.dispatch(self, msg, self._internal)
 
     def _first_message(self) -> Message | None:
         decoder = self._decoder
@@ -194,6 +197,7 @@ class Server:
         self.stats = self.res.stats
         self.res.plugins = PluginManager(cfg.http_plugins) if cfg.http_plugins else None
         self.dashboard: Dashboard | None = None
+        self.ssh_gateway: SshGateway | None = None
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
@@ -228,6 +232,8 @@ class Server:
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         await self._start_vhosts()
         self._listener.start()
+        if cfg.ssh_bind_port:
+            await self._start_ssh_gateway()
         if cfg.web.port:
             from pyfrp.server.dashboard import Dashboard
 
@@ -237,6 +243,16 @@ class Server:
         self.spawn(self._clean_nathole())
         self.spawn(self._clean_stats())
         log.info("frps started successfully")
+
+    async def _start_ssh_gateway(self) -> None:
+        from pyfrp.server.sshgw import SshGateway  # asyncssh loads only for the gateway
+
+        try:
+            self.ssh_gateway = SshGateway(self.cfg, self.accept_internal)
+            await self.ssh_gateway.start()
+        except (OSError, ValueError, ImportError) as exc:
+            raise OSError(f"create ssh gateway error: {exc}") from exc
+        log.info("frps sshTunnelGateway listen on port %d", self.cfg.ssh_bind_port)
 
     async def _clean_stats(self) -> None:
         while True:
@@ -293,6 +309,8 @@ class Server:
             await self._listener.close()
         if self.dashboard is not None:
             await self.dashboard.web.close()
+        if self.ssh_gateway is not None:
+            await self.ssh_gateway.close()
         res = self.res
         for vhost in (res.vhost_http, res.vhost_https, res.vhost_tcpmux):
             if vhost is not None:
@@ -315,12 +333,18 @@ class Server:
         stream.set_protocol(conn)
         conn.connection_made(stream)
 
-    def dispatch(self, conn: MessageConn, msg: Message) -> None:
+    async def accept_internal(self, sock: socket.socket) -> None:
+        """A connection from the SSH tunnel gateway's in-process client (frp: the
+        sshTunnelListener served with HandleListener(internal=true)): no TLS, no tcp_mux."""
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: _IncomingConn(self, internal=True), sock)
+
+    def dispatch(self, conn: MessageConn, msg: Message, internal: bool = False) -> None:
         """Act on the first message of a new connection."""
         if isinstance(msg, NewWorkConn):
             self._work_conn(conn, msg)
         elif isinstance(msg, Login):
-            self.spawn(self._login(conn, msg))
+            self.spawn(self._login(conn, msg, internal))
         elif isinstance(msg, NewVisitorConn):
             self._visitor_conn(conn, msg)
         else:
@@ -331,20 +355,23 @@ class Server:
             )
             conn.close()
 
-    async def _login(self, conn: MessageConn, login: Login) -> None:
+    async def _login(self, conn: MessageConn, login: Login, internal: bool = False) -> None:
         peer = conn.peername
+        # the gateway's connections have no address: frp's net.Pipe says "pipe"
+        addr = f"{peer[0]}:{peer[1]}" if peer else ("pipe" if internal else "")
         log.info(
             "client login info: ip [%s] version [%s] hostname [%s] os [%s] arch [%s]",
-            f"{peer[0]}:{peer[1]}" if peer else "?",
-            login.version, login.hostname, login.os, login.arch,
+            addr or "?", login.version, login.hostname, login.os, login.arch,
         )  # fmt: skip
         err = ""
         if self.plugins is not None and self.plugins.handles("Login"):
             try:
-                login = await self.plugins.login(login, f"{peer[0]}:{peer[1]}" if peer else "")
+                login = await self.plugins.login(login, addr)
             except PluginRejected as exc:
                 err = str(exc)
-        if not err:
+        # The gateway's client logs in without the token when ssh already checked a key.
+        always_pass = internal and login.client_spec.always_auth_pass
+        if not err and not always_pass:
             err = await self.auth.verify_login(login)
         v2_crypto = conn.v2_crypto if isinstance(conn, _IncomingConn) else None
         if not err and conn.v2 and v2_crypto is None:
@@ -360,7 +387,7 @@ class Server:
         if old is not None:
             await old.replace()
         conn.send(LoginResp(version=FRP_VERSION, run_id=run_id))
-        ctl = Control(self, conn, login, run_id)
+        ctl = Control(self, conn, login, run_id, internal=internal, always_pass=always_pass)
         ctl.v2_crypto = v2_crypto
         self.controls[run_id] = ctl
         self.stats.client_online(
@@ -390,7 +417,7 @@ class Server:
             self.spawn(self._checked_work_conn(ctl, conn, msg))
             return
         err = ""
-        if checked:
+        if checked and not ctl.always_pass:
             err = self.auth.token_check(msg.privilege_key, msg.timestamp, "NewWorkConn")
         if self._work_conn_ok(conn, msg, err):
             ctl.add_work_conn(conn)
@@ -402,7 +429,7 @@ class Server:
                 msg = await self.plugins.new_work_conn(ctl.user_info, msg)
             except PluginRejected as exc:
                 err = str(exc)
-        if not err:
+        if not err and not ctl.always_pass:
             err = await self.auth.verify_new_work_conn(msg)
         if self._work_conn_ok(conn, msg, err):
             ctl.add_work_conn(conn)
