@@ -308,6 +308,7 @@ def frps_main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(cfg: ServerConfig) -> int:
+    from pyfrp.errors import OIDCError
     from pyfrp.server.service import Server
 
     server = Server(cfg)
@@ -315,6 +316,9 @@ async def _serve(cfg: ServerConfig) -> int:
         await server.start()
     except OSError as exc:
         log.error("create server listener error, %s", exc)
+        return 1
+    except OIDCError as exc:  # frps panics when the issuer's discovery fails
+        log.error("create OIDC token verifier error: %s", exc)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

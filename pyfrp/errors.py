@@ -8,6 +8,7 @@ PyfrpError
 │   └── YamuxError           yamux session; carries the GoAway code it maps to
 ├── ConfigError              a configuration file or flag; names file, line and key
 ├── AuthError                the server refused a login or a work connection (its text)
+├── OIDCError                an OIDC token could not be obtained or verified (frp's text)
 └── ProxyError               a proxy could not be registered or started
 """
 
@@ -51,6 +52,10 @@ class ConfigError(PyfrpError):
 
 class AuthError(PyfrpError):
     """The server refused us; the message is the server's text."""
+
+
+class OIDCError(PyfrpError):
+    """An OIDC token could not be obtained (frpc) or verified (frps); str() is frp's text."""
 
 
 class ProxyError(PyfrpError):

@@ -13,6 +13,7 @@ from typing import Any
 
 from pyfrp import FRP_VERSION
 from pyfrp.client import health
+from pyfrp.client.auth import ClientAuth
 from pyfrp.client.connector import Connector
 from pyfrp.client.proxies import PROXY_TYPES
 from pyfrp.client.proxies.base import ClientProxy, wire_name
@@ -20,12 +21,12 @@ from pyfrp.client.store import Store
 from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import Visitor, VisitorError
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
-from pyfrp.errors import AuthError, ProtocolError
+from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError
 from pyfrp.log import PrefixLogger
-from pyfrp.net.layer import CryptoLayer
+from pyfrp.net.layer import AeadLayer, CryptoLayer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
-from pyfrp.proto.auth import privilege_key
+from pyfrp.proto import wire2
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
@@ -103,6 +104,7 @@ class Session:
         self.connector = connector
         self.conn = conn
         self.run_id = run_id
+        self.v2_crypto: tuple[str, bytes] | None = None  # wire v2: (AEAD algorithm, transcript)
         self.log = PrefixLogger(log, run_id)
         self.proxies = {p.name: self._new_proxy(p) for p in client.cfg.proxies}
         # NatHoleResp waiters by transaction id (frp's MessageTransporter lanes)
@@ -192,7 +194,10 @@ class Session:
 
     async def run(self) -> None:
         cfg = self.client.cfg
-        self.conn.push_layer(CryptoLayer, derive_key(cfg.token))
+        if self.v2_crypto is not None:
+            self.conn.push_layer(AeadLayer, self.v2_crypto, cfg.token, True)
+        else:
+            self.conn.push_layer(CryptoLayer, derive_key(cfg.token))
         for p in self.client.cfg.proxies:
             self._register(p)
         if self.visitors:
@@ -233,7 +238,7 @@ class Session:
             visitor.close()
 
     async def connect_server(self) -> MessageConn:
-        return await self.connector.connect()
+        return await connect(self.connector, self.client.cfg)
 
     def send_control(self, msg: Message) -> None:
         self.conn.send(msg)
@@ -277,14 +282,19 @@ class Session:
         # With tcp_mux, liveness is yamux's job; frp checks the Pong timeout only without it.
         check = cfg.heartbeat_timeout > 0 and not cfg.tcp_mux
         while True:
+            self.log.debug("send heartbeat to server")
             ping = Ping()
-            if "HeartBeats" in cfg.auth_scopes:
-                ping.timestamp = int(time.time())
-                ping.privilege_key = privilege_key(cfg.token, ping.timestamp)
             try:
-                self.conn.send(ping)
-            except ConnectionError:
-                return
+                await self.client.auth.set_ping(ping)
+            except OIDCError as exc:
+                self.log.warning(
+                    "error during ping authentication: %s, skip sending ping message", exc
+                )
+            else:
+                try:
+                    self.conn.send(ping)
+                except ConnectionError:
+                    return
             await asyncio.sleep(cfg.heartbeat_interval)
             if check and time.monotonic() - self.last_pong > cfg.heartbeat_timeout:
                 self.log.warning("heartbeat timeout")
@@ -305,12 +315,14 @@ class Session:
 
     async def _work_conn(self) -> None:
         try:
-            conn = await self.connector.connect()
+            conn = await connect(self.connector, self.client.cfg)
             msg = NewWorkConn(run_id=self.run_id)
-            cfg = self.client.cfg
-            if "NewWorkConns" in cfg.auth_scopes:
-                msg.timestamp = int(time.time())
-                msg.privilege_key = privilege_key(cfg.token, msg.timestamp)
+            try:
+                await self.client.auth.set_new_work_conn(msg)
+            except OIDCError as exc:
+                self.log.warning("error during NewWorkConn authentication: %s", exc)
+                conn.close()
+                return
             conn.send(msg)
         except (ConnectionError, OSError, ProtocolError, TimeoutError) as exc:
             self.log.warning("start new work connection error: %s", exc)
@@ -352,6 +364,7 @@ class Client:
         self.cfg = cfg
         self.path = path
         self.allow_unsafe = allow_unsafe  # --allow-unsafe, for reloads
+        self.auth = ClientAuth(cfg)  # frp keeps the first config's auth across reloads
         self.run_id = ""
         self.session: Session | None = None
         self.file_proxies = list(cfg.proxies)
@@ -388,23 +401,31 @@ class Client:
         connector = Connector(cfg)
         try:
             await connector.open()
-            conn = await connector.connect()
-            ts = int(time.time())
-            conn.send(
-                Login(
-                    version=FRP_VERSION,
-                    hostname=socket.gethostname(),  # Go frpc sends os.Hostname()
-                    os=sys.platform if sys.platform != "win32" else "windows",
-                    arch=_GOARCH.get(platform.machine().lower(), platform.machine().lower()),
-                    user=cfg.user,
-                    privilege_key=privilege_key(cfg.token, ts),
-                    timestamp=ts,
-                    run_id=self.run_id,
-                    metas=dict(cfg.metas),
-                    pool_count=cfg.pool_count,
+            conn = await connect(connector, cfg)
+            hello = b""
+            if conn.v2:
+                hello = wire2.client_hello(
+                    wire2.new_random(), transport="tcp", tls=cfg.tls_enable, tcp_mux=cfg.tcp_mux
                 )
+                conn.send_raw(wire2.encode_frame(wire2.FRAME_CLIENT_HELLO, hello))
+            login = Login(
+                version=FRP_VERSION,
+                hostname=socket.gethostname(),  # Go frpc sends os.Hostname()
+                os=sys.platform if sys.platform != "win32" else "windows",
+                arch=_GOARCH.get(platform.machine().lower(), platform.machine().lower()),
+                user=cfg.user,
+                client_id=cfg.client_id,
+                run_id=self.run_id,
+                metas=dict(cfg.metas),
+                pool_count=cfg.pool_count,
             )
-            resp = await asyncio.wait_for(conn.recv_as(LoginResp), LOGIN_RESP_TIMEOUT)
+            await self.auth.set_login(login)
+            conn.send(login)
+            v2_crypto = None
+            async with asyncio.timeout(LOGIN_RESP_TIMEOUT):
+                if conn.v2:
+                    v2_crypto = await _server_hello(conn, hello)
+                resp = await conn.recv_as(LoginResp)
         except BaseException:
             connector.close()
             raise
@@ -413,6 +434,7 @@ class Client:
             raise AuthError(resp.error)
         self.run_id = resp.run_id
         session = Session(self, connector, conn, resp.run_id)
+        session.v2_crypto = v2_crypto
         session.log.info("login to server success, get run id [%s]", resp.run_id)
         return session
 
@@ -452,7 +474,7 @@ class Client:
             try:
                 log.info("try to connect to server...")
                 self.session = await self._login()
-            except (OSError, TimeoutError, ProtocolError, AuthError) as exc:
+            except (OSError, TimeoutError, ProtocolError, AuthError, OIDCError) as exc:
                 if isinstance(exc, AuthError):
                     log.warning("login to the server failed: %s", exc)
                 else:
@@ -481,6 +503,27 @@ class Client:
             self.session.send_close_proxies()
             self.session.close()
         self._stopped.set()
+
+
+async def connect(connector: Connector, cfg: ClientConfig) -> MessageConn:
+    """A new logical connection to frps in message mode, in the configured wire protocol."""
+    conn = await connector.connect()
+    if cfg.wire_protocol == wire2.PROTOCOL_V2:
+        conn.send_raw(wire2.MAGIC)
+        conn.use_v2()
+    return conn
+
+
+async def _server_hello(conn: MessageConn, hello: bytes) -> tuple[str, bytes]:
+    """Read frps's ServerHello: (the AEAD algorithm, the transcript hash) of the control channel."""
+    frame_type, payload = await conn.recv_frame()
+    if frame_type != wire2.FRAME_SERVER_HELLO:
+        raise FrameError(f"unexpected frame type {frame_type}, want {wire2.FRAME_SERVER_HELLO}")
+    try:
+        algorithm = wire2.check_server_hello(hello, payload)
+    except ValueError as exc:
+        raise AuthError(str(exc)) from None
+    return algorithm, wire2.transcript_hash(hello, payload)
 
 
 def _backoff(failures: int) -> float:

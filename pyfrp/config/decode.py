@@ -483,8 +483,14 @@ def _token_source(s: Settings, prefix: str, target: object, notices: Notices) ->
         raise ConfigError(
             f"{s.at(prefix + '.type')}: cannot specify both auth.token and auth.tokenSource"
         )
+    oidc = prefix == "auth.oidc.tokenSource"
     if kind == "exec":
-        if prefix == "auth.tokenSource":
+        if oidc:
+            # Run for every message, as frp's ValueSource.Resolve.
+            argv, env = _exec_argv(s, prefix, notices)
+            _set_attr(target, "oidc.token_command", argv)
+            _set_attr(target, "oidc.token_command_env", env)
+        else:
             _set_attr(target, "token", _exec_token(s, prefix, notices))
         return
     if kind != "file":
@@ -494,8 +500,9 @@ def _token_source(s: Settings, prefix: str, target: object, notices: Notices) ->
     path = s.values.get(f"{prefix}.file.path", "")
     if not path:
         raise ConfigError(f"{s.at(prefix + '.file.path')}: missing: file path cannot be empty")
-    if prefix != "auth.tokenSource":
-        return  # the OIDC token source only matters with auth.method = "oidc", reported already
+    if oidc:
+        _set_attr(target, "oidc.token_file", path)  # read for every message, as frp
+        return
     try:
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
@@ -506,12 +513,56 @@ def _token_source(s: Settings, prefix: str, target: object, notices: Notices) ->
     _set_attr(target, "token", token)
 
 
+def _oidc_client(s: Settings, cfg: ClientConfig) -> None:
+    """frp's validateOIDCConfig and ValidateOIDCClientCredentialsConfig."""
+    o = cfg.oidc
+    if "auth.oidc.tokenSource.type" in s.values:
+        others = [
+            k
+            for k, v in s.values.items()
+            if k.startswith("auth.oidc.") and not k.startswith("auth.oidc.tokenSource.") and v
+        ]
+        if others:
+            raise ConfigError(
+                f"{s.at(others[0])}: cannot specify both auth.oidc.tokenSource and any other "
+                "field of auth.oidc"
+            )
+        return
+    if cfg.auth_method != "oidc":
+        return
+    from pyfrp.proto.oidc import ClientCredentials, validate_client  # joserfc: only with oidc
+
+    errs = validate_client(
+        ClientCredentials(
+            o.client_id,
+            audience=o.audience,
+            token_endpoint_url=o.token_endpoint_url,
+            additional_params=o.additional_endpoint_params,
+        )
+    )
+    if errs:
+        raise ConfigError(f"{s.at('auth.method')}: {'; '.join(errs)}")
+
+
 UNSAFE_EXEC = "TokenSourceExec"
 
 
 def _exec_token(s: Settings, prefix: str, notices: Notices) -> str:
     """``tokenSource.type = "exec"``: the command's output, trimmed (only with
     ``--allow-unsafe=TokenSourceExec``, as frp)."""
+    argv, env = _exec_argv(s, prefix, notices)
+    try:
+        out = subprocess.run(argv, capture_output=True, env=env, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        where = s.at(f"{prefix}.type")
+        raise ConfigError(f"{where}: failed to execute command {argv[0]}: {exc}") from None
+    return out.decode("utf-8", "replace").strip()
+
+
+def _exec_argv(
+    s: Settings, prefix: str, notices: Notices
+) -> tuple[list[str], dict[str, str] | None]:
+    """An exec token source's command line and environment (None: inherit)."""
     where = s.at(f"{prefix}.type")
     if UNSAFE_EXEC not in notices.allow_unsafe:
         raise ConfigError(
@@ -532,12 +583,7 @@ def _exec_token(s: Settings, prefix: str, notices: Notices) -> str:
             if not name or "=" in name:
                 raise ConfigError(f"{s.at(prefix + '.exec.env')}: bad exec env name {q(name)}")
             env[name] = item.get("value", "")
-    argv = [command, *(s.values.get(f"{prefix}.exec.args") or [])]
-    try:
-        out = subprocess.run(argv, capture_output=True, env=env, check=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ConfigError(f"{where}: failed to execute command {command}: {exc}") from None
-    return out.decode("utf-8", "replace").strip()
+    return [command, *(s.values.get(f"{prefix}.exec.args") or [])], env
 
 
 def build_server(s: Settings, notices: Notices) -> ServerConfig:
@@ -561,6 +607,8 @@ def build_client(s: Settings, notices: Notices) -> ClientConfig:
     cfg = ClientConfig()
     apply(s, schema.CLIENT, cfg, notices, "client")
     _token_source(s, "auth.tokenSource", cfg, notices)
+    _token_source(s, "auth.oidc.tokenSource", cfg, notices)
+    _oidc_client(s, cfg)
     interval = s.values.get("transport.heartbeatInterval", 0)
     timeout = s.values.get("transport.heartbeatTimeout", 0)
     if interval > 0 and timeout > 0 and timeout < interval:

@@ -114,7 +114,7 @@ def parse_ini(
 _Prefixes = dict[str, str]
 _CLIENT_PREFIXES: _Prefixes = {
     "meta_": "metadatas",
-    "oidc_additional_endpoint_params_": "auth.oidc.additionalEndpointParams",
+    "oidc_additional_": "auth.oidc.additionalEndpointParams",  # frp: GetMapWithoutPrefix,
 }
 _PROXY_PREFIXES: _Prefixes = {"meta_": "metadatas"}
 _HTTP_PREFIXES: _Prefixes = {"meta_": "metadatas", "header_": "requestHeaders.set"}

@@ -35,6 +35,36 @@ class WebServerConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     assets_dir: str = ""  # serve this directory's UI (frp's own build) at /static/
+    pprof_enable: bool = False  # /debug/pprof/: a dump of the asyncio tasks (goroutine)
+
+
+@dataclass(slots=True)
+class OidcServerConfig:
+    """``auth.oidc.*`` of frps: whose tokens it accepts."""
+
+    issuer: str = ""
+    audience: str = ""  # empty: any audience
+    skip_expiry_check: bool = False
+    skip_issuer_check: bool = False
+
+
+@dataclass(slots=True)
+class OidcClientConfig:
+    """``auth.oidc.*`` of frpc: where it gets its tokens (client credentials, or
+    ``tokenSource``: a file or command read for every message)."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    audience: str = ""
+    scope: str = ""
+    token_endpoint_url: str = ""
+    additional_endpoint_params: dict[str, str] = field(default_factory=dict)
+    trusted_ca_file: str = ""
+    insecure_skip_verify: bool = False
+    proxy_url: str = ""
+    token_file: str = ""
+    token_command: list[str] = field(default_factory=list)  # argv
+    token_command_env: dict[str, str] | None = None  # None: inherit
 
 
 @dataclass(slots=True)
@@ -60,8 +90,14 @@ class ServerConfig:
     tcpmux_passthrough: bool = False
     subdomain_host: str = ""
     custom_404_page: str = ""
-    token: str = ""
+    ssh_bind_port: int = 0  # sshTunnelGateway.*: the gateway is off without a port
+    ssh_private_key_file: str = ""
+    ssh_auto_gen_private_key_path: str = "./.autogen_ssh_key"
+    ssh_authorized_keys_file: str = ""
+    auth_method: str = "token"  # or "oidc"
+    token: str = ""  # also the encryption key with oidc, as frp
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
+    oidc: OidcServerConfig = field(default_factory=OidcServerConfig)
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
     tcp_keepalive: int = 7200
@@ -166,9 +202,13 @@ class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
     user: str = ""
-    token: str = ""
+    client_id: str = ""  # names the client on frps's dashboard instead of its run id
+    auth_method: str = "token"  # or "oidc"
+    token: str = ""  # also the encryption key with oidc, as frp
     auth_scopes: list[str] = field(default_factory=list)  # "HeartBeats", "NewWorkConns"
+    oidc: OidcClientConfig = field(default_factory=OidcClientConfig)
     pool_count: int = 1
+    wire_protocol: str = "v1"  # "v2": frp 0.69+ framing, AEAD control channel
     tcp_mux: bool = True
     tcp_mux_keepalive_interval: int = 30
     # frp >= 0.58 defaults to -1 (no Pings) with tcp_mux. pyfrpc pings every 30 s anyway:

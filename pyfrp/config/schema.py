@@ -99,7 +99,7 @@ def _prefixed(prefix: str, table: dict[str, Opt]) -> dict[str, Opt]:
     return {f"{prefix}.{k}": v for k, v in table.items()}
 
 
-# The web server (frps dashboard, frpc admin API). Go's pprof only adds something: a warning.
+# The web server (frps dashboard, frpc admin API).
 def _web_server(prefix: str) -> dict[str, Opt]:
     return {
         "webServer.addr": Opt(S, "web.addr", f"{prefix}_addr"),
@@ -107,7 +107,7 @@ def _web_server(prefix: str) -> dict[str, Opt]:
         "webServer.user": Opt(S, "web.user", f"{prefix}_user"),
         "webServer.password": Opt(S, "web.password", f"{prefix}_pwd"),
         "webServer.assetsDir": Opt(S, "web.assets_dir", "assets_dir"),
-        "webServer.pprofEnable": Opt(B, ini="pprof_enable", works=False, adds=True),
+        "webServer.pprofEnable": Opt(B, "web.pprof_enable", "pprof_enable"),
         "webServer.tls.certFile": Opt(S, "web.tls_cert_file"),
         "webServer.tls.keyFile": Opt(S, "web.tls_key_file"),
         "webServer.tls.trustedCaFile": Opt(S),
@@ -122,9 +122,7 @@ _QUIC: dict[str, Opt] = {  # only used with quicBindPort / transport.protocol = 
 }
 
 _AUTH_COMMON: dict[str, Opt] = {
-    "auth.method": Opt(
-        S, ini="authentication_method", choices=("token", "oidc"), works=_default_or("token")
-    ),
+    "auth.method": Opt(S, "auth_method", "authentication_method", choices=("token", "oidc")),
     "auth.additionalScopes": Opt(L, "auth_scopes", choices=AUTH_SCOPES),
     "auth.token": Opt(S, "token", "token"),
     **_prefixed("auth.tokenSource", _TOKEN_SOURCE),
@@ -133,11 +131,11 @@ _AUTH_COMMON: dict[str, Opt] = {
 SERVER: dict[str, Opt] = {
     "version": Opt(S),
     **_AUTH_COMMON,
-    # OIDC settings only matter with auth.method = "oidc", which is what gets reported.
-    "auth.oidc.issuer": Opt(S, ini="oidc_issuer"),
-    "auth.oidc.audience": Opt(S, ini="oidc_audience"),
-    "auth.oidc.skipExpiryCheck": Opt(B, ini="oidc_skip_expiry_check"),
-    "auth.oidc.skipIssuerCheck": Opt(B, ini="oidc_skip_issuer_check"),
+    # Used only with auth.method = "oidc", as frp.
+    "auth.oidc.issuer": Opt(S, "oidc.issuer", "oidc_issuer"),
+    "auth.oidc.audience": Opt(S, "oidc.audience", "oidc_audience"),
+    "auth.oidc.skipExpiryCheck": Opt(B, "oidc.skip_expiry_check", "oidc_skip_expiry_check"),
+    "auth.oidc.skipIssuerCheck": Opt(B, "oidc.skip_issuer_check", "oidc_skip_issuer_check"),
     "bindAddr": Opt(S, "bind_addr", "bind_addr"),
     "bindPort": Opt(P, "bind_port", "bind_port"),
     "kcpBindPort": Opt(P, ini="kcp_bind_port", works=False, adds=True),
@@ -150,10 +148,10 @@ SERVER: dict[str, Opt] = {
     "tcpmuxPassthrough": Opt(B, "tcpmux_passthrough", "tcpmux_passthrough"),
     "subDomainHost": Opt(S, "subdomain_host", "subdomain_host"),
     "custom404Page": Opt(S, "custom_404_page", "custom_404_page"),
-    "sshTunnelGateway.bindPort": Opt(P, works=False, adds=True),
-    "sshTunnelGateway.privateKeyFile": Opt(S),
-    "sshTunnelGateway.autoGenPrivateKeyPath": Opt(S),
-    "sshTunnelGateway.authorizedKeysFile": Opt(S),
+    "sshTunnelGateway.bindPort": Opt(P, "ssh_bind_port"),
+    "sshTunnelGateway.privateKeyFile": Opt(S, "ssh_private_key_file"),
+    "sshTunnelGateway.autoGenPrivateKeyPath": Opt(S, "ssh_auto_gen_private_key_path"),
+    "sshTunnelGateway.authorizedKeysFile": Opt(S, "ssh_authorized_keys_file"),
     **_web_server("dashboard"),
     "enablePrometheus": Opt(B, "enable_prometheus", "enable_prometheus"),
     **_LOG,
@@ -203,18 +201,18 @@ SERVER_INI_EXTRA: dict[str, Opt] = {
 CLIENT: dict[str, Opt] = {
     "version": Opt(S),
     **_AUTH_COMMON,
-    "auth.oidc.clientID": Opt(S, ini="oidc_client_id"),
-    "auth.oidc.clientSecret": Opt(S, ini="oidc_client_secret"),
-    "auth.oidc.audience": Opt(S, ini="oidc_audience"),
-    "auth.oidc.scope": Opt(S, ini="oidc_scope"),
-    "auth.oidc.tokenEndpointURL": Opt(S, ini="oidc_token_endpoint_url"),
-    "auth.oidc.additionalEndpointParams": Opt(M),
-    "auth.oidc.trustedCaFile": Opt(S),
-    "auth.oidc.insecureSkipVerify": Opt(B),
-    "auth.oidc.proxyURL": Opt(S),
+    "auth.oidc.clientID": Opt(S, "oidc.client_id", "oidc_client_id"),
+    "auth.oidc.clientSecret": Opt(S, "oidc.client_secret", "oidc_client_secret"),
+    "auth.oidc.audience": Opt(S, "oidc.audience", "oidc_audience"),
+    "auth.oidc.scope": Opt(S, "oidc.scope", "oidc_scope"),
+    "auth.oidc.tokenEndpointURL": Opt(S, "oidc.token_endpoint_url", "oidc_token_endpoint_url"),
+    "auth.oidc.additionalEndpointParams": Opt(M, "oidc.additional_endpoint_params"),
+    "auth.oidc.trustedCaFile": Opt(S, "oidc.trusted_ca_file"),
+    "auth.oidc.insecureSkipVerify": Opt(B, "oidc.insecure_skip_verify"),
+    "auth.oidc.proxyURL": Opt(S, "oidc.proxy_url"),
     **_prefixed("auth.oidc.tokenSource", _TOKEN_SOURCE),
     "user": Opt(S, "user", "user"),
-    "clientID": Opt(S, works=False),
+    "clientID": Opt(S, "client_id"),
     "serverAddr": Opt(S, "server_addr", "server_addr"),
     "serverPort": Opt(P, "server_port", "server_port"),
     "natHoleStunServer": Opt(S, "nat_hole_stun_server", "nat_hole_stun_server"),
@@ -229,7 +227,7 @@ CLIENT: dict[str, Opt] = {
         choices=("tcp", "kcp", "quic", "websocket", "wss"),
         works=_default_or("tcp"),
     ),
-    "transport.wireProtocol": Opt(S, choices=("v1", "v2"), works=_default_or("v1")),
+    "transport.wireProtocol": Opt(S, "wire_protocol", choices=("v1", "v2")),
     "transport.dialServerTimeout": Opt(N, "dial_server_timeout", "dial_server_timeout"),
     "transport.dialServerKeepalive": Opt(N, ini="dial_server_keepalive", works=_default_or(7200)),
     "transport.connectServerLocalIP": Opt(S, ini="connect_server_local_ip", works=False),

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from pyfrp.errors import ProtocolError
+from pyfrp.proto import wire2
 from pyfrp.proto.crypto import StreamDecryptor, StreamEncryptor
 from pyfrp.proto.snappy import SnappyFrameDecoder, SnappyFrameEncoder
 
@@ -127,6 +128,25 @@ class CryptoLayer(Layer):
 
     def decode(self, data: bytes | memoryview) -> bytes:
         return self._dec.decrypt(data)
+
+
+class AeadLayer(Layer):
+    """Wire protocol v2's control channel: one golib AEAD stream each way (see proto/wire2)."""
+
+    def __init__(
+        self, lower: asyncio.Transport, ctx: tuple[str, bytes], token: str, client: bool
+    ) -> None:
+        super().__init__(lower)
+        algorithm, transcript = ctx
+        c2s, s2c = wire2.control_keys(token.encode(), algorithm, transcript)
+        self._enc = wire2.AeadStreamWriter(algorithm, c2s if client else s2c)
+        self._dec = wire2.AeadStreamReader(algorithm, s2c if client else c2s)
+
+    def encode(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._enc.seal(data)
+
+    def decode(self, data: bytes | memoryview) -> bytes:
+        return self._dec.feed(data)
 
 
 class CompressLayer(Layer):

@@ -10,9 +10,11 @@ hands the transport and the bytes already read to the next owner.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TypeVar, cast
 
 from pyfrp.net.layer import Layer, insert_layer
+from pyfrp.proto import wire2
 from pyfrp.proto.framing import MAX_BODY, MessageDecoder, encode_message
 from pyfrp.proto.msg import Message
 
@@ -23,23 +25,39 @@ _READ_HIGH_WATER = 4 * (MAX_BODY + 9)
 
 
 class MessageConn(asyncio.Protocol):
-    __slots__ = ("_closed", "_decoder", "_eof", "_paused", "_waiter", "transport")
+    __slots__ = ("_closed", "_decoder", "_encode", "_eof", "_paused", "_waiter", "transport", "v2")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._decoder = MessageDecoder()
+        self._decoder: MessageDecoder | wire2.FrameDecoder = MessageDecoder()
+        self._encode: Callable[[Message], bytes] = encode_message
+        self.v2 = False  # frames in wire protocol v2 (after its magic)
         self._waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._closed = False
         self._paused = False
 
     @classmethod
-    def attach(cls, transport: asyncio.Transport) -> MessageConn:
+    def attach(cls, transport: asyncio.Transport, v2: bool = False) -> MessageConn:
         """Make a new MessageConn the protocol of an existing transport."""
         conn = cls()
+        if v2:
+            conn.use_v2()
         transport.set_protocol(conn)
         conn.connection_made(transport)
         return conn
+
+    def use_v2(self) -> None:
+        """Speak wire protocol v2 frames from here on (the magic is already sent or consumed)."""
+        self._decoder = wire2.FrameDecoder(self._decoder.take_remaining())
+        self._encode = wire2.encode_message
+        self.v2 = True
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes outside any message (v2's magic and hello frames)."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        self.transport.write(data)
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,7 +95,7 @@ class MessageConn(asyncio.Protocol):
     def send(self, msg: Message) -> None:
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
-        self.transport.write(encode_message(msg))
+        self.transport.write(self._encode(msg))
 
     async def recv(self) -> Message:
         """The next message. Raises ConnectionError at EOF/close, ProtocolError on bad bytes."""
@@ -97,6 +115,21 @@ class MessageConn(asyncio.Protocol):
             if self._paused and self.transport:  # a partial frame larger than the high water
                 self._paused = False
                 self.transport.resume_reading()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def recv_frame(self) -> tuple[int, bytes]:
+        """The next raw v2 frame (type, payload): the ServerHello a v2 client waits for."""
+        assert isinstance(self._decoder, wire2.FrameDecoder)
+        while True:
+            frame = self._decoder.next_frame()
+            if frame is not None:
+                return frame
+            if self._eof or self._closed:
+                raise ConnectionResetError("connection closed")
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

@@ -119,6 +119,10 @@ class MessageDecoder:
         del buf[:end]
         return decode_body(type_byte, body)
 
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` buffered bytes, left in place (frps sniffing wire v2's magic)."""
+        return bytes(self._buf[:n])
+
     def take_remaining(self) -> bytes:
         """Bytes received after the last decoded message; the decoder is left empty."""
         rest = bytes(self._buf)

@@ -11,9 +11,8 @@ from typing import Protocol
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
-from pyfrp.net.layer import CryptoLayer
+from pyfrp.net.layer import AeadLayer, CryptoLayer
 from pyfrp.net.msgconn import MessageConn
-from pyfrp.proto.auth import verify_privilege_key
 from pyfrp.proto.crypto import derive_key
 from pyfrp.proto.msg import (
     CloseProxy,
@@ -28,6 +27,7 @@ from pyfrp.proto.msg import (
     ReqWorkConn,
     StartWorkConn,
 )
+from pyfrp.server.auth import ServerAuth
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected, UserInfo
 from pyfrp.server.ports import PortError
@@ -40,6 +40,7 @@ class ControlService(Protocol):
     """What a Control needs of the server (the Server in service.py)."""
 
     cfg: ServerConfig
+    auth: ServerAuth
 
     @property
     def nathole(self) -> NatHoleController: ...
@@ -56,12 +57,26 @@ class ControlService(Protocol):
 
 class Control:
     def __init__(
-        self, service: ControlService, conn: MessageConn, login: Login, run_id: str
+        self,
+        service: ControlService,
+        conn: MessageConn,
+        login: Login,
+        run_id: str,
+        *,
+        internal: bool = False,
+        always_pass: bool = False,
     ) -> None:
         self.service = service
+        # The SSH tunnel gateway's in-process client: a plain control connection, and no token
+        # checks when ssh authenticated the user by key (frp: auth.AlwaysPassVerifier).
+        self.internal = internal
+        self.always_pass = always_pass
         self.conn = conn
         self.login = login
         self.run_id = run_id
+        self.v2 = conn.v2
+        # wire v2: (AEAD algorithm, transcript hash) the hellos settled
+        self.v2_crypto: tuple[str, bytes] | None = None
         cfg = service.cfg
         self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
         self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
@@ -74,7 +89,10 @@ class Control:
 
     def start(self) -> None:
         # Control-channel encryption starts right after LoginResp (both directions, token key).
-        self.conn.push_layer(CryptoLayer, derive_key(self.service.cfg.token))
+        if self.v2_crypto is not None:
+            self.conn.push_layer(AeadLayer, self.v2_crypto, self.service.cfg.token, False)
+        elif not self.internal:  # the SSH gateway's in-process client: nothing on the wire
+            self.conn.push_layer(CryptoLayer, derive_key(self.service.cfg.token))
         for _ in range(self.pool_count):
             self.conn.send(ReqWorkConn())
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -124,12 +142,8 @@ class Control:
                 msg = await plugins.ping(self.user_info, msg)
             except PluginRejected as exc:
                 err = str(exc)
-        if (
-            not err
-            and "HeartBeats" in cfg.auth_scopes
-            and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
-        ):
-            err = "token in heartbeat doesn't match token from configuration"
+        if not err and not self.always_pass:
+            err = await self.service.auth.verify_ping(msg)
         if err:
             self.log.warning("received invalid ping: %s", err)
             self.conn.send(Pong(error=err if cfg.detailed_errors_to_client else "invalid ping"))

@@ -212,7 +212,7 @@ class Dashboard:
         }
         if c.version:
             info["version"] = c.version
-        info["wireProtocol"] = "v1"
+        info["wireProtocol"] = c.wire_protocol
         info["hostname"] = c.hostname
         if c.ip:
             info["clientIP"] = c.ip

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any
 
 from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
-from pyfrp.errors import ProtocolError
+from pyfrp.errors import FrameError, MessageError, ProtocolError
 from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.tls import server_context
-from pyfrp.proto.auth import verify_privilege_key
+from pyfrp.proto import wire2
+from pyfrp.proto.framing import MessageDecoder
 from pyfrp.proto.msg import (
     Login,
     LoginResp,
@@ -26,6 +28,7 @@ from pyfrp.proto.msg import (
     NewWorkConn,
     StartWorkConn,
 )
+from pyfrp.server.auth import ServerAuth
 from pyfrp.server.control import Control
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected
@@ -38,6 +41,7 @@ from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 if TYPE_CHECKING:
     from pyfrp.server.dashboard import Dashboard
+    from pyfrp.server.sshgw import SshGateway
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +56,15 @@ class _IncomingConn(MessageConn):
     timer, rather than in a task.
     """
 
-    __slots__ = ("_server", "_timer")
+    __slots__ = ("_internal", "_server", "_timer", "v2_crypto")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, internal: bool = False) -> None:
         super().__init__()
         self._server = server
+        self._internal = internal  # from the SSH tunnel gateway's in-process client
         self._timer: asyncio.TimerHandle | None = None
+        # wire v2 control login: (AEAD algorithm, transcript hash) from the hellos
+        self.v2_crypto: tuple[str, bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -68,7 +75,7 @@ class _IncomingConn(MessageConn):
         if self._timer is None:
             return
         try:
-            msg = self._decoder.next_message()
+            msg = self._first_message()
         except ProtocolError as exc:
             self._settle()
             log.warning("closing connection from %s: %s", self.peername, exc)
@@ -76,7 +83,42 @@ class _IncomingConn(MessageConn):
             return
         if msg is not None:
             self._settle()
-            self._server.dispatch(self, msg)
+            self._server.dispatch(self, msg, self._internal)
+
+    def _first_message(self) -> Message | None:
+        decoder = self._decoder
+        if isinstance(decoder, MessageDecoder):
+            # No v1 message type byte is "F": only a v2 client's magic starts that way.
+            head = decoder.peek(len(wire2.MAGIC))
+            if not wire2.MAGIC.startswith(head):
+                return decoder.next_message()  # v1 (or the type byte error)
+            if len(head) < len(wire2.MAGIC):
+                return None
+            decoder.feed(decoder.take_remaining()[len(wire2.MAGIC) :])
+            self.use_v2()
+            return self._first_message()
+        frame = decoder.next_frame()
+        if frame is None:
+            return None
+        frame_type, payload = frame
+        if frame_type == wire2.FRAME_CLIENT_HELLO and self.v2_crypto is None:
+            self._client_hello(payload)
+            return self._first_message()
+        if frame_type != wire2.FRAME_MESSAGE:
+            raise FrameError(f"unexpected frame type {frame_type}, want {wire2.FRAME_MESSAGE}")
+        return wire2.decode_message_payload(payload)
+
+    def _client_hello(self, payload: bytes) -> None:
+        try:
+            algorithm = wire2.select_for_client_hello(payload)
+        except ValueError as exc:
+            self.send_raw(wire2.encode_frame(
+                wire2.FRAME_SERVER_HELLO, wire2.server_hello("", b"", error=str(exc))
+            ))  # fmt: skip
+            raise MessageError(f"refused ClientHello: {exc}") from None
+        hello = wire2.server_hello(algorithm, wire2.new_random())
+        self.send_raw(wire2.encode_frame(wire2.FRAME_SERVER_HELLO, hello))
+        self.v2_crypto = algorithm, wire2.transcript_hash(payload, hello)
 
     def eof_received(self) -> bool:
         self._settle()
@@ -155,9 +197,11 @@ class Server:
         self.stats = self.res.stats
         self.res.plugins = PluginManager(cfg.http_plugins) if cfg.http_plugins else None
         self.dashboard: Dashboard | None = None
+        self.ssh_gateway: SshGateway | None = None
         self._listener: FrpListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
+        self.auth = ServerAuth(cfg)  # start() replaces it when OIDC needs discovery
 
     @property
     def nathole(self) -> NatHoleController:
@@ -175,6 +219,7 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.cfg
+        self.auth = await ServerAuth.create(cfg)  # OIDC discovery first, as frp's NewService
         tls_ctx = server_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file)
         sock = bind_socket(cfg.bind_addr, cfg.bind_port)
         self.bind_port = sock.getsockname()[1]
@@ -187,6 +232,8 @@ class Server:
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         await self._start_vhosts()
         self._listener.start()
+        if cfg.ssh_bind_port:
+            await self._start_ssh_gateway()
         if cfg.web.port:
             from pyfrp.server.dashboard import Dashboard
 
@@ -196,6 +243,16 @@ class Server:
         self.spawn(self._clean_nathole())
         self.spawn(self._clean_stats())
         log.info("frps started successfully")
+
+    async def _start_ssh_gateway(self) -> None:
+        from pyfrp.server.sshgw import SshGateway  # asyncssh loads only for the gateway
+
+        try:
+            self.ssh_gateway = SshGateway(self.cfg, self.accept_internal)
+            await self.ssh_gateway.start()
+        except (OSError, ValueError, ImportError) as exc:
+            raise OSError(f"create ssh gateway error: {exc}") from exc
+        log.info("frps sshTunnelGateway listen on port %d", self.cfg.ssh_bind_port)
 
     async def _clean_stats(self) -> None:
         while True:
@@ -252,6 +309,8 @@ class Server:
             await self._listener.close()
         if self.dashboard is not None:
             await self.dashboard.web.close()
+        if self.ssh_gateway is not None:
+            await self.ssh_gateway.close()
         res = self.res
         for vhost in (res.vhost_http, res.vhost_https, res.vhost_tcpmux):
             if vhost is not None:
@@ -274,12 +333,18 @@ class Server:
         stream.set_protocol(conn)
         conn.connection_made(stream)
 
-    def dispatch(self, conn: MessageConn, msg: Message) -> None:
+    async def accept_internal(self, sock: socket.socket) -> None:
+        """A connection from the SSH tunnel gateway's in-process client (frp: the
+        sshTunnelListener served with HandleListener(internal=true)): no TLS, no tcp_mux."""
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: _IncomingConn(self, internal=True), sock)
+
+    def dispatch(self, conn: MessageConn, msg: Message, internal: bool = False) -> None:
         """Act on the first message of a new connection."""
         if isinstance(msg, NewWorkConn):
             self._work_conn(conn, msg)
         elif isinstance(msg, Login):
-            self.spawn(self._login(conn, msg))
+            self.spawn(self._login(conn, msg, internal))
         elif isinstance(msg, NewVisitorConn):
             self._visitor_conn(conn, msg)
         else:
@@ -290,23 +355,27 @@ class Server:
             )
             conn.close()
 
-    async def _login(self, conn: MessageConn, login: Login) -> None:
+    async def _login(self, conn: MessageConn, login: Login, internal: bool = False) -> None:
         peer = conn.peername
+        # the gateway's connections have no address: frp's net.Pipe says "pipe"
+        addr = f"{peer[0]}:{peer[1]}" if peer else ("pipe" if internal else "")
         log.info(
             "client login info: ip [%s] version [%s] hostname [%s] os [%s] arch [%s]",
-            f"{peer[0]}:{peer[1]}" if peer else "?",
-            login.version, login.hostname, login.os, login.arch,
+            addr or "?", login.version, login.hostname, login.os, login.arch,
         )  # fmt: skip
         err = ""
         if self.plugins is not None and self.plugins.handles("Login"):
             try:
-                login = await self.plugins.login(login, f"{peer[0]}:{peer[1]}" if peer else "")
+                login = await self.plugins.login(login, addr)
             except PluginRejected as exc:
                 err = str(exc)
-        if not err and not verify_privilege_key(
-            self.cfg.token, login.timestamp, login.privilege_key
-        ):
-            err = "token in login doesn't match token from configuration"
+        # The gateway's client logs in without the token when ssh already checked a key.
+        always_pass = internal and login.client_spec.always_auth_pass
+        if not err and not always_pass:
+            err = await self.auth.verify_login(login)
+        v2_crypto = conn.v2_crypto if isinstance(conn, _IncomingConn) else None
+        if not err and conn.v2 and v2_crypto is None:
+            err = "create control crypto read writer: missing v2 crypto negotiation"
         if err:
             log.warning("register control error: %s", err)
             text = err if self.cfg.detailed_errors_to_client else "register control error"
@@ -318,11 +387,12 @@ class Server:
         if old is not None:
             await old.replace()
         conn.send(LoginResp(version=FRP_VERSION, run_id=run_id))
-        ctl = Control(self, conn, login, run_id)
+        ctl = Control(self, conn, login, run_id, internal=internal, always_pass=always_pass)
+        ctl.v2_crypto = v2_crypto
         self.controls[run_id] = ctl
         self.stats.client_online(
             login.user, login.client_id, run_id, login.hostname, peer[0] if peer else "",
-            login.version,
+            login.version, "v2" if conn.v2 else "v1",
         )  # fmt: skip
         ctl.start()
         ctl.log.info("client login success, user [%s] pool_count [%d]", login.user, ctl.pool_count)
@@ -340,30 +410,33 @@ class Server:
             conn.send(StartWorkConn(error=err))
             conn.close()
             return
-        if self.plugins is not None and self.plugins.handles("NewWorkConn"):
+        checked = "NewWorkConns" in self.cfg.auth_scopes
+        if (self.plugins is not None and self.plugins.handles("NewWorkConn")) or (
+            checked and self.auth.oidc is not None
+        ):
             self.spawn(self._checked_work_conn(ctl, conn, msg))
-        elif self._work_conn_ok(conn, msg, ""):
+            return
+        err = ""
+        if checked and not ctl.always_pass:
+            err = self.auth.token_check(msg.privilege_key, msg.timestamp, "NewWorkConn")
+        if self._work_conn_ok(conn, msg, err):
             ctl.add_work_conn(conn)
 
     async def _checked_work_conn(self, ctl: Control, conn: MessageConn, msg: NewWorkConn) -> None:
-        assert self.plugins is not None
         err = ""
-        try:
-            msg = await self.plugins.new_work_conn(ctl.user_info, msg)
-        except PluginRejected as exc:
-            err = str(exc)
+        if self.plugins is not None and self.plugins.handles("NewWorkConn"):
+            try:
+                msg = await self.plugins.new_work_conn(ctl.user_info, msg)
+            except PluginRejected as exc:
+                err = str(exc)
+        if not err and not ctl.always_pass:
+            err = await self.auth.verify_new_work_conn(msg)
         if self._work_conn_ok(conn, msg, err):
             ctl.add_work_conn(conn)
 
     def _work_conn_ok(self, conn: MessageConn, msg: NewWorkConn, err: str) -> bool:
-        """The token check of ``authenticate_new_work_conns``, after the plugins' (``err``)."""
+        """Accepts the work connection unless a plugin or the auth check said ``err``."""
         cfg = self.cfg
-        if (
-            not err
-            and "NewWorkConns" in cfg.auth_scopes
-            and not verify_privilege_key(cfg.token, msg.timestamp, msg.privilege_key)
-        ):
-            err = "token in NewWorkConn doesn't match token from configuration"
         if not err:
             return True
         log.warning("invalid NewWorkConn with run id [%s]: %s", msg.run_id, err)
@@ -392,7 +465,8 @@ class Server:
             conn.close()
             return
         conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name))
-        target.accept(msg, *conn.detach())
+        v2 = conn.v2
+        target.accept(msg, *conn.detach(), v2=v2)
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy:
         name = msg.proxy_name

@@ -84,6 +84,7 @@ class ClientInfo:
     last_connected: dt.datetime
     disconnected: dt.datetime | None = None
     online: bool = True
+    wire_protocol: str = "v1"
 
 
 def client_key(user: str, ident: str) -> str:
@@ -110,18 +111,27 @@ class Stats:
         return sum(c.online for c in self.clients.values())
 
     def client_online(
-        self, user: str, client_id: str, run_id: str, hostname: str, ip: str, version: str
+        self,
+        user: str,
+        client_id: str,
+        run_id: str,
+        hostname: str,
+        ip: str,
+        version: str,
+        wire_protocol: str = "v1",
     ) -> None:
         key = client_key(user, client_id or run_id)
         now = _now()
         info = self.clients.get(key)
         if info is None:
             info = ClientInfo(key, user, client_id, run_id, hostname, ip, version, now, now)
+            info.wire_protocol = wire_protocol
             self.clients[key] = info
         else:
             self._client_by_run.pop(info.run_id, None)
             info.run_id, info.hostname, info.ip, info.version = run_id, hostname, ip, version
             info.last_connected, info.disconnected, info.online = now, None, True
+            info.wire_protocol = wire_protocol
         self._client_by_run[run_id] = key
 
     def client_offline(self, run_id: str) -> None:

@@ -11,6 +11,7 @@ logged. The address defaults to 127.0.0.1 (``WebServerConfig.Complete``).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -97,6 +98,20 @@ def serve_assets(app: web.Application, directory: str) -> None:
     app.router.add_static("/static/", directory)
 
 
+async def _pprof(request: web.Request) -> web.Response:
+    """``webServer.pprofEnable``: Go's pprof has no Python counterpart; ``goroutine`` lists the
+    running asyncio tasks with their stacks (what a goroutine dump is used for), anything else
+    the index."""
+    if request.match_info["profile"] != "goroutine":
+        return web.Response(text="Types of profiles available:\ngoroutine\n")
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"task {task.get_name()} [{task.get_coro()!r}]:\n")
+        task.print_stack(file=out)
+        out.write("\n")
+    return web.Response(text=out.getvalue())
+
+
 class WebServer:
     """One listening aiohttp application; ``routes`` registers the handlers behind auth."""
 
@@ -106,6 +121,8 @@ class WebServer:
         self._runner: web.AppRunner | None = None
         app = web.Application(middlewares=[self._auth], client_max_size=16 * 1024 * 1024)
         app.router.add_get("/healthz", self._healthz)
+        if cfg.pprof_enable:
+            app.router.add_get("/debug/pprof/{profile:.*}", _pprof)
         routes(app)
         self.app = app
 

@@ -247,11 +247,10 @@ def test_unsupported_options_are_reported_by_proxy(tmp_path: Path) -> None:
 def test_unsupported_values_of_supported_keys(tmp_path: Path) -> None:
     f = _write(
         tmp_path / "c.toml",
-        'transport.protocol = "quic"\nauth.method = "oidc"\ntransport.tcpMux = true\n',
+        'transport.protocol = "quic"\ntransport.tcpMux = true\n',
     )
     assert load_client_config(f, unsupported_ok=True)[1] == [
         f"{f}:1: transport.protocol: not supported yet, ignored",
-        f"{f}:2: auth.method: not supported yet, ignored",
     ]
     with pytest.raises(ConfigError, match=r"transport\.protocol: not supported yet by pyfrp"):
         load_client_config(f)
@@ -354,3 +353,57 @@ def test_exec_token_source_needs_allow_unsafe(tmp_path: Path) -> None:
     script.chmod(0o644)
     with pytest.raises(ConfigError, match=r"failed to execute command .*token.sh"):
         load_server_config(f, allow_unsafe=frozenset({"TokenSourceExec"}))
+
+
+def test_oidc_keys_both_formats(tmp_path: Path) -> None:
+    """The INI names (with frp's ``oidc_additional_`` prefix for extra request parameters) and
+    the v1 keys land in the same place."""
+    f = _write(
+        tmp_path / "c.ini",
+        "[common]\nauthentication_method = oidc\noidc_client_id = id\noidc_client_secret = s\n"
+        "oidc_audience = frps\noidc_scope = a b\noidc_token_endpoint_url = https://idp/token\n"
+        "oidc_additional_resource = r\n",
+    )
+    c, notices = load_client_config(f)
+    assert notices == []
+    assert (c.auth_method, c.oidc.client_id, c.oidc.client_secret) == ("oidc", "id", "s")
+    assert (c.oidc.audience, c.oidc.scope) == ("frps", "a b")
+    assert c.oidc.additional_endpoint_params == {"resource": "r"}
+    f = _write(
+        tmp_path / "s.toml",
+        'auth.method = "oidc"\nauth.oidc.issuer = "https://idp"\nauth.oidc.audience = "frps"\n'
+        "auth.oidc.skipExpiryCheck = true\n",
+    )
+    s, notices = load_server_config(f)
+    assert notices == []
+    assert (s.auth_method, s.oidc.issuer, s.oidc.audience) == ("oidc", "https://idp", "frps")
+    assert (s.oidc.skip_expiry_check, s.oidc.skip_issuer_check) == (True, False)
+
+
+def test_oidc_client_validation(tmp_path: Path) -> None:
+    """frp's checks: the token source excludes every other auth.oidc key; without it the client
+    credentials need an id and an absolute http(s) URL."""
+    f = _write(
+        tmp_path / "a.toml",
+        'auth.method = "oidc"\nauth.oidc.clientID = "id"\n'
+        'auth.oidc.tokenSource.type = "file"\nauth.oidc.tokenSource.file.path = "/t"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_client_config(f)
+    assert str(info.value) == (
+        f"{f}:2: auth.oidc.clientID: cannot specify both auth.oidc.tokenSource and any other "
+        "field of auth.oidc"
+    )
+    f = _write(
+        tmp_path / "b.toml",
+        'auth.method = "oidc"\nauth.oidc.tokenSource.type = "file"\n'
+        'auth.oidc.tokenSource.file.path = "/t"\n',
+    )
+    assert load_client_config(f)[0].oidc.token_file == "/t"  # read for every message
+    f = _write(
+        tmp_path / "c.toml",
+        'auth.method = "oidc"\nauth.oidc.clientID = "id"\n'
+        'auth.oidc.tokenEndpointURL = "ftp://idp/token"\n',
+    )
+    with pytest.raises(ConfigError, match=r"auth\.oidc\.tokenEndpointURL must use http or https"):
+        load_client_config(f)

@@ -156,27 +156,23 @@ def _run(
 
 
 def test_verify_ok_and_warnings(tmp_path: Path) -> None:
-    (tmp_path / "frpc.toml").write_text(
-        'serverAddr = "127.0.0.1"\nwebServer.pprofEnable = true\n'
-        '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 22\nremotePort = 6000\n'
-    )
-    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml")
+    (tmp_path / "frps.toml").write_text("bindPort = 7000\nkcpBindPort = 7000\n")
+    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.toml")
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == (
-        "WARNING: frpc.toml:2: webServer.pprofEnable: not supported yet, ignored\n"
-        "frpc: the configuration file frpc.toml syntax is ok\n"
+        "WARNING: frps.toml:2: kcpBindPort: not supported yet, ignored\n"
+        "frps: the configuration file frps.toml syntax is ok\n"
     )
-    (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\n")
-    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.ini")
+    (tmp_path / "frpc.ini").write_text("[common]\nserver_port = 7000\n")
+    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.ini")
     assert (out.returncode, out.stdout) == (
         0,
-        "frps: the configuration file frps.ini syntax is ok\n",
+        "frpc: the configuration file frpc.ini syntax is ok\n",
     )
-    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml", "--strict_config")
+    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.toml", "--strict_config")
     assert out.returncode == 1
     assert out.stderr == (
-        "frpc.toml:2: webServer.pprofEnable: not supported yet by pyfrp (rejected by "
-        "--strict_config)\n"
+        "frps.toml:2: kcpBindPort: not supported yet by pyfrp (rejected by --strict_config)\n"
     )
 
 
@@ -185,7 +181,6 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
     warning: verify names it, and so does start-up."""
     cases = {
         'dnsServer = "8.8.8.8"\n': "frpc.toml:2: dnsServer: not supported yet by pyfrp",
-        'auth.method = "oidc"\n': "frpc.toml:2: auth.method: not supported yet by pyfrp",
         'transport.protocol = "kcp"\n': (
             "frpc.toml:2: transport.protocol: not supported yet by pyfrp"
         ),
@@ -197,11 +192,13 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         for argv in (["verify", "-c", "frpc.toml"], ["-c", "frpc.toml"]):
             out = _run(tmp_path, "pyfrp.client", *argv)
             assert (out.returncode, out.stderr) == (1, message + "\n"), (argv, extra)
-    (tmp_path / "frps.ini").write_text("[common]\nbind_port = 7000\nauthentication_method = oidc\n")
-    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.ini")
+    # OIDC without the client credentials: frp's validation texts.
+    (tmp_path / "frpc.ini").write_text("[common]\nauthentication_method = oidc\n")
+    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.ini")
     assert (out.returncode, out.stderr) == (
         1,
-        "frps.ini:3: [common] authentication_method: not supported yet by pyfrp\n",
+        "frpc.ini:2: [common] authentication_method: auth.oidc.clientID is required; "
+        "auth.oidc.tokenEndpointURL is required\n",
     )
 
 

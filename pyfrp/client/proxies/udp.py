@@ -19,6 +19,7 @@ from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.errors import ProtocolError
 from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
+from pyfrp.proto import wire2
 from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import Ping, StartWorkConn, UDPAddr, UDPPacket
 from pyfrp.proto.proxyproto import header
@@ -52,6 +53,7 @@ class UdpForwarder:
         self._locals: dict[tuple[str, int, str], _Local] = {}
         self._closed = False
         self._batch = WriteBatch(SEND_LIMIT)
+        self._encode = wire2.encode_udp_packet if mc.v2 else encode_udp_packet
 
     async def run(self, what: str) -> None:
         """Forward until the work connection ends; ``what`` names the proxy type in logs."""
@@ -122,7 +124,7 @@ class UdpForwarder:
                 return
             local.last = time.monotonic()
             if transport is not None:  # dropped when the work connection cannot keep up
-                self._batch.add(transport, encode_udp_packet(data, local.user))
+                self._batch.add(transport, self._encode(data, local.user))
 
     def _idle_check(self, key: tuple[str, int, str]) -> None:
         local = self._locals.get(key)
@@ -176,8 +178,9 @@ class _UdpBase(ClientProxy):
                 return
             family, _, _, _, addr = infos[0]
             self._local_addr = family, (str(addr[0]), int(addr[1]))
+        v2 = conn.v2
         top, pending, ended = self.wrap(conn)
-        mc = MessageConn.attach(top)
+        mc = MessageConn.attach(top, v2)
         if pending:
             mc.data_received(pending)
         if ended:

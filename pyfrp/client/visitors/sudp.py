@@ -15,6 +15,7 @@ from pyfrp.errors import ProtocolError
 from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.udpaddr import reply_addr, user_addr
+from pyfrp.proto import wire2
 from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import UDPPacket
 
@@ -55,7 +56,8 @@ class SudpVisitor(Visitor):
 
     def from_user(self, data: bytes, addr: Any) -> None:
         size = self.client.udp_packet_size
-        frame = encode_udp_packet(data[:size], user_addr(addr))
+        encode = wire2.encode_udp_packet if self.client.wire_protocol == "v2" else encode_udp_packet
+        frame = encode(data[:size], user_addr(addr))
         conn = self._conn
         if conn is None or conn.transport is None:
             self._queue.append(frame)
@@ -72,7 +74,7 @@ class SudpVisitor(Visitor):
                 self.log.warning("newVisitorConn to frps error: %s, try to reconnect", exc)
                 self._queue.clear()  # frp drops the datagram that triggered the dial
                 return
-            conn = MessageConn.attach(top)
+            conn = MessageConn.attach(top, self.client.wire_protocol == "v2")
             if pending:
                 conn.data_received(pending)
             if ended:

@@ -38,6 +38,7 @@ class ProxyHost(Protocol):
     """The control connection a proxy belongs to: its frpc's pool of work connections."""
 
     run_id: str
+    v2: bool  # its frpc speaks wire protocol v2 (work connections too)
 
     @property
     def user(self) -> str:
@@ -66,9 +67,15 @@ class VisitorTarget(Protocol):
         ...
 
     def accept(
-        self, msg: NewVisitorConn, transport: asyncio.Transport, pending: bytes, ended: bool
+        self,
+        msg: NewVisitorConn,
+        transport: asyncio.Transport,
+        pending: bytes,
+        ended: bool,
+        v2: bool = False,
     ) -> None:
-        """Take the admitted connection (NewVisitorConnResp already sent on it)."""
+        """Take the admitted connection (NewVisitorConnResp already sent on it); ``v2``: the
+        visitor speaks wire protocol v2."""
         ...
 
 

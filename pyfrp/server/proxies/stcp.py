@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
+from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import verify_privilege_key
-from pyfrp.proto.msg import NewProxy, NewVisitorConn
+from pyfrp.proto.msg import NewProxy, NewVisitorConn, Ping, Pong, UDPPacket
 from pyfrp.server.ports import PortError
 from pyfrp.server.proxies.base import Proxy, ProxyHost, Resources, register
+from pyfrp.vhost.conn import WorkConn
 
 
 @register("stcp")
@@ -40,7 +42,12 @@ class StcpProxy(Proxy):
             raise PortError(f"visitor connection of [{self.name}] user [{user}] not allowed")
 
     def accept(
-        self, msg: NewVisitorConn, transport: asyncio.Transport, pending: bytes, ended: bool
+        self,
+        msg: NewVisitorConn,
+        transport: asyncio.Transport,
+        pending: bytes,
+        ended: bool,
+        v2: bool = False,
     ) -> None:
         """Take an admitted visitor connection (after NewVisitorConnResp): the visitor's
         encryption (keyed by the secret key) and compression are stacked here."""
@@ -57,9 +64,9 @@ class StcpProxy(Proxy):
         held.ended = ended
         top.set_protocol(held)
         held.connection_made(top)
-        self.spawn(self._join(held, (src[0], src[1])))
+        self.spawn(self._join(held, (src[0], src[1]), v2))
 
-    async def _join(self, held: HoldProtocol, src: tuple[str, int]) -> None:
+    async def _join(self, held: HoldProtocol, src: tuple[str, int], v2: bool) -> None:
         visitor = held.transport
         assert visitor is not None
         try:
@@ -69,8 +76,56 @@ class StcpProxy(Proxy):
             raise
         if work is None:
             visitor.close()
+        elif self.kind == "sudp" and v2 != self.host.v2:
+            await self._bridge(held, work, v2)
         else:
             self.join_user(held, work)
+
+    async def _bridge(self, held: HoldProtocol, work: WorkConn, visitor_v2: bool) -> None:
+        """A v1 and a v2 frpc on one sudp proxy: re-frame their UDPPackets (and Pings)."""
+        names = ("v2" if self.host.v2 else "v1", "v2" if visitor_v2 else "v1")
+        self.log.info(
+            "bridge mixed SUDP payload codecs, proxy wireProtocol [%s], visitor wireProtocol [%s]",
+            *names,
+        )
+        assert held.transport is not None
+        visitor = MessageConn.attach(held.transport, visitor_v2)
+        proxy = MessageConn.attach(work.transport, self.host.v2)
+        for conn, pending, ended in (
+            (visitor, held.take(), held.ended),
+            (proxy, work.pending, work.ended),
+        ):
+            if pending:
+                conn.data_received(pending)
+            if ended:
+                conn.eof_received()
+        held.transport.resume_reading()
+        counts = [0, 0]
+
+        async def pump(src: MessageConn, dst: MessageConn, i: int) -> None:
+            while True:
+                msg = await src.recv()
+                if isinstance(msg, UDPPacket):
+                    counts[i] += len(msg.content)
+                    dst.send(msg)
+                elif isinstance(msg, (Ping, Pong)):
+                    dst.send(msg)
+
+        self.conn_opened()
+        loop = asyncio.get_running_loop()
+        tasks = {
+            loop.create_task(pump(visitor, proxy, 0)),
+            loop.create_task(pump(proxy, visitor, 1)),
+        }
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            visitor.close()
+            proxy.close()
+            self.conn_closed(counts[0], counts[1])
 
     async def close(self) -> None:
         if self._listening and self.res.visitor_targets.get(self.name) is self:

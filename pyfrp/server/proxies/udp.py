@@ -19,6 +19,7 @@ from pyfrp.errors import ProtocolError
 from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.udpaddr import reply_addr, user_addr
+from pyfrp.proto import wire2
 from pyfrp.proto.framing import encode_udp_packet
 from pyfrp.proto.msg import NewProxy, UDPPacket
 from pyfrp.server.ports import PortError
@@ -86,7 +87,8 @@ class UdpProxy(Proxy):
 
     def from_user(self, data: bytes, addr: Any) -> None:
         self._bytes_in += len(data)
-        frame = encode_udp_packet(data[: self._size], user_addr(addr))
+        encode = wire2.encode_udp_packet if self.host.v2 else encode_udp_packet
+        frame = encode(data[: self._size], user_addr(addr))
         work = self._work
         if work is None or work.transport is None or self._queue:
             self._queue.append(frame)  # a full deque drops its oldest, frp drops the newest
@@ -102,7 +104,7 @@ class UdpProxy(Proxy):
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             work = self.wrap(conn)
-            mc = MessageConn.attach(work.transport)
+            mc = MessageConn.attach(work.transport, self.host.v2)
             if work.pending:
                 mc.data_received(work.pending)
             if work.ended:
