@@ -1,5 +1,8 @@
 """How pyfrpc reaches frps (client/connector.go): TCP, optional 0x17 + TLS, optional yamux.
 
+``transport.protocol`` puts something under that: a websocket on TCP (``websocket``: the 0x17 +
+TLS go inside it; ``wss``: TLS first, the websocket inside), or a KCP session over UDP.
+
 With tcp_mux every logical connection (control first, then work connections) is a stream of one
 session; without it each is a new TCP (+TLS) connection.
 """
@@ -12,9 +15,13 @@ import socket
 from typing import Any
 
 from pyfrp.config.model import ClientConfig
+from pyfrp.net.kcp import kcp_connect
+from pyfrp.net.layer import insert_layer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession
-from pyfrp.net.tls import client_context
+from pyfrp.net.tls import ClientContext, client_context
+from pyfrp.net.tlslayer import TlsLayer
+from pyfrp.net.websocket import client_layer
 from pyfrp.proto.detect import FRP_TLS_HEAD_BYTE
 
 
@@ -36,9 +43,49 @@ class Connector:
         self.session: MuxSession | None = None
 
     async def _dial(self) -> asyncio.Transport:
+        protocol = self.cfg.protocol
+        if protocol == "tcp":
+            return await self._dial_tcp(self._tls)
+        if protocol == "wss":  # TLS (no custom byte), then the websocket (Host: the TLS name)
+            tls = self._tls or client_context(server_name=self._server_name)
+            return await client_layer(
+                await self._dial_tcp(tls, custom_byte=False), self._server_name
+            )
+        if protocol == "websocket":
+            host = self.cfg.server_addr
+            host = f"[{host}]" if ":" in host else host
+            lower: asyncio.Transport = await client_layer(
+                await self._dial_tcp(None), f"{host}:{self.cfg.server_port}"
+            )
+        else:  # kcp
+            async with asyncio.timeout(self.cfg.dial_server_timeout):
+                lower, _ = await kcp_connect(
+                    self.cfg.server_addr, self.cfg.server_port, _Placeholder
+                )
+        return lower if self._tls is None else await self._tls_over(lower)
+
+    async def _tls_over(self, lower: asyncio.Transport) -> asyncio.Transport:
+        """0x17 (unless disabled) and a TLS client on a transport the loop did not make."""
+        assert self._tls is not None
+        if not self.cfg.disable_custom_tls_first_byte:
+            lower.write(bytes([FRP_TLS_HEAD_BYTE]))
+        layer = TlsLayer(lower, self._tls, server_side=False, server_hostname=self._server_name)
+        insert_layer(lower, layer)
+        layer.start()
+        try:
+            async with asyncio.timeout(self.cfg.dial_server_timeout):
+                await layer.handshake
+        except BaseException:
+            lower.abort()
+            raise
+        return layer
+
+    async def _dial_tcp(
+        self, tls_ctx: ClientContext | None, *, custom_byte: bool = True
+    ) -> asyncio.Transport:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        if self._tls is None:  # one call: a work connection is dialled per user without tcp_mux
+        if tls_ctx is None:  # one call: a work connection is dialled per user without tcp_mux
             async with asyncio.timeout(cfg.dial_server_timeout):
                 transport, _ = await loop.create_connection(
                     _Placeholder, cfg.server_addr, cfg.server_port
@@ -47,7 +94,7 @@ class Connector:
         async with asyncio.timeout(cfg.dial_server_timeout):
             sock = await self._tcp()
         try:
-            if not cfg.disable_custom_tls_first_byte:
+            if custom_byte and not cfg.disable_custom_tls_first_byte:
                 await loop.sock_sendall(sock, bytes([FRP_TLS_HEAD_BYTE]))
             tcp, _ = await loop.create_connection(_Placeholder, sock=sock)
         except BaseException:
@@ -58,13 +105,13 @@ class Connector:
         # completes in the same loop turn, uvloop closes the socket under a TLS protocol that still
         # thinks it is up, and that protocol's first read then logs "Fatal error on SSL protocol".
         # A cancelled start_tls shuts the TLS layer down itself; the socket is ours to abort.
-        offered = self._tls.offer()
+        offered = tls_ctx.offer()
         try:
             # Like Go, ssl sends no SNI for an IP literal (but still verifies it with a CA).
             tls = await loop.start_tls(
                 tcp,
                 tcp.get_protocol(),
-                self._tls,
+                tls_ctx,
                 server_hostname=self._server_name,
                 ssl_handshake_timeout=cfg.dial_server_timeout,
             )
@@ -73,7 +120,7 @@ class Connector:
             raise
         if tls is None:  # the loop closed the transport during the handshake
             raise ConnectionResetError("connection closed during the TLS handshake")
-        self._tls.handshake_done(tls.get_extra_info("ssl_object"), offered)
+        tls_ctx.handshake_done(tls.get_extra_info("ssl_object"), offered)
         return tls
 
     async def _tcp(self) -> socket.socket:

@@ -404,8 +404,9 @@ class Client:
             conn = await connect(connector, cfg)
             hello = b""
             if conn.v2:
+                tls = cfg.tls_enable or cfg.protocol == "wss"
                 hello = wire2.client_hello(
-                    wire2.new_random(), transport="tcp", tls=cfg.tls_enable, tcp_mux=cfg.tcp_mux
+                    wire2.new_random(), transport=cfg.protocol, tls=tls, tcp_mux=cfg.tcp_mux
                 )
                 conn.send_raw(wire2.encode_frame(wire2.FRAME_CLIENT_HELLO, hello))
             login = Login(

@@ -82,6 +82,7 @@ class HttpPluginConfig:
 class ServerConfig:
     bind_addr: str = "0.0.0.0"
     bind_port: int = 7000
+    kcp_bind_port: int = 0  # UDP: frpc's transport.protocol = kcp
     proxy_bind_addr: str = ""  # empty: same as bind_addr
     vhost_http_port: int = 0
     vhost_https_port: int = 0
@@ -201,6 +202,7 @@ class VisitorConfig:
 class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
+    protocol: str = "tcp"  # transport.protocol: tcp, kcp, websocket, wss (quic: not yet)
     user: str = ""
     client_id: str = ""  # names the client on frps's dashboard instead of its run id
     auth_method: str = "token"  # or "oidc"

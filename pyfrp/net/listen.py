@@ -12,6 +12,9 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from pyfrp.net.tlslayer import TlsLayer
+from pyfrp.net.websocket import PATH as WEBSOCKET_PATH
+from pyfrp.net.websocket import WebSocketLayer, server_layer
 from pyfrp.proto.detect import FirstByte, classify_first_byte
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,8 @@ HTTP_METHOD_HEADS = frozenset(
 )
 HTTP_FIRST_BYTES = frozenset(h[0] for h in HTTP_METHOD_HEADS)
 TLS_HANDSHAKE_TIMEOUT = 10.0
+# frps's websocket listener takes what starts so, ahead of the vhost HTTP one (server/service.go).
+WEBSOCKET_HEAD = b"GET " + WEBSOCKET_PATH.encode()
 
 
 def _somaxconn() -> int:
@@ -163,6 +168,15 @@ class FrpListener:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
+    def _websocket_open(self, ws: WebSocketLayer) -> None:
+        sniffer = self.sniffer()
+        ws.set_protocol(sniffer)
+        sniffer.connection_made(ws)
+
+    def sniffer(self) -> StreamSniffer:
+        """What a websocket or KCP connection starts with: frp's TLS check, then our protocol."""
+        return StreamSniffer(self.protocol_factory, self.tls_context, self.tls_force)
+
     async def _shared_port(
         self, conn: socket.socket, first: int
     ) -> Callable[[], asyncio.BaseProtocol] | None:
@@ -196,6 +210,13 @@ class FrpListener:
             if not first:
                 conn.close()
                 return
+            if first == WEBSOCKET_HEAD[:1]:
+                head = await _peek(conn, len(WEBSOCKET_HEAD), FIRST_BYTE_TIMEOUT)
+                if head == WEBSOCKET_HEAD:
+                    await loop.connect_accepted_socket(
+                        lambda: server_layer(self._websocket_open), conn
+                    )
+                    return
             shared = await self._shared_port(conn, first[0])
             if shared is not None:
                 await loop.connect_accepted_socket(shared, conn)
@@ -224,3 +245,74 @@ class FrpListener:
         except asyncio.CancelledError:
             conn.close()
             raise
+
+
+class StreamSniffer(asyncio.Protocol):
+    """frps's TLS check (CheckAndEnableTLSServerConn) on a transport that cannot be peeked (a
+    websocket, a KCP session): its first byte read decides: 0x17 (dropped) or 0x16 start a TLS
+    server, anything else is plaintext, refused under ``tls_force``. Then ``protocol_factory``'s
+    protocol takes the transport (or the TLS layer on it) over."""
+
+    def __init__(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        tls_context: ssl.SSLContext,
+        tls_force: bool,
+    ) -> None:
+        self._factory = protocol_factory
+        self._tls_context = tls_context
+        self._tls_force = tls_force
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's: no asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        t = self._transport
+        if not data or t is None:
+            return
+        self._transport = None  # decided: later bytes go to whoever takes over
+        kind = classify_first_byte(data[0])
+        if kind is FirstByte.PLAIN:
+            if self._tls_force:
+                log.warning(
+                    "non-TLS connection received on a TlsOnly server from %s",
+                    t.get_extra_info("peername"),
+                )
+                t.close()
+                return
+            self._hand_over(t, data)
+            return
+        if kind is FirstByte.CUSTOM_TLS:
+            data = data[1:]
+        layer = TlsLayer(t, self._tls_context, server_side=True)
+        t.set_protocol(layer)
+        timer = asyncio.get_running_loop().call_later(TLS_HANDSHAKE_TIMEOUT, t.abort)
+
+        def done(fut: asyncio.Future[None]) -> None:
+            timer.cancel()
+            if fut.cancelled() or fut.exception() is not None:
+                log.info(
+                    "connection from %s closed during handshake: %s",
+                    t.get_extra_info("peername"),
+                    fut.exception() if not fut.cancelled() else "cancelled",
+                )
+                t.abort()
+                return
+            self._hand_over(layer, layer.take())
+
+        layer.handshake.add_done_callback(done)
+        layer.start(data)
+
+    def _hand_over(self, transport: asyncio.Transport, data: bytes) -> None:
+        proto = self._factory()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        if data:
+            proto.data_received(data)  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None

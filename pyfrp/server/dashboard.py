@@ -136,7 +136,7 @@ class Dashboard:
             "vhostHTTPPort": cfg.vhost_http_port,
             "vhostHTTPSPort": cfg.vhost_https_port,
             "tcpmuxHTTPConnectPort": cfg.tcpmux_httpconnect_port,
-            "kcpBindPort": 0,
+            "kcpBindPort": cfg.kcp_bind_port,
             "quicBindPort": 0,
             "subdomainHost": cfg.subdomain_host,
             "maxPoolCount": cfg.max_pool_count,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import FrameError, MessageError, ProtocolError
+from pyfrp.net.kcp import KcpServer, kcp_serve
 from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
@@ -199,6 +200,7 @@ class Server:
         self.dashboard: Dashboard | None = None
         self.ssh_gateway: SshGateway | None = None
         self._listener: FrpListener | None = None
+        self._kcp: KcpServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
         self.auth = ServerAuth(cfg)  # start() replaces it when OIDC needs discovery
@@ -230,6 +232,18 @@ class Server:
             tls_force=cfg.tls_force or bool(cfg.tls_trusted_ca_file),
         )
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
+        if cfg.kcp_bind_port:
+            host = cfg.bind_addr
+            address = (
+                f"[{host}]:{cfg.kcp_bind_port}" if ":" in host else f"{host}:{cfg.kcp_bind_port}"
+            )
+            try:
+                self._kcp = await kcp_serve(
+                    cfg.bind_addr, cfg.kcp_bind_port, self._listener.sniffer
+                )
+            except OSError as exc:
+                raise OSError(f"listen on kcp udp address {address} error: {exc}") from exc
+            log.info("frps kcp listen on udp %s", address)
         await self._start_vhosts()
         self._listener.start()
         if cfg.ssh_bind_port:
@@ -307,6 +321,9 @@ class Server:
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
+        if self._kcp is not None:
+            self._kcp.close()
+            await self._kcp.wait_closed()
         if self.dashboard is not None:
             await self.dashboard.web.close()
         if self.ssh_gateway is not None:
