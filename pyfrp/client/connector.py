@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfrp.config.model import ClientConfig
 from pyfrp.net.kcp import kcp_connect
@@ -23,6 +23,9 @@ from pyfrp.net.tls import ClientContext, client_context
 from pyfrp.net.tlslayer import TlsLayer
 from pyfrp.net.websocket import client_layer
 from pyfrp.proto.detect import FRP_TLS_HEAD_BYTE
+
+if TYPE_CHECKING:
+    from pyfrp.net.quic import QuicTunnel
 
 
 class _Placeholder(asyncio.Protocol):
@@ -41,6 +44,7 @@ class Connector:
             else None
         )
         self.session: MuxSession | None = None
+        self.quic: QuicTunnel | None = None  # transport.protocol = quic: a stream per connection
 
     async def _dial(self) -> asyncio.Transport:
         protocol = self.cfg.protocol
@@ -152,8 +156,23 @@ class Connector:
         raise last or OSError(f"cannot resolve {self.cfg.server_addr}")
 
     async def open(self) -> None:
-        """Establish the session (tcp_mux) before the control connection is opened."""
-        if self.cfg.tcp_mux:
+        """Establish the session (tcp_mux, or QUIC) before the control connection is opened."""
+        cfg = self.cfg
+        if cfg.protocol == "quic":
+            from pyfrp.net.quic import dial_transport, transport_configuration
+
+            tls = cfg.tls_enable
+            quic_cfg = transport_configuration(
+                True,
+                cfg.quic_max_idle_timeout,
+                cert_file=cfg.tls_cert_file if tls else "",
+                key_file=cfg.tls_key_file if tls else "",
+                server_name=self._server_name,
+            )
+            ca = cfg.tls_trusted_ca_file if tls else ""
+            async with asyncio.timeout(cfg.dial_server_timeout):
+                self.quic = await dial_transport(cfg.server_addr, cfg.server_port, quic_cfg, ca)
+        elif self.cfg.tcp_mux:
             transport = await self._dial()
             session = MuxSession(
                 client=True, keepalive_interval=self.cfg.tcp_mux_keepalive_interval
@@ -168,6 +187,8 @@ class Connector:
 
     async def connect(self) -> MessageConn:
         """A new logical connection to frps in message mode."""
+        if self.quic is not None:
+            return MessageConn.attach(self.quic.open_stream())
         if self.session is not None:
             return MessageConn.attach(self.session.open_stream())
         return MessageConn.attach(await self._dial())
@@ -175,3 +196,5 @@ class Connector:
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
+        if self.quic is not None:
+            self.quic.close_tunnel()

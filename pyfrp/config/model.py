@@ -83,6 +83,8 @@ class ServerConfig:
     bind_addr: str = "0.0.0.0"
     bind_port: int = 7000
     kcp_bind_port: int = 0  # UDP: frpc's transport.protocol = kcp
+    quic_bind_port: int = 0  # UDP: frpc's transport.protocol = quic
+    quic_max_idle_timeout: int = 30
     proxy_bind_addr: str = ""  # empty: same as bind_addr
     vhost_http_port: int = 0
     vhost_https_port: int = 0
@@ -202,7 +204,8 @@ class VisitorConfig:
 class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
-    protocol: str = "tcp"  # transport.protocol: tcp, kcp, websocket, wss (quic: not yet)
+    protocol: str = "tcp"  # transport.protocol: tcp, kcp, quic, websocket, wss
+    quic_max_idle_timeout: int = 30
     user: str = ""
     client_id: str = ""  # names the client on frps's dashboard instead of its run id
     auth_method: str = "token"  # or "oidc"

@@ -117,7 +117,7 @@ def _web_server(prefix: str) -> dict[str, Opt]:
 
 _QUIC: dict[str, Opt] = {  # only used with quicBindPort / transport.protocol = "quic"
     "transport.quic.keepalivePeriod": Opt(N, ini="quic_keepalive_period"),
-    "transport.quic.maxIdleTimeout": Opt(N, ini="quic_max_idle_timeout"),
+    "transport.quic.maxIdleTimeout": Opt(N, "quic_max_idle_timeout", "quic_max_idle_timeout"),
     "transport.quic.maxIncomingStreams": Opt(N, ini="quic_max_incoming_streams"),
 }
 
@@ -139,7 +139,7 @@ SERVER: dict[str, Opt] = {
     "bindAddr": Opt(S, "bind_addr", "bind_addr"),
     "bindPort": Opt(P, "bind_port", "bind_port"),
     "kcpBindPort": Opt(P, "kcp_bind_port", "kcp_bind_port"),
-    "quicBindPort": Opt(P, ini="quic_bind_port", works=False, adds=True),
+    "quicBindPort": Opt(P, "quic_bind_port", "quic_bind_port"),
     "proxyBindAddr": Opt(S, "proxy_bind_addr", "proxy_bind_addr"),
     "vhostHTTPPort": Opt(P, "vhost_http_port", "vhost_http_port"),
     "vhostHTTPTimeout": Opt(N, "vhost_http_timeout", "vhost_http_timeout"),
@@ -226,7 +226,6 @@ CLIENT: dict[str, Opt] = {
         "protocol",
         "protocol",
         choices=("tcp", "kcp", "quic", "websocket", "wss"),
-        works=lambda v: v != "quic",
     ),
     "transport.wireProtocol": Opt(S, "wire_protocol", choices=("v1", "v2")),
     "transport.dialServerTimeout": Opt(N, "dial_server_timeout", "dial_server_timeout"),

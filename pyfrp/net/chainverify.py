@@ -153,3 +153,17 @@ def widen(ctx: ssl.SSLContext, cafile: str, server_name: str | None = None) -> N
     cb = _CALLBACK(callback)
     lib.SSL_CTX_set_cert_verify_callback(ptr, cb, None)
     ctx._pyfrp_verify_callback = cb  # type: ignore[attr-defined]  # keep it alive with ctx
+
+
+def verify_server(
+    cafile: str, server_name: str, leaf: x509.Certificate, chain: list[x509.Certificate]
+) -> None:
+    """Go's check of a server's chain against ``cafile`` (for a TLS stack that takes no callback:
+    aioquic); raises ``ssl.SSLCertVerificationError``."""
+    verifier = _policy(cafile).time(datetime.datetime.now(datetime.UTC))
+    try:
+        verifier.build_server_verifier(_subject(server_name)).verify(
+            leaf, [c for c in chain if c != leaf]
+        )
+    except Exception as exc:
+        raise ssl.SSLCertVerificationError(f"certificate verify failed: {exc}") from exc

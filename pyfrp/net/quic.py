@@ -27,6 +27,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pyfrp.net import chainverify
 from pyfrp.net.tls import self_signed_cert
 
 log = logging.getLogger(__name__)
@@ -422,3 +423,84 @@ async def accept(
         server.close()
         raise
     return tunnel, server.close
+
+
+# -- frp's quic transport (transport.protocol = "quic", frps quicBindPort): each frp connection,
+# control or work, is one stream of one QUIC connection; no yamux and no TLS inside.
+
+
+def transport_configuration(
+    is_client: bool,
+    idle_timeout: float,
+    *,
+    cert_file: str = "",
+    key_file: str = "",
+    server_name: str = "",
+) -> QuicConfiguration:
+    """frp's TLS settings on QUIC: frpc shows its certificate if it has one (and verifies frps's
+    only given a CA: dial_transport); frps shows its own or a self-signed one."""
+    cfg = _configuration(is_client, idle_timeout)
+    if is_client:
+        cfg.server_name = server_name
+        # trusted_ca_file: checked after the handshake by dial_transport, the way Go does
+        # (OpenSSL, under aioquic, refuses frp's e2e chains; see chainverify).
+    if cert_file and key_file:
+        cfg.load_cert_chain(cert_file, key_file)
+    return cfg
+
+
+async def dial_transport(
+    host: str, port: int, configuration: QuicConfiguration, trusted_ca_file: str = ""
+) -> QuicTunnel:
+    """frpc's QUIC connection to frps's quicBindPort; with ``trusted_ca_file`` frps's chain is
+    verified before any stream opens."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+    quic = QuicConnection(configuration=configuration)
+    _, tunnel = await loop.create_datagram_endpoint(lambda: QuicTunnel(quic), sock=sock)
+    tunnel.owns_transport = True
+    try:
+        tunnel.connect(addr)
+        await _connected(tunnel)
+        if trusted_ca_file:
+            tls = quic.tls
+            if tls is None or tls._peer_certificate is None:
+                raise ssl.SSLCertVerificationError("frps showed no certificate")
+            chainverify.verify_server(
+                trusted_ca_file,
+                configuration.server_name or host,
+                tls._peer_certificate,
+                tls._peer_certificate_chain,
+            )
+    except BaseException:
+        tunnel.close_tunnel()
+        raise
+    return tunnel
+
+
+async def serve_transport(
+    host: str, port: int, configuration: QuicConfiguration, on_stream: OnStream
+) -> QuicServer:
+    """frps's quicBindPort: every stream of every connection goes to ``on_stream``."""
+    loop = asyncio.get_running_loop()
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.bind(addr)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+
+    def create(quic: QuicConnection, stream_handler: Any = None) -> QuicTunnel:
+        return QuicTunnel(quic, on_stream=on_stream)
+
+    _, server = await loop.create_datagram_endpoint(
+        lambda: QuicServer(configuration=configuration, create_protocol=create), sock=sock
+    )
+    return server

@@ -137,7 +137,7 @@ class Dashboard:
             "vhostHTTPSPort": cfg.vhost_https_port,
             "tcpmuxHTTPConnectPort": cfg.tcpmux_httpconnect_port,
             "kcpBindPort": cfg.kcp_bind_port,
-            "quicBindPort": 0,
+            "quicBindPort": cfg.quic_bind_port,
             "subdomainHost": cfg.subdomain_host,
             "maxPoolCount": cfg.max_pool_count,
             "maxPortsPerClient": cfg.max_ports_per_client,

@@ -41,6 +41,8 @@ from pyfrp.vhost.https import VhostHttpsServer
 from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 if TYPE_CHECKING:
+    from aioquic.asyncio.server import QuicServer
+
     from pyfrp.server.dashboard import Dashboard
     from pyfrp.server.sshgw import SshGateway
 
@@ -201,6 +203,7 @@ class Server:
         self.ssh_gateway: SshGateway | None = None
         self._listener: FrpListener | None = None
         self._kcp: KcpServer | None = None
+        self._quic: QuicServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
         self.auth = ServerAuth(cfg)  # start() replaces it when OIDC needs discovery
@@ -244,6 +247,8 @@ class Server:
             except OSError as exc:
                 raise OSError(f"listen on kcp udp address {address} error: {exc}") from exc
             log.info("frps kcp listen on udp %s", address)
+        if cfg.quic_bind_port:
+            await self._start_quic()
         await self._start_vhosts()
         self._listener.start()
         if cfg.ssh_bind_port:
@@ -267,6 +272,22 @@ class Server:
         except (OSError, ValueError, ImportError) as exc:
             raise OSError(f"create ssh gateway error: {exc}") from exc
         log.info("frps sshTunnelGateway listen on port %d", self.cfg.ssh_bind_port)
+
+    async def _start_quic(self) -> None:
+        from pyfrp.net.quic import serve_transport, transport_configuration  # aioquic: ~4 MiB
+
+        cfg = self.cfg
+        quic_cfg = transport_configuration(
+            False, cfg.quic_max_idle_timeout, cert_file=cfg.tls_cert_file, key_file=cfg.tls_key_file
+        )
+        host = cfg.bind_addr
+        port = cfg.quic_bind_port
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self._quic = await serve_transport(host, port, quic_cfg, self._on_stream)
+        except OSError as exc:
+            raise OSError(f"listen on quic udp address {address} error: {exc}") from exc
+        log.info("frps quic listen on %s", address)
 
     async def _clean_stats(self) -> None:
         while True:
@@ -324,6 +345,8 @@ class Server:
         if self._kcp is not None:
             self._kcp.close()
             await self._kcp.wait_closed()
+        if self._quic is not None:
+            self._quic.close()
         if self.dashboard is not None:
             await self.dashboard.web.close()
         if self.ssh_gateway is not None:
@@ -345,7 +368,7 @@ class Server:
             return _MuxConn(self)
         return _IncomingConn(self)
 
-    def _on_stream(self, stream: MuxStream) -> None:
+    def _on_stream(self, stream: asyncio.Transport) -> None:
         conn = _IncomingConn(self)
         stream.set_protocol(conn)
         conn.connection_made(stream)
