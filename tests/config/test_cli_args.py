@@ -155,11 +155,13 @@ def test_verify_rejects_with_one_message(
     assert captured.err == f'{bad}:1: serverPort: expected a port number, got string "7000"\n'
 
 
-def test_verify_strict_config(capsys: pytest.CaptureFixture[str]) -> None:
-    path = str(DATA / "server.toml")
-    assert frps_main(["verify", "-c", path, "--strict_config"]) == 1
-    assert "rejected by --strict_config" in capsys.readouterr().err
-    assert frps_main(["--strict-config=false", "verify", "-c", path]) == 0
+def test_verify_strict_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "frps.toml"
+    path.write_text("bindPort = 7000\nbindPrt = 7001\n")
+    assert frps_main(["verify", "-c", str(path), "--strict_config"]) == 1
+    assert 'bindPrt: unknown key (did you mean "bindPort"?)' in capsys.readouterr().err
+    assert frps_main(["--strict-config=false", "verify", "-c", str(path)]) == 0
+    assert "bindPrt" in capsys.readouterr().out
 
 
 def test_unsupported_frpc_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,21 +158,25 @@ def _run(
 def test_verify_ok_and_warnings(tmp_path: Path) -> None:
     (tmp_path / "frps.toml").write_text("bindPort = 7000\nkcpBindPort = 7000\n")
     out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.toml")
+    assert (out.returncode, out.stderr, out.stdout) == (
+        0,
+        "",
+        "frps: the configuration file frps.toml syntax is ok\n",
+    )
+    (tmp_path / "frpc.toml").write_text(
+        'serverPort = 7000\ntransport.tls.enable = false\ntransport.tls.certFile = "c.pem"\n'
+    )
+    out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.toml")
     assert (out.returncode, out.stderr) == (0, "")
     assert out.stdout == (
-        "WARNING: frps.toml:2: kcpBindPort: not supported yet, ignored\n"
-        "frps: the configuration file frps.toml syntax is ok\n"
+        "WARNING: frpc.toml:3: transport.tls.certFile: has no effect when transport.tls.enable"
+        " is false\nfrpc: the configuration file frpc.toml syntax is ok\n"
     )
     (tmp_path / "frpc.ini").write_text("[common]\nserver_port = 7000\n")
     out = _run(tmp_path, "pyfrp.client", "verify", "-c", "frpc.ini")
     assert (out.returncode, out.stdout) == (
         0,
         "frpc: the configuration file frpc.ini syntax is ok\n",
-    )
-    out = _run(tmp_path, "pyfrp.server", "verify", "-c", "frps.toml", "--strict_config")
-    assert out.returncode == 1
-    assert out.stderr == (
-        "frps.toml:2: kcpBindPort: not supported yet by pyfrp (rejected by --strict_config)\n"
     )
 
 
@@ -181,8 +185,8 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
     warning: verify names it, and so does start-up."""
     cases = {
         'dnsServer = "8.8.8.8"\n': "frpc.toml:2: dnsServer: not supported yet by pyfrp",
-        'transport.protocol = "kcp"\n': (
-            "frpc.toml:2: transport.protocol: not supported yet by pyfrp"
+        'transport.connectServerLocalIP = "127.0.0.2"\n': (
+            "frpc.toml:2: transport.connectServerLocalIP: not supported yet by pyfrp"
         ),
         '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "s"\nbindPort = 9000\n'
         'protocol = "kcp"\n': "frpc.toml:7: visitors[0].protocol: not supported yet by pyfrp",
@@ -274,13 +278,13 @@ def test_bad_server_flags_and_files_exit_1(tmp_path: Path) -> None:
     assert "unrecognized arguments: --no_such_flag" in out.stderr
 
 
-def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Path) -> None:
+def test_warnings_reported_once_at_startup_and_log_file(tmp_path: Path) -> None:
     (bind,) = free_ports(1)
-    (tmp_path / "frps.toml").write_text(
-        f'bindAddr = "127.0.0.1"\nbindPort = {bind}\nkcpBindPort = 7001\n'
-        'log.to = "logs/frps.log"\nlog.maxDays = 2\n'
+    (tmp_path / "frps.ini").write_text(
+        f"[common]\nbind_addr = 127.0.0.1\nbind_port = {bind}\nfoo_bar = 7001\n"
+        "log_file = logs/frps.log\nlog_max_days = 2\n"
     )
-    frps = Proc("pyfrps", [sys.executable, "-m", "pyfrp.server", "-c", "frps.toml"],
+    frps = Proc("pyfrps", [sys.executable, "-m", "pyfrp.server", "-c", "frps.ini"],
                 tmp_path / "stdout.log", tmp_path)  # fmt: skip
     log = tmp_path / "logs" / "frps.log"
     try:
@@ -291,17 +295,14 @@ def test_unsupported_options_reported_once_at_startup_and_log_file(tmp_path: Pat
     finally:
         frps.stop()
     text = log.read_text()
-    assert text.count("kcpBindPort: not supported yet, ignored") == 1
+    assert text.count("[common] foo_bar: unknown key, ignored") == 1
     assert "[W] " in text
     assert "frps started successfully" in text
     assert "\x1b[" not in text
     assert frps.log() == ""  # nothing on the console when log.to is a file
 
-    out = _run(tmp_path, "pyfrp.server", "-c", "frps.toml", "--strict_config")
-    assert out.returncode == 1
-    assert out.stderr == (
-        "frps.toml:3: kcpBindPort: not supported yet by pyfrp (rejected by --strict_config)\n"
-    )
+    out = _run(tmp_path, "pyfrp.server", "-c", "frps.ini", "--strict_config")
+    assert (out.returncode, out.stderr) == (1, "frps.ini:4: [common] foo_bar: unknown key\n")
 
 
 def test_help_lists_every_flag_with_its_text_and_default(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ UNSUPPORTED = {
     # xtcp over kcp (pyfrp's hole carries QUIC only)
     "xtcp-kcp.toml": '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n'
     'protocol = "kcp"\n',
-    "unsupported.toml": 'transport.protocol = "kcp"\n'
+    "unsupported.toml": 'dnsServer = "8.8.8.8"\n'
     '[[proxies]]\nname = "a"\ntype = "tcp"\nplugin.type = "virtual_net"\n',
 }
 BAD = {
