@@ -18,6 +18,7 @@ from pyfrp.config.export import proxy_to_v1, visitor_to_v1
 from pyfrp.config.load import load_client_config, proxy_from_v1, visitor_from_v1
 from pyfrp.config.model import PROXY_TYPES, VISITOR_TYPES, ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import ConfigError
+from pyfrp.net.listen import join_host_port
 from pyfrp.web.server import HTTPError, WebServer, api, serve_assets
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ class Running(Protocol):
     ) -> None: ...
 
     def stop(self) -> None: ...
-
-
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Admin:
@@ -107,7 +104,7 @@ class Admin:
                 "type": p.type,
                 "status": proxy.status,
                 "err": proxy.err,
-                "local_addr": _join_host_port(p.local_ip, p.local_port) if p.local_port else "",
+                "local_addr": join_host_port(p.local_ip, p.local_port) if p.local_port else "",
                 "plugin": "",
                 "remote_addr": remote,
             }

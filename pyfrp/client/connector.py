@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pyfrp.config.model import ClientConfig
 from pyfrp.net.kcp import kcp_connect
 from pyfrp.net.layer import insert_layer
+from pyfrp.net.listen import join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession
 from pyfrp.net.tls import ClientContext, client_context
@@ -56,10 +57,9 @@ class Connector:
                 await self._dial_tcp(tls, custom_byte=False), self._server_name
             )
         if protocol == "websocket":
-            host = self.cfg.server_addr
-            host = f"[{host}]" if ":" in host else host
             lower: asyncio.Transport = await client_layer(
-                await self._dial_tcp(None), f"{host}:{self.cfg.server_port}"
+                await self._dial_tcp(None),
+                join_host_port(self.cfg.server_addr, self.cfg.server_port),
             )
         else:  # kcp
             async with asyncio.timeout(self.cfg.dial_server_timeout):

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pyfrp.net.listen import bind_udp_socket
 from pyfrp.proto import kcp as kcpproto
 from pyfrp.proto.kcp import Kcp, KcpError
 from pyfrp.proto.kcpfec import TYPE_DATA, TYPE_PARITY, FecDecoder, FecEncoder
@@ -419,15 +420,7 @@ async def kcp_serve(
 ) -> KcpServer:
     """Accept KCP sessions on UDP host:port ("" = every address); ``.port`` is the bound port."""
     loop = asyncio.get_running_loop()
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
-    family, type_, proto, _, addr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        sock.bind(addr)
-        sock.setblocking(False)
-        _set_buffers(sock)
-    except OSError:
-        sock.close()
-        raise
+    sock = bind_udp_socket(host, port)
+    _set_buffers(sock)
     _, server = await loop.create_datagram_endpoint(lambda: KcpServer(protocol_factory), sock=sock)
     return server

@@ -63,6 +63,11 @@ def bind_socket(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socke
     return sock
 
 
+def join_host_port(host: str, port: int) -> str:
+    """``host:port`` as Go's net.JoinHostPort writes it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def bind_udp_socket(host: str, port: int) -> socket.socket:
     """A bound, non-blocking UDP socket; raises OSError like Go's net.ListenUDP would fail."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)

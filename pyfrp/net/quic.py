@@ -28,6 +28,7 @@ from aioquic.quic.connection import QuicConnection
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pyfrp.net import chainverify
+from pyfrp.net.listen import bind_udp_socket
 from pyfrp.net.tls import self_signed_cert
 
 log = logging.getLogger(__name__)
@@ -487,15 +488,7 @@ async def serve_transport(
 ) -> QuicServer:
     """frps's quicBindPort: every stream of every connection goes to ``on_stream``."""
     loop = asyncio.get_running_loop()
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
-    family, type_, proto, _, addr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        sock.bind(addr)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
+    sock = bind_udp_socket(host, port)
 
     def create(quic: QuicConnection, stream_handler: Any = None) -> QuicTunnel:
         return QuicTunnel(quic, on_stream=on_stream)

@@ -13,7 +13,7 @@ from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import FrameError, MessageError, ProtocolError
 from pyfrp.net.kcp import KcpServer, kcp_serve
-from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket
+from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket, join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.tls import server_context
@@ -236,10 +236,7 @@ class Server:
         )
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         if cfg.kcp_bind_port:
-            host = cfg.bind_addr
-            address = (
-                f"[{host}]:{cfg.kcp_bind_port}" if ":" in host else f"{host}:{cfg.kcp_bind_port}"
-            )
+            address = join_host_port(cfg.bind_addr, cfg.kcp_bind_port)
             try:
                 self._kcp = await kcp_serve(
                     cfg.bind_addr, cfg.kcp_bind_port, self._listener.sniffer
@@ -280,11 +277,11 @@ class Server:
         quic_cfg = transport_configuration(
             False, cfg.quic_max_idle_timeout, cert_file=cfg.tls_cert_file, key_file=cfg.tls_key_file
         )
-        host = cfg.bind_addr
-        port = cfg.quic_bind_port
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = join_host_port(cfg.bind_addr, cfg.quic_bind_port)
         try:
-            self._quic = await serve_transport(host, port, quic_cfg, self._on_stream)
+            self._quic = await serve_transport(
+                cfg.bind_addr, cfg.quic_bind_port, quic_cfg, self._on_stream
+            )
         except OSError as exc:
             raise OSError(f"listen on quic udp address {address} error: {exc}") from exc
         log.info("frps quic listen on %s", address)
