@@ -60,16 +60,21 @@ class WebSocketLayer(Layer):
                 self._lower.write_eof()
 
     def _fail(self, exc: BaseException) -> None:
+        if not isinstance(exc, OSError | TimeoutError):  # websockets' InvalidStatus and kin
+            exc = ConnectionRefusedError(f"websocket handshake: {exc}")
         if not self.opened.done():
             self.opened.set_exception(exc)
         self._lower.abort()
 
     # -- from the lower transport
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._lower = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+    def _arm(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(
             HANDSHAKE_TIMEOUT, self._fail, TimeoutError("websocket handshake timed out")
         )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._lower = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
         ws = self._ws
@@ -162,9 +167,7 @@ async def client_layer(lower: asyncio.Transport, host: str) -> WebSocketLayer:
         parse_uri(f"ws://{host}{PATH}"), origin=Origin(f"http://{host}"), max_size=None
     )
     layer = WebSocketLayer(lower, ws)
-    layer._timer = asyncio.get_running_loop().call_later(
-        HANDSHAKE_TIMEOUT, layer._fail, TimeoutError("websocket handshake timed out")
-    )
+    layer._arm()
     upper = lower.get_protocol()
     lower.set_protocol(layer)
     layer.set_protocol(upper)

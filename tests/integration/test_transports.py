@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Pyfrp, assert_echo, free_ports, wait_echo
+from tests.harness import Pyfrp, assert_echo, free_ports, http_service, wait_echo
 from tests.integration.test_tls_certs import _pki
 
 UDP_PORTS = {"kcp": "kcpBindPort", "quic": "quicBindPort"}
@@ -148,3 +148,17 @@ def test_quic_client_certificates_are_refused_at_start(pyfrp: Pyfrp, tmp_path: P
     assert "quicBindPort: client certificates (transport.tls.trustedCaFile) over QUIC" in (
         frps.log()
     )
+
+
+def test_websocket_refused_by_a_plain_web_server(pyfrp: Pyfrp) -> None:
+    """serverPort pointing at some web server: a clear login error, no traceback."""
+    with http_service(lambda path: 404) as port:
+        frpc = pyfrp.frpc(
+            f'serverAddr = "127.0.0.1"\nserverPort = {port}\ntransport.protocol = "websocket"\n',
+            suffix=".toml",
+        )
+        assert frpc.p.wait(20) == 1
+    log = frpc.log()
+    assert "connect to server error: websocket handshake: " in log
+    assert "404" in log
+    assert "Traceback" not in log
