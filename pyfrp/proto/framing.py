@@ -79,17 +79,37 @@ def _describe(type_byte: bytes) -> str:
     return f"0x{type_byte.hex()} ({ch!r})" if ch.isprintable() else f"0x{type_byte.hex()}"
 
 
-class MessageDecoder:
-    """Incremental decoder: ``feed()`` bytes, then call ``next_message()`` until it returns None."""
+class BufferedDecoder:
+    """The byte buffer under an incremental decoder (v1 messages here, wire v2 frames in wire2),
+    and what a MessageConn asks of either when it switches decoders."""
 
-    __slots__ = ("_buf", "_max_body")
+    __slots__ = ("_buf",)
 
-    def __init__(self, max_body: int = MAX_BODY) -> None:
-        self._buf = bytearray()
-        self._max_body = max_body
+    def __init__(self, pending: bytes = b"") -> None:
+        self._buf = bytearray(pending)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
+
+    def take_remaining(self) -> bytes:
+        """Bytes received after the last decoded item; the decoder is left empty."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return rest
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+class MessageDecoder(BufferedDecoder):
+    """Incremental decoder: ``feed()`` bytes, then call ``next_message()`` until it returns None."""
+
+    __slots__ = ("_max_body",)
+
+    def __init__(self, max_body: int = MAX_BODY) -> None:
+        super().__init__()
+        self._max_body = max_body
 
     def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed.
@@ -122,13 +142,3 @@ class MessageDecoder:
     def peek(self, n: int) -> bytes:
         """Up to ``n`` buffered bytes, left in place (frps sniffing wire v2's magic)."""
         return bytes(self._buf[:n])
-
-    def take_remaining(self) -> bytes:
-        """Bytes received after the last decoded message; the decoder is left empty."""
-        rest = bytes(self._buf)
-        self._buf.clear()
-        return rest
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)

@@ -162,17 +162,11 @@ def decode_message_payload(payload: bytes | bytearray | memoryview) -> Message:
     return decode_body(cls.TYPE, memoryview(payload)[2:])
 
 
-class FrameDecoder:
+class FrameDecoder(framing.BufferedDecoder):
     """Incremental v2 frame decoder with ``MessageDecoder``'s interface (next_message,
     take_remaining, buffered), so a MessageConn can switch to it after the magic."""
 
-    __slots__ = ("_buf",)
-
-    def __init__(self, pending: bytes = b"") -> None:
-        self._buf = bytearray(pending)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+    __slots__ = ()
 
     def next_frame(self) -> tuple[int, bytes] | None:
         """(type, payload) of the next complete frame, or None if more bytes are needed."""
@@ -199,15 +193,6 @@ class FrameDecoder:
         if frame_type != FRAME_MESSAGE:
             raise FrameError(f"unexpected frame type {frame_type}, want {FRAME_MESSAGE}")
         return decode_message_payload(payload)
-
-    def take_remaining(self) -> bytes:
-        rest = bytes(self._buf)
-        self._buf.clear()
-        return rest
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
 
 
 # -- hellos
