@@ -600,14 +600,6 @@ def build_server(s: Settings, notices: Notices) -> ServerConfig:
                 tls_verify=bool(item.get("tlsVerify", False)),
             )
         )
-    if cfg.quic_bind_port and cfg.tls_trusted_ca_file:
-        # aioquic's server cannot verify client certificates: frpc's QUIC logins would go
-        # unchecked where frps checks them on bind_port.
-        notices.unsupported(
-            "server:quicBindPort+trustedCaFile",
-            s.at("quicBindPort"),
-            f"client certificates ({s.spell('transport.tls.trustedCaFile')}) over QUIC are",
-        )
     return cfg
 
 

@@ -155,15 +155,18 @@ def widen(ctx: ssl.SSLContext, cafile: str, server_name: str | None = None) -> N
     ctx._pyfrp_verify_callback = cb  # type: ignore[attr-defined]  # keep it alive with ctx
 
 
-def verify_server(
-    cafile: str, server_name: str, leaf: x509.Certificate, chain: list[x509.Certificate]
+def verify_peer(
+    cafile: str, server_name: str | None, leaf: x509.Certificate, chain: list[x509.Certificate]
 ) -> None:
-    """Go's check of a server's chain against ``cafile`` (for a TLS stack that takes no callback:
-    aioquic); raises ``ssl.SSLCertVerificationError``."""
-    verifier = _policy(cafile).time(datetime.datetime.now(datetime.UTC))
+    """Go's check of a peer's chain against ``cafile``, for a TLS stack that takes no callback
+    (aioquic): a server's for ``server_name``, a client's when it is None. Raises
+    ``ssl.SSLCertVerificationError``."""
+    policy = _policy(cafile).time(datetime.datetime.now(datetime.UTC))
+    untrusted = [c for c in chain if c != leaf]
     try:
-        verifier.build_server_verifier(_subject(server_name)).verify(
-            leaf, [c for c in chain if c != leaf]
-        )
+        if server_name is None:
+            policy.build_client_verifier().verify(leaf, untrusted)
+        else:
+            policy.build_server_verifier(_subject(server_name)).verify(leaf, untrusted)
     except Exception as exc:
         raise ssl.SSLCertVerificationError(f"certificate verify failed: {exc}") from exc

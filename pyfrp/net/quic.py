@@ -25,6 +25,7 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicErrorCode
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pyfrp.net import chainverify
@@ -41,6 +42,9 @@ WRITE_HIGH = 1 << 20
 WRITE_LOW = WRITE_HIGH // 4
 
 OnStream = Callable[["QuicStream"], None]
+# Checks the peer's certificate once the handshake is done; raises ssl.SSLCertVerificationError.
+VerifyPeer = Callable[[QuicConnection], None]
+BAD_CERTIFICATE = QuicErrorCode.CRYPTO_ERROR + 42  # the TLS alert, as QUIC carries it
 
 
 class QuicStream(asyncio.Transport):
@@ -202,10 +206,16 @@ class QuicTunnel(QuicConnectionProtocol):
     """One QUIC connection; ``open_stream`` on the dialing end, ``on_stream`` for the peer's."""
 
     def __init__(
-        self, quic: QuicConnection, stream_handler: Any = None, on_stream: OnStream | None = None
+        self,
+        quic: QuicConnection,
+        stream_handler: Any = None,
+        on_stream: OnStream | None = None,
+        verify: VerifyPeer | None = None,
     ) -> None:
         super().__init__(quic)
         self.on_stream = on_stream
+        self.verify = verify
+        self.refusal: ssl.SSLCertVerificationError | None = None
         self.streams: dict[int, QuicStream] = {}
         self.paused: set[QuicStream] = set()
         self.sock: socket.socket | None = None
@@ -301,8 +311,20 @@ class QuicTunnel(QuicConnectionProtocol):
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.HandshakeCompleted):
+            if self.verify is not None:
+                try:
+                    self.verify(self._quic)
+                except ssl.SSLCertVerificationError as exc:
+                    self.refusal = exc
+                    if not self._quic.configuration.is_client:  # frpc logs it as a login error
+                        log.warning("quic connection from %s refused: %s", self.peer, exc)
+                    self._quic.close(error_code=BAD_CERTIFICATE, reason_phrase=str(exc))
+                    self.transmit()
+                    return
             self.connected.set()
         elif isinstance(event, events.StreamDataReceived):
+            if not self.connected.is_set():
+                return  # a refused peer's (aioquic yields none before HandshakeCompleted)
             stream = self.streams.get(event.stream_id)
             if stream is None:
                 sid = event.stream_id
@@ -323,9 +345,9 @@ class QuicTunnel(QuicConnectionProtocol):
             self.terminated.set()
             if self._keepalive is not None:
                 self._keepalive.cancel()
-            exc = ConnectionResetError(event.reason_phrase or "quic connection closed")
+            lost = ConnectionResetError(event.reason_phrase or "quic connection closed")
             for stream in list(self.streams.values()):
-                stream._connection_lost(exc)
+                stream._connection_lost(lost)
 
     def close_tunnel(self) -> None:
         """Close the connection (CONNECTION_CLOSE, code 0) and every stream."""
@@ -383,6 +405,8 @@ async def _connected(tunnel: QuicTunnel) -> None:
     finally:
         done.cancel()
         lost.cancel()
+    if tunnel.refusal is not None:
+        raise tunnel.refusal
     if not tunnel.connected.is_set():
         raise ConnectionError("quic handshake failed")
 
@@ -439,12 +463,12 @@ def transport_configuration(
     server_name: str = "",
 ) -> QuicConfiguration:
     """frp's TLS settings on QUIC: frpc shows its certificate if it has one (and verifies frps's
-    only given a CA: dial_transport); frps shows its own or a self-signed one."""
+    only given a CA: dial_transport); frps shows its own or a self-signed one. A trusted CA is
+    checked at the end of the handshake, the way Go does (OpenSSL, under aioquic, refuses frp's
+    e2e chains; see chainverify)."""
     cfg = _configuration(is_client, idle_timeout)
     if is_client:
         cfg.server_name = server_name
-        # trusted_ca_file: checked after the handshake by dial_transport, the way Go does
-        # (OpenSSL, under aioquic, refuses frp's e2e chains; see chainverify).
     if cert_file and key_file:
         cfg.load_cert_chain(cert_file, key_file)
     return cfg
@@ -462,36 +486,65 @@ async def dial_transport(
     sock.setblocking(False)
     sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
     quic = QuicConnection(configuration=configuration)
-    _, tunnel = await loop.create_datagram_endpoint(lambda: QuicTunnel(quic), sock=sock)
+    verify = None
+    if trusted_ca_file:
+        verify = _chain_check(trusted_ca_file, configuration.server_name or host, "frps")
+    _, tunnel = await loop.create_datagram_endpoint(
+        lambda: QuicTunnel(quic, verify=verify), sock=sock
+    )
     tunnel.owns_transport = True
     try:
         tunnel.connect(addr)
         await _connected(tunnel)
-        if trusted_ca_file:
-            tls = quic.tls
-            if tls is None or tls._peer_certificate is None:
-                raise ssl.SSLCertVerificationError("frps showed no certificate")
-            chainverify.verify_server(
-                trusted_ca_file,
-                configuration.server_name or host,
-                tls._peer_certificate,
-                tls._peer_certificate_chain,
-            )
     except BaseException:
         tunnel.close_tunnel()
         raise
     return tunnel
 
 
+def _chain_check(cafile: str, server_name: str | None, peer: str) -> VerifyPeer:
+    """The peer's chain against ``cafile``: frps's for ``server_name``, or frpc's (None)."""
+
+    def verify(quic: QuicConnection) -> None:
+        tls = quic.tls
+        if tls is None or tls._peer_certificate is None:
+            raise ssl.SSLCertVerificationError(f"{peer} showed no certificate")
+        chainverify.verify_peer(
+            cafile, server_name, tls._peer_certificate, tls._peer_certificate_chain
+        )
+
+    return verify
+
+
+def _request_client_certificate(quic: QuicConnection) -> None:
+    """Have the server's TLS ask for the client's certificate (Go's RequireAndVerifyClientCert):
+    aioquic has the switch, set on the TLS context it creates with the first Initial packet."""
+    initialize = quic._initialize
+
+    def _initialize(peer_cid: bytes) -> None:
+        initialize(peer_cid)
+        quic.tls._request_client_certificate = True
+
+    quic._initialize = _initialize  # type: ignore[method-assign]
+
+
 async def serve_transport(
-    host: str, port: int, configuration: QuicConfiguration, on_stream: OnStream
+    host: str,
+    port: int,
+    configuration: QuicConfiguration,
+    on_stream: OnStream,
+    trusted_ca_file: str = "",
 ) -> QuicServer:
-    """frps's quicBindPort: every stream of every connection goes to ``on_stream``."""
+    """frps's quicBindPort: every stream of every connection goes to ``on_stream``; with
+    ``trusted_ca_file`` only clients showing a certificate it signed get that far."""
     loop = asyncio.get_running_loop()
     sock = bind_udp_socket(host, port)
+    verify = _chain_check(trusted_ca_file, None, "frpc") if trusted_ca_file else None
 
     def create(quic: QuicConnection, stream_handler: Any = None) -> QuicTunnel:
-        return QuicTunnel(quic, on_stream=on_stream)
+        if verify is not None:
+            _request_client_certificate(quic)
+        return QuicTunnel(quic, on_stream=on_stream, verify=verify)
 
     _, server = await loop.create_datagram_endpoint(
         lambda: QuicServer(configuration=configuration, create_protocol=create), sock=sock

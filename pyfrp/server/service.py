@@ -280,7 +280,11 @@ class Server:
         address = join_host_port(cfg.bind_addr, cfg.quic_bind_port)
         try:
             self._quic = await serve_transport(
-                cfg.bind_addr, cfg.quic_bind_port, quic_cfg, self._on_stream
+                cfg.bind_addr,
+                cfg.quic_bind_port,
+                quic_cfg,
+                self._on_stream,
+                cfg.tls_trusted_ca_file,
             )
         except OSError as exc:
             raise OSError(f"listen on quic udp address {address} error: {exc}") from exc

@@ -135,19 +135,43 @@ def test_quic_verifies_frps_certificate(pyfrp: Pyfrp, echo: int, tmp_path: Path)
     wait_echo(remote, proc=good)
 
 
-def test_quic_client_certificates_are_refused_at_start(pyfrp: Pyfrp, tmp_path: Path) -> None:
-    """frps would check frpc's certificate on bind_port but cannot over QUIC: it says so and
-    does not start, rather than let QUIC logins in unchecked."""
+def test_quic_frps_checks_client_certificates(pyfrp: Pyfrp, echo: int, tmp_path: Path) -> None:
+    """frps with a trusted CA on quicBindPort lets in only frpc showing a certificate it signed,
+    as it does on bind_port; a refused frpc is told so and the good one's tunnel works."""
     pki = _pki(tmp_path)
-    (bind,) = free_ports(1)
+    bind, remote = free_ports(2)
     frps = pyfrp.frps(
         _frps(bind, "quic", f'transport.tls.trustedCaFile = "{pki / "ca.crt"}"\n'),
         suffix=".toml",
     )
-    assert frps.p.wait(20) != 0
-    assert "quicBindPort: client certificates (transport.tls.trustedCaFile) over QUIC" in (
-        frps.log()
+    frps.wait_log("frps quic listen on")
+    for who in ("", "stranger"):
+        extra = (
+            f'transport.tls.certFile = "{pki / who}.crt"\n'
+            f'transport.tls.keyFile = "{pki / who}.key"\n'
+            if who
+            else ""
+        )
+        refused = pyfrp.frpc(_frpc(bind, "quic", echo, remote, extra), suffix=".toml")
+        refused.wait_log("connect to server error")
+        refused.stop()
+        assert "start proxy success" not in refused.log()
+    assert "frpc showed no certificate" in frps.log()
+    assert "certificate verify failed" in frps.log()
+    good = pyfrp.frpc(
+        _frpc(
+            bind,
+            "quic",
+            echo,
+            remote,
+            f'transport.tls.certFile = "{pki / "client.crt"}"\n'
+            f'transport.tls.keyFile = "{pki / "client.key"}"\n',
+        ),
+        suffix=".toml",
     )
+    good.wait_log(r"\[e\] start proxy success")
+    wait_echo(remote, proc=good)
+    assert_echo(remote, os.urandom(200_000))
 
 
 def test_websocket_refused_by_a_plain_web_server(pyfrp: Pyfrp) -> None:
