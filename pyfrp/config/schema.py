@@ -387,10 +387,7 @@ VISITOR_TYPES: dict[str, dict[str, Opt]] = {
     "stcp": {},
     "sudp": {},
     "xtcp": {
-        # The hole carries QUIC or KCP; pyfrp speaks QUIC (frp's default) only.
-        "protocol": Opt(
-            S, "protocol", "protocol", choices=("kcp", "quic"), works=_default_or("quic")
-        ),
+        "protocol": Opt(S, "protocol", "protocol", choices=("kcp", "quic")),  # in the punched hole
         "keepTunnelOpen": Opt(B, "keep_tunnel_open", "keep_tunnel_open"),
         "maxRetriesAnHour": Opt(N, "max_retries_an_hour", "max_retries_an_hour"),
         "minRetryInterval": Opt(N, "min_retry_interval", "min_retry_interval"),

@@ -398,8 +398,34 @@ async def kcp_connect(
     transport, endpoint = await loop.create_datagram_endpoint(
         _DialEndpoint, remote_addr=(host, port)
     )
-    _set_buffers(transport.get_extra_info("socket"))
     conv = int.from_bytes(os.urandom(4), "little")
+    return _start(transport, endpoint, conv, options, protocol_factory)
+
+
+async def kcp_on_socket(
+    sock: socket.socket,
+    peer: tuple[str, int],
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    conv: int,
+    options: KcpOptions = SERVER_OPTIONS,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """A KCP session with ``peer`` on an already bound UDP ``sock`` (xtcp's punched hole,
+    where both ends talk as conversation ``conv``); the session owns the socket."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    sock.connect(peer)
+    transport, endpoint = await loop.create_datagram_endpoint(_DialEndpoint, sock=sock)
+    return _start(transport, endpoint, conv, options, protocol_factory)
+
+
+def _start(
+    transport: asyncio.DatagramTransport,
+    endpoint: _DialEndpoint,
+    conv: int,
+    options: KcpOptions,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    _set_buffers(transport.get_extra_info("socket"))
     session = KcpSession(
         conv,
         transport.sendto,

@@ -291,11 +291,10 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
 
 def test_strict_config_rejects_unsupported_options(tmp_path: Path) -> None:
     f = _write(
-        tmp_path / "c.ini",
-        "[common]\n[v]\nrole = visitor\ntype = xtcp\nserver_name = s\nbind_port = 1\n"
-        "protocol = kcp\n",  # xtcp over kcp: pyfrp speaks QUIC only
+        tmp_path / "c.toml",
+        'serverAddr = "127.0.0.1"\nvirtualNet.address = "100.86.0.1/24"\n',
     )
-    with pytest.raises(ConfigError, match=r"c.ini:7: \[v\] protocol: not supported yet"):
+    with pytest.raises(ConfigError, match=r"c.toml:2: virtualNet.address: not supported yet"):
         load_client_config(f, strict=True)
 
 

@@ -188,8 +188,9 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         'transport.connectServerLocalIP = "127.0.0.2"\n': (
             "frpc.toml:2: transport.connectServerLocalIP: not supported yet by pyfrp"
         ),
-        '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "s"\nbindPort = 9000\n'
-        'protocol = "kcp"\n': "frpc.toml:7: visitors[0].protocol: not supported yet by pyfrp",
+        'virtualNet.address = "100.86.0.1/24"\n': (
+            "frpc.toml:2: virtualNet.address: not supported yet by pyfrp"
+        ),
     }
     for extra, message in cases.items():
         (tmp_path / "frpc.toml").write_text('serverAddr = "127.0.0.1"\n' + extra)

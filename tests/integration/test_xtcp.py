@@ -63,20 +63,31 @@ def start(
 
 
 @pytest.mark.parametrize(
-    "extra",
-    ["", "transport.useEncryption = true\ntransport.useCompression = true\n"],
-    ids=["plain", "encrypted-compressed"],
+    ("extra", "protocol"),
+    [
+        ("", "quic"),
+        ("transport.useEncryption = true\ntransport.useCompression = true\n", "quic"),
+        ("", "kcp"),  # KCP and yamux in the hole instead of QUIC
+    ],
+    ids=["plain", "encrypted-compressed", "kcp"],
 )
-def test_visitor_reaches_the_proxy_through_the_hole(pyfrp: Pyfrp, echo: int, extra: str) -> None:
+def test_visitor_reaches_the_proxy_through_the_hole(
+    pyfrp: Pyfrp, echo: int, extra: str, protocol: str
+) -> None:
     visit = free_ports(1)[0]
     with stun_server() as stun:
         _, frps, owner, visiting = start(
-            pyfrp, stun, echo, extra, visitor("v", "ssh", visit, extra)
+            pyfrp,
+            stun,
+            echo,
+            extra,
+            visitor("v", "ssh", visit, f'{extra}protocol = "{protocol}"\n'),
         )
         wait_echo(visit, 30, visiting)
         visiting.wait_log(r"\[v\] establishing nat hole connection successful, sid \[\d+\w+\]")
         owner.wait_log(r"\[ssh\] establishing nat hole connection successful")
         frps.wait_log(r"report make hole success: true, mode 0, index 0")
+        frps.wait_log(rf"protocol: {protocol}")
         assert_echo(visit, os.urandom(2_000_000))
         # many users share the one tunnel, each on its own stream
         payloads = [os.urandom(100_000) for _ in range(10)]

@@ -159,9 +159,6 @@ UNSUPPORTED = {
     "client.toml": (DATA / "client.toml").read_text(),
     "client.yaml": (DATA / "client.yaml").read_text(),
     "client.json": (DATA / "client.json").read_text(),
-    # xtcp over kcp (pyfrp's hole carries QUIC only)
-    "xtcp-kcp.toml": '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "x"\nbindPort = -1\n'
-    'protocol = "kcp"\n',
     "unsupported.toml": 'dnsServer = "8.8.8.8"\n'
     '[[proxies]]\nname = "a"\ntype = "tcp"\nplugin.type = "virtual_net"\n',
 }

@@ -1,7 +1,7 @@
 """xtcp between pyfrp and native Go frp 0.70.1: frps, the proxy's frpc and the visitor's frpc
 each pyfrp or Go, in every mix but all-Go. frps pairs them, they punch through loopback (a
 loopback STUN server), and a tcp echo behind the proxy must answer through the visitor's bind
-port over the QUIC tunnel, with encryption and compression on."""
+port over the QUIC (or KCP and yamux) tunnel, with encryption and compression on."""
 
 from __future__ import annotations
 
@@ -29,11 +29,18 @@ FLAGS = "transport.useEncryption = true\ntransport.useCompression = true\n"
 NO_ASSISTED = "natTraversal.disableAssistedAddrs = true\n"  # loopback only
 
 
+@pytest.mark.parametrize("protocol", ["quic", "kcp"])
 @pytest.mark.parametrize(
     ("server", "proxy", "visitor"), TRIPLES, ids=["-".join(t) for t in TRIPLES]
 )
 def test_visitor_reaches_proxy_through_the_hole(
-    pyfrp: Pyfrp, tmp_path: Path, echo: int, server: str, proxy: str, visitor: str
+    pyfrp: Pyfrp,
+    tmp_path: Path,
+    echo: int,
+    server: str,
+    proxy: str,
+    visitor: str,
+    protocol: str,
 ) -> None:
     for who in (server, proxy, visitor):
         if who.endswith("-native"):
@@ -67,7 +74,7 @@ def test_visitor_reaches_proxy_through_the_hole(
                     visitor,
                     common + '[[visitors]]\nname = "svc_visitor"\ntype = "xtcp"\n'
                     f'serverName = "svc"\nsecretKey = "s3cret"\nbindAddr = "127.0.0.1"\n'
-                    f"bindPort = {visit}\n{NO_ASSISTED}{FLAGS}",
+                    f'bindPort = {visit}\nprotocol = "{protocol}"\n{NO_ASSISTED}{FLAGS}',
                     "v",
                     TOML,
                 )

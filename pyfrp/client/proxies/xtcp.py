@@ -1,7 +1,8 @@
 """``type = xtcp`` (client/proxy/xtcp.go): frps sends a NatHoleSid on a work connection when a
 visitor wants in; this end discovers its addresses, trades them for the visitor's through frps,
-punches, reports, then accepts the visitor's QUIC connection on the punched socket. Each QUIC
-stream is one user connection, wrapped by the secret key and spliced to the local service."""
+punches, reports, then accepts the visitor's QUIC connection on the punched socket (or, with the
+visitor's ``protocol = kcp``, talks KCP and yamux through it). Each stream is one user
+connection, wrapped by the secret key and spliced to the local service."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pyfrp.client import nathole
 from pyfrp.client.proxies.base import register, wire_name
 from pyfrp.client.proxies.tcp import TcpProxy
 from pyfrp.errors import ProtocolError
-from pyfrp.net import quic
+from pyfrp.net import kcpmux, quic
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
@@ -67,16 +68,29 @@ class XtcpProxy(TcpProxy):
             except nathole.NatHoleError as exc:
                 raise nathole.NatHoleError(f"nathole exchange info error: {exc}") from exc
             try:
-                sock, _ = await nathole.make_hole(sock, resp, cfg.secret_key, self.log)
+                sock, peer = await nathole.make_hole(sock, resp, cfg.secret_key, self.log)
             except nathole.NatHoleError as exc:
                 self.host.send_control(NatHoleReport(sid=resp.sid, success=False))
                 raise nathole.NatHoleError(f"make hole error: {exc}") from exc
             self.host.send_control(NatHoleReport(sid=resp.sid, success=True))
             if resp.protocol == "kcp":
-                raise nathole.NatHoleError("xtcp over kcp is not supported yet by pyfrp")
-            await self._serve(sock, start)
+                await self._serve_kcp(sock, peer, start)
+            else:
+                await self._serve(sock, start)
         finally:
             sock.close()
+
+    async def _serve_kcp(
+        self, sock: socket.socket, peer: tuple[str, int], start: StartWorkConn
+    ) -> None:
+        tunnel = await kcpmux.open_tunnel(
+            sock, peer, client=False, on_stream=lambda s: self._stream(s, start)
+        )
+        try:
+            await tunnel.terminated.wait()
+            self.log.error("accept connection error: kcp tunnel closed")
+        finally:
+            tunnel.close_tunnel()
 
     async def _serve(self, sock: socket.socket, start: StartWorkConn) -> None:
         try:
@@ -91,7 +105,7 @@ class XtcpProxy(TcpProxy):
             tunnel.close_tunnel()
             close_listener()
 
-    def _stream(self, stream: quic.QuicStream, start: StartWorkConn) -> None:
+    def _stream(self, stream: asyncio.Transport, start: StartWorkConn) -> None:
         held = HoldProtocol()
         stream.set_protocol(held)
         held.connection_made(stream)
@@ -100,7 +114,7 @@ class XtcpProxy(TcpProxy):
         task.add_done_callback(self._tasks.discard)
 
     async def _join_stream(
-        self, stream: quic.QuicStream, held: HoldProtocol, start: StartWorkConn
+        self, stream: asyncio.Transport, held: HoldProtocol, start: StartWorkConn
     ) -> None:
         cfg = self.cfg
 

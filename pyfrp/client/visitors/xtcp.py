@@ -1,5 +1,5 @@
-"""``type = xtcp`` visitor (client/visitor/xtcp.go): one QUIC connection through a punched NAT
-hole to the proxy's frpc, one stream per user connection. The hole is made when the first user
+"""``type = xtcp`` visitor (client/visitor/xtcp.go): one QUIC connection (or with ``protocol = kcp``,
+KCP and yamux) through a punched NAT hole to the proxy's frpc, one stream per user connection. The hole is made when the first user
 arrives (or at start with ``keepTunnelOpen``); a user who cannot get a stream within
 ``fallbackTimeoutMs`` goes to the ``fallbackTo`` visitor (usually an stcp one through frps)."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from pyfrp.client import nathole
 from pyfrp.client.visitors.base import StreamVisitor, VisitorError, register, target_name
-from pyfrp.net import quic
+from pyfrp.net import kcpmux, quic
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import privilege_key
@@ -27,7 +27,7 @@ MIN_PUNCH_INTERVAL = 10.0
 class XtcpVisitor(StreamVisitor):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._tunnel: quic.QuicTunnel | None = None
+        self._tunnel: quic.QuicTunnel | kcpmux.KcpTunnel | None = None
         self._punch = asyncio.Event()
 
     async def start(self) -> None:
@@ -37,7 +37,7 @@ class XtcpVisitor(StreamVisitor):
             self.spawn(self._keep_open())
 
     # -- the tunnel
-    def _open_stream(self) -> quic.QuicStream:
+    def _open_stream(self) -> asyncio.Transport:
         tunnel = self._tunnel
         if tunnel is None or tunnel.terminated.is_set():
             self._drop_tunnel()
@@ -55,7 +55,7 @@ class XtcpVisitor(StreamVisitor):
             self._tunnel.close_tunnel()
             self._tunnel = None
 
-    async def _open_tunnel(self, limit: float) -> quic.QuicStream:
+    async def _open_tunnel(self, limit: float) -> asyncio.Transport:
         end = time.monotonic() + min(limit, OPEN_TUNNEL_TIMEOUT)
         while True:
             try:
@@ -135,11 +135,15 @@ class XtcpVisitor(StreamVisitor):
         except nathole.NatHoleError as exc:
             self.log.warning("make hole error: %s", exc)
             return
+        tunnel: quic.QuicTunnel | kcpmux.KcpTunnel
         try:
-            tunnel = await quic.dial(sock, raddr)
+            if cfg.protocol == "kcp":
+                tunnel = await kcpmux.open_tunnel(sock, raddr, client=True)
+            else:
+                tunnel = await quic.dial(sock, raddr)
         except (OSError, ConnectionError) as exc:
             sock.close()
-            self.log.warning("init tunnel session error: dial quic error: %s", exc)
+            self.log.warning("init tunnel session error: dial %s error: %s", cfg.protocol, exc)
             return
         self._drop_tunnel()
         self._tunnel = tunnel
