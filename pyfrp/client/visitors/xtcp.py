@@ -1,7 +1,8 @@
-"""``type = xtcp`` visitor (client/visitor/xtcp.go): one QUIC connection (or with ``protocol = kcp``,
-KCP and yamux) through a punched NAT hole to the proxy's frpc, one stream per user connection. The hole is made when the first user
-arrives (or at start with ``keepTunnelOpen``); a user who cannot get a stream within
-``fallbackTimeoutMs`` goes to the ``fallbackTo`` visitor (usually an stcp one through frps)."""
+"""``type = xtcp`` visitor (client/visitor/xtcp.go): one QUIC connection (with ``protocol = kcp``,
+KCP and yamux) through a punched NAT hole to the proxy's frpc, one stream per user connection.
+The hole is made when the first user arrives (or at start with ``keepTunnelOpen``); a user who
+cannot get a stream within ``fallbackTimeoutMs`` goes to the ``fallbackTo`` visitor (usually an
+stcp one through frps)."""
 
 from __future__ import annotations
 
