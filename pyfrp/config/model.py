@@ -227,6 +227,9 @@ class ClientConfig:
     tls_trusted_ca_file: str = ""
     tls_server_name: str = ""
     dial_server_timeout: int = 10
+    connect_server_local_ip: str = ""  # the local address frpc dials frps from
+    proxy_url: str = ""  # http:// or socks5:// proxy to frps; "" = $http_proxy, as frp
+    dns_server: str = ""  # host[:port]: every lookup asks it (net/resolve.py)
     login_fail_exit: bool = True
     udp_packet_size: int = 1500
     nat_hole_stun_server: str = ""  # empty: frp's default, client/nathole.DEFAULT_STUN_SERVER
