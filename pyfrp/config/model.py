@@ -120,6 +120,11 @@ class ServerConfig:
     http_plugins: list[HttpPluginConfig] = field(default_factory=list)
     web: WebServerConfig = field(default_factory=WebServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # pyfrp's own: connections pending login before the oldest are closed (0: a quarter of the
+    # fd limit, net/prelogin.py); logins (and authenticated pings/work connections) whose
+    # timestamp is further than this many seconds from frps's clock are refused (0: off, as frp)
+    pre_login_limit: int = 0
+    login_max_clock_skew: int = 0
 
     @property
     def effective_heartbeat_timeout(self) -> int:

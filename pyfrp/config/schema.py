@@ -181,6 +181,9 @@ SERVER: dict[str, Opt] = {
         N, "nathole_analysis_data_reserve_hours", "nat_hole_analysis_data_reserve_hours"
     ),
     "allowPorts": Opt(Kind.PORT_RANGES, "allow_ports", "allow_ports"),
+    # pyfrp's own (Go frp has neither; its TOML/YAML/JSON loaders reject them, go-ini ignores them)
+    "pyfrp.preLoginLimit": Opt(N, "pre_login_limit", "pyfrp_pre_login_limit"),
+    "pyfrp.loginMaxClockSkew": Opt(N, "login_max_clock_skew", "pyfrp_login_max_clock_skew"),
     "httpPlugins": Opt(
         Kind.TABLES,
         item={
