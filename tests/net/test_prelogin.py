@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import resource
+import time
+
 import pytest
 
 from pyfrp.net import prelogin
@@ -19,7 +23,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(prelogin.time, "monotonic", c)
+    monkeypatch.setattr(time, "monotonic", c)
     return c
 
 
@@ -27,7 +31,7 @@ def test_the_oldest_silent_connection_makes_room(clock: Clock) -> None:
     closed: list[int] = []
     pool = PreLoginPool(limit=3, grace=5)
     for i in range(3):
-        pool.admit(i, lambda i=i: closed.append(i))
+        pool.admit(i, functools.partial(closed.append, i))
         clock.now += 1
     clock.now += 5  # connection 0 has been pending 8 s
     pool.admit(3, lambda: closed.append(3))
@@ -41,7 +45,7 @@ def test_a_young_burst_is_let_in_up_to_twice_the_limit(clock: Clock) -> None:
     closed: list[int] = []
     pool = PreLoginPool(limit=3, grace=5)
     for i in range(6):
-        pool.admit(i, lambda i=i: closed.append(i))
+        pool.admit(i, functools.partial(closed.append, i))
     assert closed == []
     pool.admit(6, lambda: closed.append(6))
     assert closed == [0]
@@ -64,9 +68,9 @@ def test_released_and_attached_connections(clock: Clock) -> None:
 
 
 def test_default_limit_follows_the_fd_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prelogin.resource, "getrlimit", lambda _r: (1024, 4096))
+    monkeypatch.setattr(resource, "getrlimit", lambda _r: (1024, 4096))
     assert prelogin.default_limit() == 256
-    monkeypatch.setattr(prelogin.resource, "getrlimit", lambda _r: (100, 4096))
+    monkeypatch.setattr(resource, "getrlimit", lambda _r: (100, 4096))
     assert prelogin.default_limit() == 64
-    monkeypatch.setattr(prelogin.resource, "getrlimit", lambda _r: (1 << 20, 1 << 20))
+    monkeypatch.setattr(resource, "getrlimit", lambda _r: (1 << 20, 1 << 20))
     assert prelogin.default_limit() == 4096
