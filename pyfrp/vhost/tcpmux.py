@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pyfrp.proto.auth import same_secret
 from pyfrp.vhost.conn import WorkConnOpener
 from pyfrp.vhost.http import parse_basic
 from pyfrp.vhost.http1 import MAX_HEAD, HttpError, find_head_end, parse_request_head
@@ -106,7 +107,9 @@ class _ConnectConn(RoutedConn):
         if not self.server.passthrough:
             transport.write(CONNECT_OK)
             del self.buf[:end]  # the service sees only what follows the CONNECT head
-        if route.username and (user, password) != (route.username, route.password):
+        if route.username and not (
+            same_secret(user, route.username) & same_secret(password, route.password)
+        ):
             log.debug("auth failed for user: %s", route.username)
             transport.write(PROXY_AUTH_REQUIRED)
             transport.close()
