@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
-from pyfrp import FRP_VERSION, __version__
 from pyfrp.config import schema
 from pyfrp.config.decode import Strict, convert_text, proxy_schema, visitor_schema
 from pyfrp.config.flags import (
@@ -37,6 +36,7 @@ from pyfrp.config.flags import (
 from pyfrp.config.model import ClientConfig, ServerConfig
 from pyfrp.config.schema import Kind, Opt
 from pyfrp.errors import ConfigError
+from pyfrp.version import FRP_VERSION, __version__
 
 log = logging.getLogger("pyfrp")
 

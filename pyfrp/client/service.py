@@ -11,7 +11,6 @@ import sys
 import time
 from typing import Any
 
-from pyfrp import FRP_VERSION
 from pyfrp.client import health
 from pyfrp.client.auth import ClientAuth
 from pyfrp.client.connector import Connector
@@ -21,7 +20,7 @@ from pyfrp.client.store import Store
 from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import Visitor, VisitorError
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
-from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError
+from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError, ProxyError
 from pyfrp.log import PrefixLogger
 from pyfrp.net import resolve
 from pyfrp.net.layer import AeadLayer, CryptoLayer
@@ -43,6 +42,7 @@ from pyfrp.proto.msg import (
     ReqWorkConn,
     StartWorkConn,
 )
+from pyfrp.version import FRP_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,9 @@ class Session:
         else:
             proxy.status, proxy.err, proxy.remote_addr = "running", "", msg.remote_addr
             self.log.info("[%s] start proxy success", name)
+        waiter = self.client.starting.pop(name, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((msg.remote_addr, msg.error))
 
     async def _work_conn(self) -> None:
         try:
@@ -375,6 +378,10 @@ class Client:
         self._combine()
         self._stopping = False
         self._stopped = asyncio.Event()
+        # for the Python API (pyfrp.api): the first login's outcome, and proxies being started
+        self.logged_in = asyncio.Event()
+        self.last_error = ""
+        self.starting: dict[str, asyncio.Future[tuple[str, str]]] = {}
 
     def _combine(self) -> None:
         store = self.store
@@ -478,6 +485,7 @@ class Client:
                 log.info("try to connect to server...")
                 self.session = await self._login()
             except (OSError, TimeoutError, ProtocolError, AuthError, OIDCError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
                 if isinstance(exc, AuthError):
                     log.warning("login to the server failed: %s", exc)
                 else:
@@ -494,11 +502,31 @@ class Client:
                 continue
             first = False
             failures = 0
+            self.logged_in.set()
             await self.session.run()
             self.session = None
             if not self._stopping:
                 log.warning("control connection to server lost, reconnecting")
         return 0
+
+    async def proxy_started(self, name: str, limit: float) -> str:
+        """frps's answer to proxy ``name``'s NewProxy: its remote address, or ProxyError."""
+        session = self.session
+        proxy = session.proxies.get(name) if session is not None else None
+        if proxy is not None and proxy.status == "running":
+            return str(proxy.remote_addr)
+        waiter: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self.starting[name] = waiter
+        try:
+            async with asyncio.timeout(limit):
+                remote, error = await waiter
+        except TimeoutError:
+            raise ProxyError(f"[{name}] no answer from frps within {limit:.0f} s") from None
+        finally:
+            self.starting.pop(name, None)
+        if error:
+            raise ProxyError(f"[{name}] start error: {error}")
+        return remote
 
     def stop(self) -> None:
         self._stopping = True

@@ -104,6 +104,23 @@ def load_client_config(
     return finish_client(cfg, cs.common, cs.proxies, cs.visitors, notices), notices.lines()
 
 
+def server_from_v1(data: dict[str, Any], origin: str) -> tuple[ServerConfig, list[str]]:
+    """frps's settings from a v1 table built in memory (the Python API). Raises ConfigError."""
+    notices = Notices(None, False)
+    w = Walker(Document(origin, "json", data), notices)
+    s = w.settings(())
+    w.walk(data, schema.SERVER, (), s)
+    return build_server(s, notices), notices.lines()
+
+
+def client_from_v1(data: dict[str, Any], origin: str) -> tuple[ClientConfig, list[str]]:
+    """frpc's settings from a v1 table built in memory (the Python API). Raises ConfigError."""
+    notices = Notices(None, False)
+    cs = _v1_client(Document(origin, "json", data), notices)
+    cfg = build_client(cs.common, notices)
+    return finish_client(cfg, cs.common, cs.proxies, cs.visitors, notices), notices.lines()
+
+
 def proxy_from_v1(item: dict[str, Any], origin: str) -> ProxyConfig:
     """One proxy from its v1 table (a JSON object of the store API). Raises ConfigError."""
     notices = Notices(None, False)

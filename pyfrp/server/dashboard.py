@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig, WebServerConfig
 from pyfrp.proto.msg import NewProxy
 from pyfrp.server.dashboard_v2 import DashboardV2
 from pyfrp.server.proxies import Proxy
 from pyfrp.server.stats import RESERVE_DAYS, ProxyStats, Stats
+from pyfrp.version import FRP_VERSION
 from pyfrp.web.server import HTTPError, WebServer, api, serve_assets
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ import secrets
 import socket
 from typing import TYPE_CHECKING, Any
 
-from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import FrameError, MessageError, ProtocolError
 from pyfrp.net.kcp import KcpServer, kcp_serve
@@ -37,6 +36,7 @@ from pyfrp.server.plugins import PluginManager, PluginRejected
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
 from pyfrp.server.stats import OFFLINE_KEPT
+from pyfrp.version import FRP_VERSION
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
 from pyfrp.vhost.tcpmux import VhostTcpmuxServer
@@ -333,7 +333,8 @@ class Server:
                 http.port = self.bind_port
                 listener.http_factory = http.protocol_factory
             else:
-                await http.listen(addr, cfg.vhost_http_port)
+                await http.listen(addr, max(cfg.vhost_http_port, 0))  # -1: a free port (API)
+                cfg.vhost_http_port = http.port
             self.res.vhost_http = http
             log.info("http service listen on %s:%d", addr, http.port)
         if cfg.vhost_https_port:
@@ -342,7 +343,8 @@ class Server:
                 https.port = self.bind_port
                 listener.https_factory = https.conn_factory
             else:
-                await https.listen(addr, cfg.vhost_https_port)
+                await https.listen(addr, max(cfg.vhost_https_port, 0))
+                cfg.vhost_https_port = https.port
                 log.info("https service listen on %s:%d", addr, https.port)
             self.res.vhost_https = https
 
@@ -352,7 +354,8 @@ class Server:
                 version=FRP_VERSION,
                 not_found_page=cfg.custom_404_page,
             )
-            await tcpmux.listen(addr, cfg.tcpmux_httpconnect_port)
+            await tcpmux.listen(addr, max(cfg.tcpmux_httpconnect_port, 0))
+            cfg.tcpmux_httpconnect_port = tcpmux.port
             self.res.vhost_tcpmux = tcpmux
             log.info("tcpmux httpconnect multiplexer listen on %s:%d", addr, tcpmux.port)
 

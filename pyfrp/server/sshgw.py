@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncssh
 
-from pyfrp import FRP_VERSION
 from pyfrp.config.model import ServerConfig
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import join
@@ -42,6 +41,7 @@ from pyfrp.proto.msg import (
     ReqWorkConn,
     StartWorkConn,
 )
+from pyfrp.version import FRP_VERSION
 
 log = logging.getLogger(__name__)
 

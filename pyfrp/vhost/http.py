@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import cast
 
-from pyfrp import FRP_VERSION
 from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import WRITE_HIGH_WATER, splice
 from pyfrp.proto.auth import same_secret
+from pyfrp.version import FRP_VERSION
 from pyfrp.vhost.conn import WorkConnOpener, peer_of
 from pyfrp.vhost.http1 import (
     MAX_HEAD,
