@@ -159,8 +159,7 @@ UNSUPPORTED = {
     "client.toml": (DATA / "client.toml").read_text(),
     "client.yaml": (DATA / "client.yaml").read_text(),
     "client.json": (DATA / "client.json").read_text(),
-    "unsupported.toml": 'dnsServer = "8.8.8.8"\n'
-    '[[proxies]]\nname = "a"\ntype = "tcp"\nplugin.type = "virtual_net"\n',
+    "unsupported.toml": 'dnsServer = "8.8.8.8"\n[[proxies]]\nname = "a"\ntype = "tcp"\n',
 }
 BAD = {
     "unknown-key.toml": "serverPrt = 7000\n",

@@ -20,14 +20,24 @@ LOCAL_DIAL_TIMEOUT = 10.0
 @register("tcp")
 class TcpProxy(ClientProxy):
     async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        await self.serve_work(conn, functools.partial(self.wrap, conn), start)
+
+    async def serve_work(
+        self,
+        work: asyncio.BaseTransport | MessageConn,
+        wrap: Callable[[], tuple[asyncio.Transport, bytes, bool]],
+        start: StartWorkConn,
+    ) -> None:
+        """Hand a work connection to the proxy's plugin, else to the local service."""
         cfg = self.cfg
         if cfg.plugin:
-            top, pending, ended = self.wrap(conn)
+            top, pending, ended = wrap()
             await plugins.serve(
-                cfg.plugin, self.log, top, pending, ended, start, cfg.proxy_protocol_version
-            )
+                cfg.plugin, self.log, top, pending, ended, start, cfg.proxy_protocol_version,
+                self.vnet,
+            )  # fmt: skip
             return
-        await self.join_local(conn, functools.partial(self.wrap, conn), start)
+        await self.join_local(work, wrap, start)
 
     async def join_local(
         self,

@@ -128,7 +128,7 @@ class XtcpProxy(TcpProxy):
             )
             return top, pending, held.ended
 
-        await self.join_local(stream, wrap, start)
+        await self.serve_work(stream, wrap, start)
 
     def close(self) -> None:
         for t in list(self._tasks):
