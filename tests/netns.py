@@ -83,6 +83,36 @@ class Lab:
         proc.config = cfg
         return proc
 
+    def start(self, ns: str, kind: str, name: str, config: str) -> Proc:
+        """pyfrps, pyfrpc or a native Go peer (``frps-native``, ``frpc-native``; skips the
+        test when absent) with a TOML ``config``, in namespace ``ns``."""
+        if kind in ("pyfrps", "pyfrpc"):
+            module = "pyfrp.server" if kind == "pyfrps" else "pyfrp.client"
+            return self.py(ns, name, module, config)
+        from tests.conftest import peer_exe
+
+        exe = peer_exe(kind)
+        cfg = self.tmp / f"{name}-{len(self.procs)}.toml"
+        cfg.write_text(config)
+        proc = self.run(ns, name, [exe, "-c", cfg])
+        proc.config = cfg
+        return proc
+
+    def stun(self, ns: str, host: str) -> tuple[Proc, int]:
+        """tests.harness's STUN server on ``host`` in ``ns``; (process, its first port)."""
+        code = textwrap.dedent(f"""
+            import time
+            import tests.harness as h
+            h.HOST = {host!r}
+            with h.stun_server() as port:
+                print("stun", port, flush=True)
+                while True:
+                    time.sleep(60)
+        """)
+        proc = self.run(ns, "stun", [sys.executable, "-c", code])
+        port = int(proc.wait_log(r"stun \d+").split("stun ")[1].split()[0])
+        return proc, port
+
     def echo(self, ns: str, host: str, port: int) -> Proc:
         """A TCP echo service on host:port in ``ns`` (retries the bind until the address
         exists: it may be on a TUN device still being set up)."""

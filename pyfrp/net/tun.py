@@ -67,6 +67,12 @@ def _ifreq(name: str, payload: bytes = b"") -> bytes:
     return struct.pack("16s", name.encode()) + payload.ljust(_IFREQ - 16, b"\0")
 
 
+def _go_errno(exc: OSError) -> str:
+    """An errno as Go prints it: ``permission denied``."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
 def _sockaddr_in(ip: ipaddress.IPv4Address) -> bytes:
     return struct.pack("=H", socket.AF_INET) + b"\0\0" + ip.packed
 
@@ -128,14 +134,14 @@ def open_tun(addr: str) -> TunDevice:
         ) from None
     except OSError as exc:
         raise TunError(
-            f"failed to create TUN device '{name}': open {CLONE_DEVICE}: {exc.strerror}"
+            f"failed to create TUN device '{name}': open {CLONE_DEVICE}: {_go_errno(exc)}"
         ) from None
     try:
         req = _ifreq(name, struct.pack("=H", IFF_TUN | IFF_NO_PI))
         try:
             got = fcntl.ioctl(fd, TUNSETIFF, req)
         except OSError as exc:
-            raise TunError(f"failed to create TUN device '{name}': {exc.strerror}") from None
+            raise TunError(f"failed to create TUN device '{name}': {_go_errno(exc)}") from None
         name = got[:16].rstrip(b"\0").decode()
         os.set_blocking(fd, False)
         _configure(name, iface)
@@ -162,4 +168,6 @@ def _configure(name: str, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interfa
             up = struct.pack("=H", flags | IFF_UP | IFF_RUNNING)
             fcntl.ioctl(s, SIOCSIFFLAGS, _ifreq(name, up))
         except OSError as exc:
-            raise TunError(f"configure TUN device '{name}' with {iface}: {exc.strerror}") from None
+            raise TunError(
+                f"configure TUN device '{name}' with {iface}: {_go_errno(exc)}"
+            ) from None
