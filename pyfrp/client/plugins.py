@@ -115,6 +115,7 @@ async def serve(
     start: StartWorkConn,
     proxy_protocol: str,
     vnet: Controller | None = None,
+    proxy: str = "",
 ) -> None:
     kind = plugin["type"]
     if kind == "virtual_net":
@@ -122,7 +123,7 @@ async def serve(
             log.debug("virtual_net plugin: no virtual network (virtualNet.address) to join")
             top.close()
         else:
-            vnet.serve(top, pending, ended, log)
+            vnet.serve(top, pending, ended, log, proxy)
         return
     reader = _Reader(pending, ended)
     top.set_protocol(reader)

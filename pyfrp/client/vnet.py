@@ -107,6 +107,7 @@ class Controller:
         self.tun: TunDevice | None = None
         self._client: dict[str, tuple[list[Network], PacketConn]] = {}
         self._server: dict[IPAddress, PacketConn] = {}
+        self._owned: dict[str, set[PacketConn]] = {}  # proxy name -> its work connections
 
     def start(self) -> None:
         """Open the device and start reading it; raises ValueError/OSError (frp's Init)."""
@@ -140,7 +141,7 @@ class Controller:
 
     # -- the proxy plugin's side: a work connection, routed by the source addresses it sends
     def serve(
-        self, top: asyncio.Transport, pending: bytes, ended: bool, plog: PrefixLogger
+        self, top: asyncio.Transport, pending: bytes, ended: bool, plog: PrefixLogger, owner: str
     ) -> None:
         """Take over a work connection (frp's StartServerConnReadLoop)."""
 
@@ -154,8 +155,16 @@ class Controller:
             plog.warning("server read error: %s", reason)
             for ip in [ip for ip, c in self._server.items() if c is conn]:
                 del self._server[ip]
+            self._owned.get(owner, set()).discard(conn)
 
-        _attach(top, PacketConn(on_packet, on_lost), pending, ended)
+        conn = PacketConn(on_packet, on_lost)
+        self._owned.setdefault(owner, set()).add(conn)
+        _attach(top, conn, pending, ended)
+
+    def drop_owner(self, owner: str) -> None:
+        """Close the work connections a proxy handed over (the proxy is going away)."""
+        for conn in list(self._owned.pop(owner, ())):
+            conn.close()
 
     # -- the visitor plugin's side: a tunnel end, routed by destination
     def add_client_route(

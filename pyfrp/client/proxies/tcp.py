@@ -34,10 +34,15 @@ class TcpProxy(ClientProxy):
             top, pending, ended = wrap()
             await plugins.serve(
                 cfg.plugin, self.log, top, pending, ended, start, cfg.proxy_protocol_version,
-                self.vnet,
+                self.vnet, cfg.name,
             )  # fmt: skip
             return
         await self.join_local(work, wrap, start)
+
+    def close(self) -> None:
+        # frp's VirtualNetPlugin.Close: the proxy's packet connections end with it
+        if self.vnet is not None and self.cfg.plugin:
+            self.vnet.drop_owner(self.cfg.name)
 
     async def join_local(
         self,

@@ -131,5 +131,6 @@ class XtcpProxy(TcpProxy):
         await self.serve_work(stream, wrap, start)
 
     def close(self) -> None:
+        super().close()
         for t in list(self._tasks):
             t.cancel()
