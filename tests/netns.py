@@ -142,7 +142,7 @@ class Lab:
         """Connect from ``ns`` to host:port (retrying until ``timeout``), send ``payload``,
         return what comes back (as much as was sent)."""
         code = textwrap.dedent(f"""
-            import socket, sys, time
+            import socket, sys, threading, time
             data = sys.stdin.buffer.read()
             end = time.monotonic() + {timeout}
             while True:
@@ -154,7 +154,8 @@ class Lab:
                         raise
                     time.sleep(0.1)
             c.settimeout({timeout})
-            c.sendall(data)
+            # send while reading: an echo of more than the socket buffers would deadlock
+            threading.Thread(target=c.sendall, args=(data,), daemon=True).start()
             got = bytearray()
             while len(got) < len(data) and (d := c.recv(65536)):
                 got += d
