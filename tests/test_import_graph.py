@@ -88,14 +88,15 @@ def test_layers_point_one_way() -> None:
 def test_web_stack_loads_only_when_used() -> None:
     """aiohttp and prometheus_client cost an idle pyfrps/pyfrpc ~11 MiB of RSS: they load with a
     web server, server plugins, http health checks or OIDC (with joserfc), not at start; asyncssh
-    only with sshTunnelGateway.bindPort."""
+    only with sshTunnelGateway.bindPort, python-socks with a proxyURL, dnspython with a
+    dnsServer."""
     import subprocess
     import sys
 
     code = (
         "import sys, pyfrp.cli, pyfrp.server.service, pyfrp.client.service; "
-        "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'joserfc', 'asyncssh')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'joserfc', 'asyncssh',"
+        " 'python_socks', 'dns') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyfrp.config.model import ClientConfig
+from pyfrp.net import resolve
 from pyfrp.net.kcp import kcp_connect
 from pyfrp.net.layer import insert_layer
 from pyfrp.net.listen import join_host_port
@@ -46,6 +47,8 @@ class Connector:
         )
         self.session: MuxSession | None = None
         self.quic: QuicTunnel | None = None  # transport.protocol = quic: a stream per connection
+        # No proxy, local address or dnsServer: the loop's own create_connection does it all.
+        self._direct = not (cfg.proxy_url or cfg.connect_server_local_ip or cfg.dns_server)
 
     async def _dial(self) -> asyncio.Transport:
         protocol = self.cfg.protocol
@@ -89,7 +92,8 @@ class Connector:
     ) -> asyncio.Transport:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        if tls_ctx is None:  # one call: a work connection is dialled per user without tcp_mux
+        if tls_ctx is None and self._direct:
+            # one call: a work connection is dialled per user without tcp_mux
             async with asyncio.timeout(cfg.dial_server_timeout):
                 transport, _ = await loop.create_connection(
                     _Placeholder, cfg.server_addr, cfg.server_port
@@ -97,6 +101,13 @@ class Connector:
             return transport
         async with asyncio.timeout(cfg.dial_server_timeout):
             sock = await self._tcp()
+        if tls_ctx is None:
+            try:
+                tcp, _ = await loop.create_connection(_Placeholder, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            return tcp
         try:
             if custom_byte and not cfg.disable_custom_tls_first_byte:
                 await loop.sock_sendall(sock, bytes([FRP_TLS_HEAD_BYTE]))
@@ -128,13 +139,23 @@ class Connector:
         return tls
 
     async def _tcp(self) -> socket.socket:
+        """A TCP connection to frps: through the proxy if any, from connectServerLocalIP if set."""
         loop = asyncio.get_running_loop()
-        host, port = self.cfg.server_addr, self.cfg.server_port
-        infos: list[tuple[Any, Any, int, str, tuple[Any, ...]]]
+        cfg = self.cfg
+        host, port, local_ip = cfg.server_addr, cfg.server_port, cfg.connect_server_local_ip
+        if cfg.proxy_url and cfg.protocol in ("tcp", "websocket", "wss"):
+            from pyfrp.net import proxydial  # python-socks: only with a proxy
+
+            sock = await proxydial.dial(
+                cfg.proxy_url, host, port, local_ip, limit=cfg.dial_server_timeout
+            )
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        infos: list[resolve.AddrInfo]
         try:  # an IP literal needs no resolver thread (a dial per work conn without tcp_mux)
             ip = ipaddress.ip_address(host)
         except ValueError:
-            infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            infos = await resolve.getaddrinfo(host, port)
         else:
             fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
             infos = [(fam, socket.SOCK_STREAM, 0, "", (host, port))]
@@ -143,6 +164,8 @@ class Connector:
             sock = socket.socket(family, type_, proto)
             sock.setblocking(False)
             try:
+                if local_ip:
+                    sock.bind((local_ip, 0))
                 await loop.sock_connect(sock, addr)
             except OSError as exc:
                 sock.close()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pyfrp.config.model import ProxyConfig
 from pyfrp.log import PrefixLogger
+from pyfrp.net import resolve
 
 if TYPE_CHECKING:
     import aiohttp
@@ -30,8 +31,10 @@ async def check_once(cfg: ProxyConfig, session: aiohttp.ClientSession | None) ->
     hc = cfg.health_check
     async with asyncio.timeout(hc.timeout):
         if hc.type == "tcp":
-            _, writer = await asyncio.open_connection(cfg.local_ip, cfg.local_port)
-            writer.close()
+            transport, _ = await resolve.create_connection(
+                asyncio.Protocol, cfg.local_ip, cfg.local_port
+            )
+            transport.close()
             return
         assert session is not None
         headers = {h.get("name", ""): h.get("value", "") for h in hc.headers}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pyfrp.log import PrefixLogger
+from pyfrp.net import resolve
 from pyfrp.proto import nathole, stun
 from pyfrp.proto.msg import Message, NatHoleResp, NatHoleSid, NatHoleVisitor
 
@@ -97,9 +98,9 @@ async def _resolve(addr: str) -> Addr:
     hp = nathole.split_host_port(addr)
     if hp is None:
         raise NatHoleError(f"address {addr}: missing port in address")
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        hp[0], hp[1], family=socket.AF_INET, type=socket.SOCK_DGRAM
-    )
+    infos = [i for i in await resolve.getaddrinfo(*hp, socket.SOCK_DGRAM) if i[0] == socket.AF_INET]
+    if not infos:
+        raise NatHoleError(f"address {addr}: no IPv4 address")
     ip, port = infos[0][4][:2]
     return str(ip), int(port)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from pyfrp.client.vnet import Controller
 from pyfrp.log import PrefixLogger
+from pyfrp.net import resolve
 from pyfrp.net.splice import HoldProtocol, splice
 from pyfrp.net.tls import server_context
 from pyfrp.net.tlslayer import TlsLayer
@@ -87,10 +88,8 @@ class _Reader(asyncio.Protocol):
 
 
 async def _dial(host: str, port: int) -> tuple[asyncio.Transport, HoldProtocol]:
-    loop = asyncio.get_running_loop()
     async with asyncio.timeout(DIAL_TIMEOUT):
-        transport, held = await loop.create_connection(HoldProtocol, host, port)
-    return transport, held
+        return await resolve.create_connection(HoldProtocol, host, port)
 
 
 async def _join(
@@ -417,10 +416,9 @@ class _LocalOpener:
     async def open_work_conn(
         self, src: tuple[str, int], dst: tuple[str, int] = ("", 0)
     ) -> WorkConn | None:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                transport, held = await loop.create_connection(
+                transport, held = await resolve.create_connection(
                     HoldProtocol, self.host, self.port, ssl=self.tls,
                     server_hostname=self.host if self.tls else None,
                 )  # fmt: skip

@@ -24,6 +24,7 @@ from pyfrp.client.vnet import Controller
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError
 from pyfrp.log import PrefixLogger
+from pyfrp.net import resolve
 from pyfrp.net.layer import AeadLayer, CryptoLayer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
@@ -375,6 +376,7 @@ class Client:
         self.cfg = cfg
         self.path = path
         self.allow_unsafe = allow_unsafe  # --allow-unsafe, for reloads
+        resolve.set_dns_server(cfg.dns_server)  # process-wide, as Go's net.DefaultResolver
         self.auth = ClientAuth(cfg)  # frp keeps the first config's auth across reloads
         self.run_id = ""
         self.session: Session | None = None

@@ -609,6 +609,13 @@ def build_client(s: Settings, notices: Notices) -> ClientConfig:
     _token_source(s, "auth.tokenSource", cfg, notices)
     _token_source(s, "auth.oidc.tokenSource", cfg, notices)
     _oidc_client(s, cfg)
+    if not cfg.proxy_url and os.environ.get("http_proxy"):  # frp's Complete() reads it too
+        cfg.proxy_url = os.environ["http_proxy"]
+        if not schema.CLIENT["transport.proxyURL"].supported(cfg.proxy_url):
+            raise ConfigError(
+                f"http_proxy environment variable: {cfg.proxy_url.partition('://')[0]} proxies "
+                "are not supported yet by pyfrp"
+            )
     _feature_gates(s, cfg)
     interval = s.values.get("transport.heartbeatInterval", 0)
     timeout = s.values.get("transport.heartbeatTimeout", 0)

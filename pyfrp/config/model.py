@@ -120,6 +120,11 @@ class ServerConfig:
     http_plugins: list[HttpPluginConfig] = field(default_factory=list)
     web: WebServerConfig = field(default_factory=WebServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # pyfrp's own: connections pending login before the oldest are closed (0: a quarter of the
+    # fd limit, net/prelogin.py); logins (and authenticated pings/work connections) whose
+    # timestamp is further than this many seconds from frps's clock are refused (0: off, as frp)
+    pre_login_limit: int = 0
+    login_max_clock_skew: int = 0
 
     @property
     def effective_heartbeat_timeout(self) -> int:
@@ -228,6 +233,9 @@ class ClientConfig:
     tls_trusted_ca_file: str = ""
     tls_server_name: str = ""
     dial_server_timeout: int = 10
+    connect_server_local_ip: str = ""  # the local address frpc dials frps from
+    proxy_url: str = ""  # http:// or socks5:// proxy to frps; "" = $http_proxy, as frp
+    dns_server: str = ""  # host[:port]: every lookup asks it (net/resolve.py)
     login_fail_exit: bool = True
     udp_packet_size: int = 1500
     nat_hole_stun_server: str = ""  # empty: frp's default, client/nathole.DEFAULT_STUN_SERVER

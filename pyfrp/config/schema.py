@@ -75,6 +75,11 @@ def _default_or(default: Any) -> Callable[[Any], bool]:
     return lambda v: is_zero(v) or v == default
 
 
+def _proxy_scheme_works(url: Any) -> bool:
+    """frp also dials through https and ntlm proxies; pyfrp through http and socks5 ones."""
+    return is_zero(url) or str(url).partition("://")[0] not in ("https", "ntlm")
+
+
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 AUTH_SCOPES = ("HeartBeats", "NewWorkConns")
 HTTP_PLUGIN_OPS = ("Login", "NewProxy", "CloseProxy", "Ping", "NewWorkConn", "NewUserConn")
@@ -176,6 +181,9 @@ SERVER: dict[str, Opt] = {
         N, "nathole_analysis_data_reserve_hours", "nat_hole_analysis_data_reserve_hours"
     ),
     "allowPorts": Opt(Kind.PORT_RANGES, "allow_ports", "allow_ports"),
+    # pyfrp's own (Go frp has neither; its TOML/YAML/JSON loaders reject them, go-ini ignores them)
+    "pyfrp.preLoginLimit": Opt(N, "pre_login_limit", "pyfrp_pre_login_limit"),
+    "pyfrp.loginMaxClockSkew": Opt(N, "login_max_clock_skew", "pyfrp_login_max_clock_skew"),
     "httpPlugins": Opt(
         Kind.TABLES,
         item={
@@ -216,7 +224,7 @@ CLIENT: dict[str, Opt] = {
     "serverAddr": Opt(S, "server_addr", "server_addr"),
     "serverPort": Opt(P, "server_port", "server_port"),
     "natHoleStunServer": Opt(S, "nat_hole_stun_server", "nat_hole_stun_server"),
-    "dnsServer": Opt(S, ini="dns_server", works=False),
+    "dnsServer": Opt(S, "dns_server", "dns_server"),
     "loginFailExit": Opt(B, "login_fail_exit", "login_fail_exit"),
     "start": Opt(L, ini="start"),
     **_LOG,
@@ -230,8 +238,8 @@ CLIENT: dict[str, Opt] = {
     "transport.wireProtocol": Opt(S, "wire_protocol", choices=("v1", "v2")),
     "transport.dialServerTimeout": Opt(N, "dial_server_timeout", "dial_server_timeout"),
     "transport.dialServerKeepalive": Opt(N, ini="dial_server_keepalive", works=_default_or(7200)),
-    "transport.connectServerLocalIP": Opt(S, ini="connect_server_local_ip", works=False),
-    "transport.proxyURL": Opt(S, ini="http_proxy", works=False),
+    "transport.connectServerLocalIP": Opt(S, "connect_server_local_ip", "connect_server_local_ip"),
+    "transport.proxyURL": Opt(S, "proxy_url", "http_proxy", works=_proxy_scheme_works),
     "transport.poolCount": Opt(N, "pool_count", "pool_count"),
     "transport.tcpMux": Opt(B, "tcp_mux", "tcp_mux"),
     "transport.tcpMuxKeepaliveInterval": Opt(

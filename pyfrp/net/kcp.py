@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pyfrp.net import resolve
 from pyfrp.net.listen import bind_udp_socket
 from pyfrp.proto import kcp as kcpproto
 from pyfrp.proto.kcp import Kcp, KcpError
@@ -395,8 +396,9 @@ async def kcp_connect(
     """A KCP session to host:port from a fresh UDP socket (like loop.create_connection; KCP
     has no handshake, so this returns at once)."""
     loop = asyncio.get_running_loop()
+    infos = await resolve.getaddrinfo(host, port, socket.SOCK_DGRAM)  # frpc's dnsServer, if any
     transport, endpoint = await loop.create_datagram_endpoint(
-        _DialEndpoint, remote_addr=(host, port)
+        _DialEndpoint, remote_addr=infos[0][4][:2], family=infos[0][0]
     )
     conv = int.from_bytes(os.urandom(4), "little")
     return _start(transport, endpoint, conv, options, protocol_factory)

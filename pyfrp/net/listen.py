@@ -11,7 +11,9 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Any
 
+from pyfrp.net.prelogin import PreLoginPool
 from pyfrp.net.tlslayer import TlsLayer
 from pyfrp.net.websocket import PATH as WEBSOCKET_PATH
 from pyfrp.net.websocket import WebSocketLayer, server_layer
@@ -138,11 +140,14 @@ class FrpListener:
         *,
         tls_context: ssl.SSLContext,
         tls_force: bool,
+        prelogin: PreLoginPool | None = None,
     ) -> None:
         self.sock = sock
         self.protocol_factory = protocol_factory
         self.tls_context = tls_context
         self.tls_force = tls_force
+        # every accepted connection is in it until its first frp message (or its close)
+        self.prelogin = prelogin
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         # vhost_http_port / vhost_https_port equal to bind_port: plain HTTP requests and TLS
@@ -164,7 +169,7 @@ class FrpListener:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _addr = await loop.sock_accept(self.sock)
+                conn, addr = await loop.sock_accept(self.sock)
             except OSError as exc:  # EMFILE and friends: keep serving
                 log.warning("accept on bind port failed: %s", exc)
                 await asyncio.sleep(0.1)
@@ -172,6 +177,8 @@ class FrpListener:
             task = loop.create_task(self._handshake(conn))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+            if self.prelogin is not None:
+                self.prelogin.admit((addr[0], addr[1]), task.cancel)
 
     def _websocket_open(self, ws: WebSocketLayer) -> None:
         sniffer = self.sniffer()
@@ -194,11 +201,22 @@ class FrpListener:
                 return self.http_factory
         return None
 
+    def _owned(self, peer: Any, transport: asyncio.Transport, frp: bool = True) -> None:
+        """A protocol has the socket: pending-login connections are closed through it now;
+        other services' (vhost on a shared port) are not ours to count."""
+        if self.prelogin is not None:
+            key = (peer[0], peer[1])
+            if frp:
+                self.prelogin.attach(key, transport.abort)
+            else:
+                self.prelogin.release(key)
+
     async def _handshake(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = conn.getpeername()
+        owned = False
         try:
             try:  # usually the client's first bytes are already here: no reader round trip
                 first = conn.recv(1, socket.MSG_PEEK)
@@ -218,13 +236,17 @@ class FrpListener:
             if first == WEBSOCKET_HEAD[:1]:
                 head = await _peek(conn, len(WEBSOCKET_HEAD), FIRST_BYTE_TIMEOUT)
                 if head == WEBSOCKET_HEAD:
-                    await loop.connect_accepted_socket(
+                    transport, _ = await loop.connect_accepted_socket(
                         lambda: server_layer(self._websocket_open), conn
                     )
+                    owned = True
+                    self._owned(peer, transport)
                     return
             shared = await self._shared_port(conn, first[0])
             if shared is not None:
-                await loop.connect_accepted_socket(shared, conn)
+                transport, _ = await loop.connect_accepted_socket(shared, conn)
+                owned = True
+                self._owned(peer, transport, frp=False)
                 return
             kind = classify_first_byte(first[0])
             if kind is FirstByte.PLAIN:
@@ -232,16 +254,20 @@ class FrpListener:
                     log.warning("non-TLS connection received on a TlsOnly server from %s", peer)
                     conn.close()
                     return
-                await loop.connect_accepted_socket(self.protocol_factory, conn)
+                transport, _ = await loop.connect_accepted_socket(self.protocol_factory, conn)
+                owned = True
+                self._owned(peer, transport)
                 return
             if kind is FirstByte.CUSTOM_TLS:
                 conn.recv(1)
-            await loop.connect_accepted_socket(
+            transport, _ = await loop.connect_accepted_socket(
                 self.protocol_factory,
                 conn,
                 ssl=self.tls_context,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
             )
+            owned = True
+            self._owned(peer, transport)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.info(
                 "connection from %s closed during handshake: %s", peer, exc or type(exc).__name__
@@ -250,6 +276,9 @@ class FrpListener:
         except asyncio.CancelledError:
             conn.close()
             raise
+        finally:
+            if not owned and self.prelogin is not None:
+                self.prelogin.release((peer[0], peer[1]))
 
 
 class StreamSniffer(asyncio.Protocol):

@@ -28,7 +28,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicErrorCode
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pyfrp.net import chainverify
+from pyfrp.net import chainverify, resolve
 from pyfrp.net.listen import bind_udp_socket
 from pyfrp.net.tls import self_signed_cert
 
@@ -480,7 +480,7 @@ async def dial_transport(
     """frpc's QUIC connection to frps's quicBindPort; with ``trusted_ca_file`` frps's chain is
     verified before any stream opens."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    infos = await resolve.getaddrinfo(host, port, socket.SOCK_DGRAM)  # frpc's dnsServer, if any
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)

@@ -4,6 +4,7 @@ the configured issuer. Login is always checked; Ping and NewWorkConn only with t
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from pyfrp.config.model import ServerConfig
@@ -33,11 +34,20 @@ class ServerAuth:
         opts = VerifyOptions(o.issuer, o.audience, o.skip_expiry_check, o.skip_issuer_check)
         return cls(cfg, await Verifier.discover(opts))
 
+    def _stale(self, timestamp: int, what: str) -> str:
+        skew = self.cfg.login_max_clock_skew
+        if skew > 0 and abs(time.time() - timestamp) > skew:
+            return (
+                f"timestamp in {what} is more than {skew} s away from frps's clock "
+                "(pyfrp.loginMaxClockSkew): a replay, or a client clock to fix"
+            )
+        return ""
+
     async def verify_login(self, msg: Login) -> str:
         if self.oidc is None:
-            if verify_privilege_key(self.cfg.token, msg.timestamp, msg.privilege_key):
-                return ""
-            return "token in login doesn't match token from configuration"
+            if not verify_privilege_key(self.cfg.token, msg.timestamp, msg.privilege_key):
+                return "token in login doesn't match token from configuration"
+            return self._stale(msg.timestamp, "login")
         try:
             claims = await self.oidc.verify(msg.privilege_key)
         except OIDCError as exc:
@@ -48,7 +58,7 @@ class ServerAuth:
     def token_check(self, key: str, timestamp: int, what: str) -> str:
         """The token flavour's check of a Ping or NewWorkConn, which needs no await."""
         if verify_privilege_key(self.cfg.token, timestamp, key):
-            return ""
+            return self._stale(timestamp, what)
         return f"token in {what} doesn't match token from configuration"
 
     async def _verify_later(self, key: str, timestamp: int, what: str) -> str:

@@ -16,6 +16,7 @@ from pyfrp.net.kcp import KcpServer, kcp_serve
 from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket, join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
+from pyfrp.net.prelogin import PreLoginPool, default_limit
 from pyfrp.net.tls import server_context
 from pyfrp.proto import wire2
 from pyfrp.proto.framing import MessageDecoder
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 CONN_READ_TIMEOUT = 10.0
 
 
+def _key(peer: Any) -> tuple[str, int] | None:
+    return (peer[0], peer[1]) if peer else None
+
+
 class _IncomingConn(MessageConn):
     """A new frp connection (TCP, or a yamux stream) until its first message is dispatched.
 
@@ -72,6 +77,8 @@ class _IncomingConn(MessageConn):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._timer = asyncio.get_running_loop().call_later(CONN_READ_TIMEOUT, self._timed_out)
+        if not isinstance(transport, MuxStream):  # a session is counted whole (_MuxConn)
+            self._server.prelogin.attach(self.peername, self.abort)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -86,6 +93,7 @@ class _IncomingConn(MessageConn):
             return
         if msg is not None:
             self._settle()
+            self._server.prelogin.release(self.peername)
             self._server.dispatch(self, msg, self._internal)
 
     def _first_message(self) -> Message | None:
@@ -129,6 +137,8 @@ class _IncomingConn(MessageConn):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._settle()
+        if not isinstance(self.transport, MuxStream):
+            self._server.prelogin.release(self.peername)
         super().connection_lost(exc)
 
     def _settle(self) -> None:
@@ -158,10 +168,13 @@ class _MuxConn(MuxSession):
         )
         self.server = server
         self._idle: asyncio.TimerHandle | None = None
+        self.peer: tuple[str, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._idle = asyncio.get_running_loop().call_later(CONN_READ_TIMEOUT, self._no_stream)
+        self.peer = _key(transport.get_extra_info("peername"))
+        self.server.prelogin.attach(self.peer, self.abort)  # until a stream's first message
 
     def _first_stream(self, stream: MuxStream) -> None:
         if self._idle is not None:
@@ -182,6 +195,7 @@ class _MuxConn(MuxSession):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+        self.server.prelogin.release(self.peer)
         super().connection_lost(exc)
 
 
@@ -198,6 +212,7 @@ class Server:
             nathole=NatHoleController(cfg.nathole_analysis_data_reserve_hours),
         )
         self.stats = self.res.stats
+        self.prelogin = PreLoginPool(cfg.pre_login_limit or default_limit())
         self.res.plugins = PluginManager(cfg.http_plugins) if cfg.http_plugins else None
         self.dashboard: Dashboard | None = None
         self.ssh_gateway: SshGateway | None = None
@@ -233,6 +248,7 @@ class Server:
             self._protocol_factory,
             tls_context=tls_ctx,
             tls_force=cfg.tls_force or bool(cfg.tls_trusted_ca_file),
+            prelogin=self.prelogin,
         )
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         if cfg.kcp_bind_port:

@@ -313,9 +313,9 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
 def test_strict_config_rejects_unsupported_options(tmp_path: Path) -> None:
     f = _write(
         tmp_path / "c.toml",
-        'serverAddr = "127.0.0.1"\ndnsServer = "8.8.8.8"\n',
+        'serverAddr = "127.0.0.1"\ntransport.proxyURL = "ntlm://127.0.0.1:3128"\n',
     )
-    with pytest.raises(ConfigError, match=r"c.toml:2: dnsServer: not supported yet"):
+    with pytest.raises(ConfigError, match=r"c.toml:2: transport.proxyURL: not supported yet"):
         load_client_config(f, strict=True)
 
 

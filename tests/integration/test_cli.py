@@ -184,9 +184,8 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
     """A setting that changes who may connect, routing or the wire is an error, never a
     warning: verify names it, and so does start-up."""
     cases = {
-        'dnsServer = "8.8.8.8"\n': "frpc.toml:2: dnsServer: not supported yet by pyfrp",
-        'transport.connectServerLocalIP = "127.0.0.2"\n': (
-            "frpc.toml:2: transport.connectServerLocalIP: not supported yet by pyfrp"
+        'transport.proxyURL = "https://127.0.0.1:3128"\n': (
+            "frpc.toml:2: transport.proxyURL: not supported yet by pyfrp"
         ),
     }
     for extra, message in cases.items():

@@ -152,14 +152,16 @@ GOOD = {
     "duplicate.ini": "[common]\n[ssh]\nlocal_port = 22\n[ssh]\nlocal_port = 23\n",
     # Go frp starts it, and every user connection then fails dialing 127.0.0.1:0.
     "no-local-port.toml": '[[proxies]]\nname = "a"\ntype = "tcp"\n',
+    # every client option of the four formats (tests/config/data)
+    **{
+        f"client.{ext}": (DATA / f"client.{ext}").read_text()
+        for ext in ("ini", "toml", "yaml", "json")
+    },
 }
 # Files frpc starts that use what pyfrp does not implement yet: an error naming the setting.
 UNSUPPORTED = {
-    "client.ini": (DATA / "client.ini").read_text(),
-    "client.toml": (DATA / "client.toml").read_text(),
-    "client.yaml": (DATA / "client.yaml").read_text(),
-    "client.json": (DATA / "client.json").read_text(),
-    "unsupported.toml": 'dnsServer = "8.8.8.8"\n[[proxies]]\nname = "a"\ntype = "tcp"\n',
+    "unsupported.toml": 'transport.proxyURL = "https://127.0.0.1:3128"\n'
+    '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 22\n',
 }
 BAD = {
     "unknown-key.toml": "serverPrt = 7000\n",

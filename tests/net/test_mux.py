@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import pytest
-import uvloop
 
 from pyfrp.net import mux, recvbuf
 from pyfrp.net import tls as tls_mod
@@ -26,10 +25,13 @@ from pyfrp.proto.yamux import FRP_MAX_WINDOW, INITIAL_WINDOW
 
 T = TypeVar("T")
 MB = 1 << 20
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+try:
+    import uvloop
+
+    LOOPS["uvloop"] = uvloop.new_event_loop
+except ImportError:  # without the speed extra: asyncio's loop only
+    pass
 Run = Callable[[Callable[[], Awaitable[Any]]], Any]
 
 

@@ -5,6 +5,7 @@ every case on this path too."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 import socket
@@ -121,10 +122,11 @@ def test_no_fd_is_left_behind(run: Run) -> None:
 
     async def main() -> None:
         await echo_through(2, MB)  # fill the pool first
+        gc.collect()  # an earlier test's garbage closing its fd mid-way is not ours to count
         before = open_fds()
         await echo_through(20, 2 * MB)
         await asyncio.sleep(0)
-        assert open_fds() == before
+        assert open_fds() <= before
         assert pipesplice._lent == 0  # every pipe counted against the budget came back
 
     run(main)

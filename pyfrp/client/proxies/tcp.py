@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from pyfrp.client import plugins
 from pyfrp.client.proxies.base import ClientProxy, register
+from pyfrp.net import resolve
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, splice
 from pyfrp.proto.msg import StartWorkConn
@@ -54,10 +55,9 @@ class TcpProxy(ClientProxy):
         its top transport (the proxy's layers on it), the bytes read and whether it ended.
         ``work`` is closed if the dial fails."""
         cfg = self.cfg
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(LOCAL_DIAL_TIMEOUT):  # no extra Task, unlike wait_for
-                local, held = await loop.create_connection(
+                local, held = await resolve.create_connection(
                     HoldProtocol, cfg.local_ip, cfg.local_port
                 )
         except (OSError, TimeoutError) as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pyfrp.client.proxies.base import ClientProxy, register
 from pyfrp.errors import ProtocolError
+from pyfrp.net import resolve
 from pyfrp.net.batch import WriteBatch
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.proto import wire2
@@ -169,8 +170,8 @@ class _UdpBase(ClientProxy):
             self.close()
         if self._local_addr is None:
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    self.cfg.local_ip, self.cfg.local_port, type=socket.SOCK_DGRAM
+                infos = await resolve.getaddrinfo(
+                    self.cfg.local_ip, self.cfg.local_port, socket.SOCK_DGRAM
                 )
             except OSError as exc:
                 self.log.warning("resolve local address error: %s", exc)
