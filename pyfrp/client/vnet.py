@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from pyfrp.errors import FrameError
 from pyfrp.log import PrefixLogger
@@ -31,11 +31,6 @@ from pyfrp.proto.vnet import IPAddress, PacketDecoder, encode_packet, packet_add
 
 log = logging.getLogger("pyfrp.client.vnet")
 
-GATE = "VirtualNet"
-KNOWN_GATES = frozenset({GATE})
-GATE_ERROR = (
-    "VirtualNet feature is not enabled; enable it by setting the appropriate feature gate flag"
-)
 # A connection's write buffer past which packets from the TUN are dropped: frp's write blocks
 # its TUN reader instead; IP is lossy, and one slow tunnel must not stall the others.
 WRITE_LIMIT = 4 * 1024 * 1024
@@ -60,15 +55,16 @@ class PacketConn(asyncio.Protocol):
         self._lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
         try:
             packets = self._decoder.feed(data)
-        except FrameError as exc:
+        except FrameError as exc:  # frp drops such a connection
             self._reason = str(exc)
             packets = []
-            self.close()
+            if self.transport is not None:
+                self.transport.close()
         for p in packets:
             self._on_packet(self, p)
 
@@ -95,7 +91,9 @@ class PacketConn(asyncio.Protocol):
         return True
 
     def close(self) -> None:
-        if self.transport is not None:
+        """Close it from this end (its proxy or visitor is going away)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self._reason = "read message length error: use of closed network connection"
             self.transport.close()
 
 
