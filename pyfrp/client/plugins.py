@@ -6,7 +6,8 @@ local_ip:local_port. Implemented: ``unix_domain_socket``, ``socks5`` (RFC 1928/1
 ``http2http``, ``http2https``, ``https2http``, ``https2https`` (pyfrps's own HTTP/1.1 front end
 with a catch-all route to ``localAddr``: ``hostHeaderRewrite``, ``requestHeaders.set``, keep-alive
 to the local service; TLS in front from ``crtPath``/``keyPath`` or a self-signed certificate, TLS
-behind without verification, as frp).
+behind without verification, as frp), and ``virtual_net`` (the work connection carries IP
+packets to and from the client's TUN device: pyfrp/client/vnet.py).
 
 Each handler gets the work connection's top transport (the proxy's layers already on it), the
 bytes already read from it and whether it ended, and owns it from then on.
@@ -22,6 +23,7 @@ import ssl
 import struct
 from typing import Any
 
+from pyfrp.client.vnet import Controller
 from pyfrp.log import PrefixLogger
 from pyfrp.net import resolve
 from pyfrp.net.splice import HoldProtocol, splice
@@ -111,8 +113,17 @@ async def serve(
     ended: bool,
     start: StartWorkConn,
     proxy_protocol: str,
+    vnet: Controller | None = None,
+    proxy: str = "",
 ) -> None:
     kind = plugin["type"]
+    if kind == "virtual_net":
+        if vnet is None:  # no virtualNet.address: frp's plugin drops the connection
+            log.debug("virtual_net plugin: no virtual network (virtualNet.address) to join")
+            top.close()
+        else:
+            vnet.serve(top, pending, ended, log, proxy)
+        return
     reader = _Reader(pending, ended)
     top.set_protocol(reader)
     top.resume_reading()  # a detached work connection is handed over paused

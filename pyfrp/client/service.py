@@ -19,6 +19,7 @@ from pyfrp.client.proxies.base import ClientProxy, wire_name
 from pyfrp.client.store import Store
 from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import Visitor, VisitorError
+from pyfrp.client.vnet import Controller
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError, ProxyError
 from pyfrp.log import PrefixLogger
@@ -116,10 +117,14 @@ class Session:
         self.last_pong = time.monotonic()
 
     def _new_proxy(self, p: ProxyConfig) -> ClientProxy:
-        return PROXY_TYPES[p.type](p, self.client.cfg, self.log, self)
+        proxy = PROXY_TYPES[p.type](p, self.client.cfg, self.log, self)
+        proxy.vnet = self.client.vnet
+        return proxy
 
     def _new_visitor(self, v: VisitorConfig) -> Visitor:
-        return VISITOR_TYPES[v.type](v, self.client.cfg, self, self.log)
+        visitor = VISITOR_TYPES[v.type](v, self.client.cfg, self, self.log)
+        visitor.vnet = self.client.vnet
+        return visitor
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -264,6 +269,12 @@ class Session:
     async def _start_visitors(self, visitors: list[Visitor]) -> None:
         for v in list(visitors):
             try:
+                v.make_plugin()
+            except ValueError as exc:
+                self.log.warning("new visitor error: %s", exc)
+                self.visitors.remove(v)
+                continue
+            try:
                 await v.start()
             except OSError as exc:
                 v.log.warning("start error: %s", exc)
@@ -375,6 +386,8 @@ class Client:
         self.file_proxies = list(cfg.proxies)
         self.file_visitors = list(cfg.visitors)
         self.store: Store | None = Store(cfg.store_path) if cfg.store_path else None
+        # featureGates VirtualNet and virtualNet.address: the TUN device, opened by run()
+        self.vnet = Controller(cfg.virtual_net_address) if cfg.virtual_net_address else None
         self._combine()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -450,6 +463,20 @@ class Client:
 
     async def run(self) -> int:
         """Log in and keep the session up until stopped. Returns the process exit code."""
+        if self.vnet is not None:
+            try:
+                self.vnet.start()
+            except (OSError, ValueError) as exc:
+                log.error("init virtual network controller error: %s", exc)
+                return 1
+            log.info("virtual network controller start...")
+        try:
+            return await self._run()
+        finally:
+            if self.vnet is not None:
+                self.vnet.stop()
+
+    async def _run(self) -> int:
         admin = None
         if self.cfg.web.port:
             from pyfrp.client.admin import Admin

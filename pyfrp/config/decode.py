@@ -616,6 +616,7 @@ def build_client(s: Settings, notices: Notices) -> ClientConfig:
                 f"http_proxy environment variable: {cfg.proxy_url.partition('://')[0]} proxies "
                 "are not supported yet by pyfrp"
             )
+    _feature_gates(s, cfg)
     interval = s.values.get("transport.heartbeatInterval", 0)
     timeout = s.values.get("transport.heartbeatTimeout", 0)
     if interval > 0 and timeout > 0 and timeout < interval:
@@ -632,6 +633,21 @@ def build_client(s: Settings, notices: Notices) -> ClientConfig:
                     f"{s.at(key)}: has no effect when {s.spell('transport.tls.enable')} is false",
                 )
     return cfg
+
+
+def _feature_gates(s: Settings, cfg: ClientConfig) -> None:
+    """frpc's start-up: featuregate.SetFromMap, then validateFeatureGates. (Go's ``frpc verify``
+    skips the first, so it refuses every virtualNet.address; pyfrpc's verify checks what start-up
+    does.)"""
+    for gate in cfg.feature_gates:
+        if gate not in schema.FEATURE_GATES:
+            raise ConfigError(f"{s.at('featureGates')}: unrecognized feature gate: {gate}")
+    enabled = {**schema.FEATURE_GATES, **cfg.feature_gates}
+    if cfg.virtual_net_address and not enabled["VirtualNet"]:
+        raise ConfigError(
+            f"{s.at('virtualNet.address')}: VirtualNet feature is not enabled; "
+            "enable it by setting the appropriate feature gate flag"
+        )
 
 
 def proxy_schema(ptype: str) -> dict[str, Opt]:
@@ -705,9 +721,7 @@ def build_visitor(s: Settings, notices: Notices) -> VisitorConfig:
     plugin = s.values.pop("plugin", None)
     apply(s, visitor_schema(vtype), v, notices, "visitor")
     if plugin:
-        notices.unsupported(
-            f"vplugin:{name}", s.at("plugin"), f"visitor plugin {q(plugin['type'])}"
-        )
+        v.plugin = plugin
     if not v.server_name:
         raise ConfigError(f"{s.at('serverName')}: missing: server name is required")
     if not v.bind_port:

@@ -47,4 +47,7 @@ def proxy_to_v1(p: ProxyConfig) -> dict[str, Any]:
 
 
 def visitor_to_v1(v: VisitorConfig) -> dict[str, Any]:
-    return _export(v, visitor_schema(v.type))
+    out = _export(v, visitor_schema(v.type))
+    if v.plugin:
+        out["plugin"] = dict(v.plugin)
+    return out

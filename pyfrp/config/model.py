@@ -203,6 +203,7 @@ class VisitorConfig:
     fallback_to: str = ""
     fallback_timeout_ms: int = 1000
     disable_assisted_addrs: bool = False
+    plugin: dict[str, Any] = field(default_factory=dict)  # {"type": "virtual_net", ...}
 
 
 @dataclass(slots=True)
@@ -240,6 +241,8 @@ class ClientConfig:
     nat_hole_stun_server: str = ""  # empty: frp's default, client/nathole.DEFAULT_STUN_SERVER
     metas: dict[str, str] = field(default_factory=dict)
     web: WebServerConfig = field(default_factory=WebServerConfig)
+    virtual_net_address: str = ""  # virtualNet.address: the TUN device's address/prefix
+    feature_gates: dict[str, bool] = field(default_factory=dict)
     store_path: str = ""  # store.path: proxies and visitors created through the admin API
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)

@@ -256,8 +256,8 @@ CLIENT: dict[str, Opt] = {
     "transport.tls.keyFile": Opt(S, "tls_key_file", "tls_key_file"),
     "transport.tls.trustedCaFile": Opt(S, "tls_trusted_ca_file", "tls_trusted_ca_file"),
     "transport.tls.serverName": Opt(S, "tls_server_name", "tls_server_name"),
-    "virtualNet.address": Opt(S, works=False),
-    "featureGates": Opt(Kind.BOOL_MAP, works=False),
+    "virtualNet.address": Opt(S, "virtual_net_address"),
+    "featureGates": Opt(Kind.BOOL_MAP, "feature_gates"),
     "udpPacketSize": Opt(N, "udp_packet_size", "udp_packet_size"),
     "metadatas": Opt(M, "metas"),
     "includes": Opt(L, ini="includes"),
@@ -296,7 +296,7 @@ PLUGINS: dict[str, dict[str, Opt]] = {
 # The client plugins pyfrpc runs (pyfrp/client/plugins.py); the others are "not supported yet".
 PLUGINS_IMPLEMENTED = frozenset(
     {"unix_domain_socket", "socks5", "http_proxy", "static_file", "tls2raw",
-     "http2http", "http2https", "https2http", "https2https"}
+     "http2http", "http2https", "https2http", "https2https", "virtual_net"}
 )  # fmt: skip
 # frp validation/plugin.go: the option each plugin cannot do without.
 PLUGIN_REQUIRED = {
@@ -308,6 +308,8 @@ PLUGIN_REQUIRED = {
     "unix_domain_socket": "unixPath",
 }
 VISITOR_PLUGINS: dict[str, dict[str, Opt]] = {"virtual_net": {"destinationIP": Opt(S)}}
+# frp pkg/policy/featuregate: the known gates and their defaults (all alpha, off by default).
+FEATURE_GATES = {"VirtualNet": False}
 
 PROXY_BASE: dict[str, Opt] = {
     "name": Opt(S, "name"),
@@ -338,7 +340,7 @@ PROXY_BASE: dict[str, Opt] = {
     ),
     "localIP": Opt(S, "local_ip", "local_ip"),
     "localPort": Opt(P, "local_port", "local_port"),
-    "plugin": Opt(Kind.PLUGIN, works=False),  # INI: plugin + plugin_* (ini.py)
+    "plugin": Opt(Kind.PLUGIN),  # INI: plugin + plugin_* (ini.py)
 }
 
 _DOMAINS = {

@@ -227,21 +227,42 @@ def test_ini_server_plugin_sections(tmp_path: Path) -> None:
 # --------------------------------------------------------------------- unsupported options
 
 
-def test_unsupported_options_are_reported_by_proxy(tmp_path: Path) -> None:
-    proxy = '[[proxies]]\nname = "p{i}"\ntype = "tcp"\nplugin.type = "virtual_net"\n'
-    f = _write(tmp_path / "c.toml", "".join(proxy.format(i=i) for i in range(3)))
-    cfg, notices = load_client_config(f, unsupported_ok=True)
-    assert len(cfg.proxies) == 3
-    assert notices == [
-        f'{f}:{4 * i + 4}: proxies[{i}].plugin: plugin "virtual_net" not supported yet, ignored'
-        for i in range(3)
-    ]
+def test_virtual_net_plugins_and_gate_reach_the_model(tmp_path: Path) -> None:
+    f = _write(
+        tmp_path / "c.toml",
+        'featureGates = { VirtualNet = true }\nvirtualNet.address = "100.86.0.1/24"\n'
+        '[[proxies]]\nname = "p"\ntype = "stcp"\nsecretKey = "k"\nplugin.type = "virtual_net"\n'
+        '[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "p"\nbindPort = -1\n'
+        '[visitors.plugin]\ntype = "virtual_net"\ndestinationIP = "100.86.0.2"\n',
+    )
+    cfg, notices = load_client_config(f)
+    assert notices == []
+    assert (cfg.virtual_net_address, cfg.feature_gates) == ("100.86.0.1/24", {"VirtualNet": True})
+    assert cfg.proxies[0].plugin == {"type": "virtual_net"}
+    assert cfg.visitors[0].plugin == {"type": "virtual_net", "destinationIP": "100.86.0.2"}
+
+
+def test_feature_gates_as_frpc_start_up_checks_them(tmp_path: Path) -> None:
+    f = _write(tmp_path / "c.toml", 'virtualNet.address = "100.86.0.1/24"\n')
     with pytest.raises(ConfigError) as info:
         load_client_config(f)
-    assert (
-        str(info.value)
-        == f'{f}:4: proxies[0].plugin: plugin "virtual_net" not supported yet by pyfrp'
+    assert str(info.value) == (
+        f"{f}:1: virtualNet.address: VirtualNet feature is not enabled; "
+        "enable it by setting the appropriate feature gate flag"
     )
+    f = _write(
+        tmp_path / "d.toml",
+        'featureGates = { VirtualNet = false }\nvirtualNet.address = "100.86.0.1/24"\n',
+    )
+    with pytest.raises(ConfigError, match="VirtualNet feature is not enabled"):
+        load_client_config(f)
+    f = _write(tmp_path / "e.toml", "featureGates = { VirtualNet = true, Warp = true }\n")
+    with pytest.raises(
+        ConfigError, match=r"e.toml:1: featureGates: unrecognized feature gate: Warp"
+    ):
+        load_client_config(f)
+    f = _write(tmp_path / "f.toml", "featureGates = { VirtualNet = true }\n")
+    assert load_client_config(f)[0].virtual_net_address == ""  # the gate alone does nothing
 
 
 def test_unsupported_values_of_supported_keys(tmp_path: Path) -> None:
@@ -292,9 +313,9 @@ def test_proxy_types_beyond_tcp_and_http_parse(tmp_path: Path) -> None:
 def test_strict_config_rejects_unsupported_options(tmp_path: Path) -> None:
     f = _write(
         tmp_path / "c.toml",
-        'serverAddr = "127.0.0.1"\nvirtualNet.address = "100.86.0.1/24"\n',
+        'serverAddr = "127.0.0.1"\ntransport.proxyURL = "ntlm://127.0.0.1:3128"\n',
     )
-    with pytest.raises(ConfigError, match=r"c.toml:2: virtualNet.address: not supported yet"):
+    with pytest.raises(ConfigError, match=r"c.toml:2: transport.proxyURL: not supported yet"):
         load_client_config(f, strict=True)
 
 

@@ -187,9 +187,6 @@ def test_verify_rejects_what_would_run_differently(tmp_path: Path) -> None:
         'transport.proxyURL = "https://127.0.0.1:3128"\n': (
             "frpc.toml:2: transport.proxyURL: not supported yet by pyfrp"
         ),
-        'virtualNet.address = "100.86.0.1/24"\n': (
-            "frpc.toml:2: virtualNet.address: not supported yet by pyfrp"
-        ),
     }
     for extra, message in cases.items():
         (tmp_path / "frpc.toml").write_text('serverAddr = "127.0.0.1"\n' + extra)

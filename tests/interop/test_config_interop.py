@@ -160,7 +160,8 @@ GOOD = {
 }
 # Files frpc starts that use what pyfrp does not implement yet: an error naming the setting.
 UNSUPPORTED = {
-    "unsupported.toml": '[[proxies]]\nname = "a"\ntype = "tcp"\nplugin.type = "virtual_net"\n',
+    "unsupported.toml": 'transport.proxyURL = "https://127.0.0.1:3128"\n'
+    '[[proxies]]\nname = "a"\ntype = "tcp"\nlocalPort = 22\n',
 }
 BAD = {
     "unknown-key.toml": "serverPrt = 7000\n",

@@ -114,3 +114,17 @@ def test_visitor_export_round_trips() -> None:
          "keepTunnelOpen": True, "fallbackTo": "w"}, "t",
     )  # fmt: skip
     assert visitor_from_v1(visitor_to_v1(v), "t") == v
+
+
+def test_virtual_net_plugins_survive_the_store() -> None:
+    """A visitor's or proxy's virtual_net plugin is kept by /api/config and the store file."""
+    v = visitor_from_v1(
+        {"name": "v", "type": "stcp", "serverName": "s", "secretKey": "k", "bindPort": -1,
+         "plugin": {"type": "virtual_net", "destinationIP": "100.86.0.1"}}, "t",
+    )  # fmt: skip
+    assert visitor_to_v1(v)["plugin"] == {"type": "virtual_net", "destinationIP": "100.86.0.1"}
+    assert visitor_from_v1(visitor_to_v1(v), "t") == v
+    p = proxy_from_v1(
+        {"name": "p", "type": "stcp", "secretKey": "k", "plugin": {"type": "virtual_net"}}, "t"
+    )
+    assert proxy_to_v1(p)["plugin"] == {"type": "virtual_net"}

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from pyfrp.client.nathole import ControlChannel
+from pyfrp.client.vnet import Controller
 from pyfrp.config.model import ClientConfig, ProxyConfig
 from pyfrp.log import PrefixLogger
 from pyfrp.net.msgconn import MessageConn
@@ -23,6 +24,7 @@ class ClientProxy:
     """One configured proxy: turns each work connection frps starts for it into local traffic."""
 
     kind: ClassVar[str] = ""
+    vnet: Controller | None = None  # the client's virtual network, for the virtual_net plugin
 
     def __init__(
         self, cfg: ProxyConfig, client: ClientConfig, logger: PrefixLogger, host: ControlChannel

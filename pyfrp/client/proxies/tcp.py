@@ -21,14 +21,29 @@ LOCAL_DIAL_TIMEOUT = 10.0
 @register("tcp")
 class TcpProxy(ClientProxy):
     async def handle_work_conn(self, conn: MessageConn, start: StartWorkConn) -> None:
+        await self.serve_work(conn, functools.partial(self.wrap, conn), start)
+
+    async def serve_work(
+        self,
+        work: asyncio.BaseTransport | MessageConn,
+        wrap: Callable[[], tuple[asyncio.Transport, bytes, bool]],
+        start: StartWorkConn,
+    ) -> None:
+        """Hand a work connection to the proxy's plugin, else to the local service."""
         cfg = self.cfg
         if cfg.plugin:
-            top, pending, ended = self.wrap(conn)
+            top, pending, ended = wrap()
             await plugins.serve(
-                cfg.plugin, self.log, top, pending, ended, start, cfg.proxy_protocol_version
-            )
+                cfg.plugin, self.log, top, pending, ended, start, cfg.proxy_protocol_version,
+                self.vnet, cfg.name,
+            )  # fmt: skip
             return
-        await self.join_local(conn, functools.partial(self.wrap, conn), start)
+        await self.join_local(work, wrap, start)
+
+    def close(self) -> None:
+        # frp's VirtualNetPlugin.Close: the proxy's packet connections end with it
+        if self.vnet is not None and self.cfg.plugin:
+            self.vnet.drop_owner(self.cfg.name)
 
     async def join_local(
         self,

@@ -128,8 +128,9 @@ class XtcpProxy(TcpProxy):
             )
             return top, pending, held.ended
 
-        await self.join_local(stream, wrap, start)
+        await self.serve_work(stream, wrap, start)
 
     def close(self) -> None:
+        super().close()
         for t in list(self._tasks):
             t.cancel()

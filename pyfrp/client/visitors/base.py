@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from pyfrp.client.nathole import ControlChannel
+from pyfrp.client.vnet import Controller, VisitorRoute
 from pyfrp.config.model import ClientConfig, VisitorConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
@@ -56,6 +58,32 @@ class UserConn(HoldProtocol):
     def on_held(self, transport: asyncio.Transport) -> None:
         self.visitor.take_conn(self)
 
+    def close_with_error(self, reason: str) -> None:
+        """The visitor could not serve this user (frp's CloseWithError)."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+class RouteConn(UserConn):
+    """The virtual_net plugin's end of its connection, served as any user's: errors reach
+    the plugin, which then waits longer before it opens another."""
+
+    def __init__(self, visitor: Visitor, route: VisitorRoute) -> None:
+        super().__init__(visitor)
+        self.route = route
+
+    def close_with_error(self, reason: str) -> None:
+        self.route.failed(reason)
+        super().close_with_error(reason)
+
+
+def drop_user(held: HoldProtocol, reason: str) -> None:
+    """Close a user connection the visitor could not serve, telling a plugin's why."""
+    if isinstance(held, UserConn):
+        held.close_with_error(reason)
+    elif held.transport is not None:
+        held.transport.close()
+
 
 def target_name(user: str, server_user: str, server_name: str) -> str:
     """The proxy a visitor asks for: serverUser.serverName, else the visitor's own user's."""
@@ -65,6 +93,7 @@ def target_name(user: str, server_user: str, server_name: str) -> str:
 
 class Visitor:
     kind: ClassVar[str] = ""
+    vnet: Controller | None = None  # the client's virtual network, for the virtual_net plugin
 
     def __init__(
         self, cfg: VisitorConfig, client: ClientConfig, host: VisitorHost, logger: PrefixLogger
@@ -73,6 +102,21 @@ class Visitor:
         self.client = client
         self.host = host
         self.log = logger.child(cfg.name)
+        self.route: VisitorRoute | None = None
+
+    def make_plugin(self) -> None:
+        """Build the visitor plugin (frp's NewVisitor); ValueError for bad options."""
+        if self.cfg.plugin:  # virtual_net, the only visitor plugin
+            self.route = VisitorRoute(
+                self.cfg.name, self.cfg.plugin, self.vnet, self._take_socket, self.log
+            )
+
+    async def _take_socket(self, sock: socket.socket) -> None:
+        route = self.route
+        assert route is not None
+        await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: RouteConn(self, route), sock
+        )
 
     async def start(self) -> None:
         """Listen on bindAddr:bindPort; raises OSError."""
@@ -146,6 +190,8 @@ class StreamVisitor(Visitor):
                 reuse_address=True,
                 backlog=BACKLOG,
             )
+        if self.route is not None:
+            self.route.start()
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -173,6 +219,8 @@ class StreamVisitor(Visitor):
             joined.on_done = functools.partial(self._joins.discard, joined)
 
     def close(self) -> None:
+        if self.route is not None:
+            self.route.close()
         if self._server is not None:
             self._server.close()
         for t in list(self._tasks):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pyfrp.client.visitors.base import StreamVisitor, VisitorError, register
+from pyfrp.client.visitors.base import StreamVisitor, VisitorError, drop_user, register
 from pyfrp.net.splice import HoldProtocol
 
 
@@ -20,7 +20,7 @@ class StcpVisitor(StreamVisitor):
             top, pending, ended = await self.dial()
         except VisitorError as exc:
             self.log.warning("dialRawVisitorConn error: %s", exc)
-            user.close()
+            drop_user(held, str(exc))
             return
         except asyncio.CancelledError:
             user.close()

@@ -11,7 +11,13 @@ import time
 from typing import Any
 
 from pyfrp.client import nathole
-from pyfrp.client.visitors.base import StreamVisitor, VisitorError, register, target_name
+from pyfrp.client.visitors.base import (
+    StreamVisitor,
+    VisitorError,
+    drop_user,
+    register,
+    target_name,
+)
 from pyfrp.net import kcpmux, quic
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
@@ -161,14 +167,14 @@ class XtcpVisitor(StreamVisitor):
         except VisitorError as exc:
             self.log.error("open tunnel error: %s", exc)
             if not cfg.fallback_to:
-                user.close()
+                drop_user(held, str(exc))
                 return
             self.log.debug("try to transfer connection to visitor: %s", cfg.fallback_to)
             try:
                 self.host.transfer(cfg.fallback_to, held)
             except VisitorError as exc2:
                 self.log.error("transfer connection to visitor %s error: %s", cfg.fallback_to, exc2)
-                user.close()
+                drop_user(held, str(exc2))
             return
         except asyncio.CancelledError:
             user.close()
