@@ -33,6 +33,8 @@ class Running(Protocol):
     path: str
     store: Store | None
     allow_unsafe: frozenset[str]
+    endpoints: list[tuple[str, int]]  # serverAddrs (or the one server), and the one in use
+    endpoint: int
 
     @property
     def proxy_states(self) -> list[ClientProxy]: ...
@@ -42,6 +44,8 @@ class Running(Protocol):
     ) -> None: ...
 
     def stop(self) -> None: ...
+
+    def prefer_first(self) -> None: ...
 
 
 class Admin:
@@ -84,6 +88,7 @@ class Admin:
             raise HTTPError(400, f"invalid argument: {exc}") from None
         self._check_store_names(cfg.proxies, cfg.visitors)
         client.apply(cfg.proxies, cfg.visitors)
+        client.prefer_first()  # serverAddrs: back to the first (pyfrp's failover)
         log.info("success reload conf")
 
     async def stop(self, request: web.Request) -> None:
@@ -98,7 +103,7 @@ class Admin:
             if not proxy.err:
                 remote = proxy.remote_addr
                 if p.type in ("tcp", "udp"):
-                    remote = client.cfg.server_addr + remote
+                    remote = client.endpoints[client.endpoint][0] + remote
             item = {
                 "name": p.name,
                 "type": p.type,

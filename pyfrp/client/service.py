@@ -4,6 +4,7 @@ client/control.go)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import platform
 import socket
@@ -393,6 +394,10 @@ class Client:
         self._stopped = asyncio.Event()
         # for the Python API (pyfrp.api): the first login's outcome, and proxies being started
         self.logged_in = asyncio.Event()
+        # serverAddrs (pyfrp's failover): the frps endpoints, and the one in use or being tried
+        self.endpoints = _endpoints(cfg)
+        self.endpoint = 0
+        self._to_first = False
         self.last_error = ""
         self.starting: dict[str, asyncio.Future[tuple[str, str]]] = {}
 
@@ -418,9 +423,26 @@ class Client:
         """The running session's proxies (none while not logged in, as frpc)."""
         return list(self.session.proxies.values()) if self.session is not None else []
 
+    def _endpoint_cfg(self) -> ClientConfig:
+        if not self.cfg.server_addrs:
+            return self.cfg
+        host, port = self.endpoints[self.endpoint]
+        return dataclasses.replace(self.cfg, server_addr=host, server_port=port)
+
+    def prefer_first(self) -> None:
+        """Back to the first of serverAddrs (pyfrpc reload): the session on another endpoint
+        ends and the next login starts from the first, going on down the list if it is down."""
+        if self.endpoint == 0 or len(self.endpoints) < 2:
+            return
+        self.endpoint = 0
+        if self.session is not None:
+            log.info("moving back to server [%s:%d]", *self.endpoints[0])
+            self._to_first = True
+            self.session.close()
+
     async def _login(self) -> Session:
         cfg = self.cfg
-        connector = Connector(cfg)
+        connector = Connector(self._endpoint_cfg())
         try:
             await connector.open()
             conn = await connect(connector, cfg)
@@ -507,9 +529,14 @@ class Client:
         cfg = self.cfg
         first = True
         failures = 0
+        many = len(self.endpoints) > 1
+        round_start = self.endpoint
         while not self._stopping:
             try:
-                log.info("try to connect to server...")
+                if many:
+                    log.info("try to connect to server [%s:%d]...", *self.endpoints[self.endpoint])
+                else:
+                    log.info("try to connect to server...")
                 self.session = await self._login()
             except (OSError, TimeoutError, ProtocolError, AuthError, OIDCError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
@@ -517,6 +544,10 @@ class Client:
                     log.warning("login to the server failed: %s", exc)
                 else:
                     log.warning("connect to server error: %s", exc or type(exc).__name__)
+                if many:  # the next endpoint at once; a pause only after a whole round
+                    self.endpoint = (self.endpoint + 1) % len(self.endpoints)
+                    if self.endpoint != round_start:
+                        continue
                 if first and cfg.login_fail_exit:
                     log.error(
                         "login to the server failed: %s. With loginFailExit enabled, "
@@ -534,6 +565,10 @@ class Client:
             self.session = None
             if not self._stopping:
                 log.warning("control connection to server lost, reconnecting")
+                if many and not self._to_first:  # fail over: the next one first
+                    self.endpoint = (self.endpoint + 1) % len(self.endpoints)
+                self._to_first = False
+                round_start = self.endpoint
         return 0
 
     async def proxy_started(self, name: str, limit: float) -> str:
@@ -582,6 +617,15 @@ async def _server_hello(conn: MessageConn, hello: bytes) -> tuple[str, bytes]:
     except ValueError as exc:
         raise AuthError(str(exc)) from None
     return algorithm, wire2.transcript_hash(hello, payload)
+
+
+def _endpoints(cfg: ClientConfig) -> list[tuple[str, int]]:
+    """serverAddrs as (host, port), or the one serverAddr:serverPort."""
+    out = []
+    for addr in cfg.server_addrs:
+        host, _, port = addr.rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out or [(cfg.server_addr, cfg.server_port)]
 
 
 def _backoff(failures: int) -> float:

@@ -609,6 +609,10 @@ def build_client(s: Settings, notices: Notices) -> ClientConfig:
     _token_source(s, "auth.tokenSource", cfg, notices)
     _token_source(s, "auth.oidc.tokenSource", cfg, notices)
     _oidc_client(s, cfg)
+    for addr in cfg.server_addrs:
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{s.at('serverAddrs')}: {q(addr)} is not a host:port address")
     if not cfg.proxy_url and os.environ.get("http_proxy"):  # frp's Complete() reads it too
         cfg.proxy_url = os.environ["http_proxy"]
         if not schema.CLIENT["transport.proxyURL"].supported(cfg.proxy_url):

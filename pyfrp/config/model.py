@@ -210,6 +210,8 @@ class VisitorConfig:
 class ClientConfig:
     server_addr: str = "0.0.0.0"
     server_port: int = 7000
+    # pyfrp's own failover list, "host:port" each; empty: server_addr/server_port only
+    server_addrs: list[str] = field(default_factory=list)
     protocol: str = "tcp"  # transport.protocol: tcp, kcp, quic, websocket, wss
     quic_max_idle_timeout: int = 30
     user: str = ""

@@ -223,6 +223,8 @@ CLIENT: dict[str, Opt] = {
     "clientID": Opt(S, "client_id"),
     "serverAddr": Opt(S, "server_addr", "server_addr"),
     "serverPort": Opt(P, "server_port", "server_port"),
+    # pyfrp's own: frps endpoints to fail over between (Go frpc rejects the key)
+    "serverAddrs": Opt(L, "server_addrs", "server_addrs"),
     "natHoleStunServer": Opt(S, "nat_hole_stun_server", "nat_hole_stun_server"),
     "dnsServer": Opt(S, "dns_server", "dns_server"),
     "loginFailExit": Opt(B, "login_fail_exit", "login_fail_exit"),
