@@ -11,13 +11,14 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfrp.net.prelogin import PreLoginPool
 from pyfrp.net.tlslayer import TlsLayer
-from pyfrp.net.websocket import PATH as WEBSOCKET_PATH
-from pyfrp.net.websocket import WebSocketLayer, server_layer
-from pyfrp.proto.detect import FirstByte, classify_first_byte
+from pyfrp.proto.detect import WEBSOCKET_PATH, FirstByte, classify_first_byte
+
+if TYPE_CHECKING:
+    from pyfrp.net.websocket import WebSocketLayer
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,8 @@ class FrpListener:
             if first == WEBSOCKET_HEAD[:1]:
                 head = await _peek(conn, len(WEBSOCKET_HEAD), FIRST_BYTE_TIMEOUT)
                 if head == WEBSOCKET_HEAD:
+                    from pyfrp.net.websocket import server_layer  # websockets: only when asked
+
                     transport, _ = await loop.connect_accepted_socket(
                         lambda: server_layer(self._websocket_open), conn
                     )

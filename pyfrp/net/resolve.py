@@ -14,8 +14,6 @@ import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pyfrp.proto.nathole import split_host_port
-
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
@@ -30,8 +28,11 @@ def set_dns_server(address: str) -> None:
         _dns_server = None
         return
     # Go: a port is added unless SplitHostPort succeeds (a bare IPv6 address has none).
-    parsed = split_host_port(address) if address.count(":") == 1 or "]:" in address else None
-    _dns_server = parsed or (address.strip("[]"), 53)
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit() and (address.count(":") == 1 or "]:" in address):
+        _dns_server = (host.strip("[]"), int(port))
+    else:
+        _dns_server = (address.strip("[]"), 53)
 
 
 def _from_hosts(host: str) -> list[str]:

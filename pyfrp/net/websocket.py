@@ -23,12 +23,13 @@ from websockets.typing import Origin
 from websockets.uri import parse_uri
 
 from pyfrp.net.layer import Layer
+from pyfrp.proto.detect import WEBSOCKET_PATH
 
 log = logging.getLogger(__name__)
 # websockets logs each handshake header at debug, under "websockets".
 logging.getLogger("websockets").setLevel(logging.WARNING)
 
-PATH = "/~!frp"
+PATH = WEBSOCKET_PATH
 HANDSHAKE_TIMEOUT = 10.0
 _DATA = (Opcode.BINARY, Opcode.TEXT, Opcode.CONT)
 

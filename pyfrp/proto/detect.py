@@ -24,3 +24,7 @@ def classify_first_byte(first: int) -> FirstByte:
     if first == TLS_HANDSHAKE_BYTE:
         return FirstByte.TLS
     return FirstByte.PLAIN
+
+
+# frp's websocket transport asks for this path on bind_port (pkg/util/net/websocket.go).
+WEBSOCKET_PATH = "/~!frp"

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from pyfrp.config.model import ServerConfig
 from pyfrp.errors import FrameError, MessageError, ProtocolError
-from pyfrp.net.kcp import KcpServer, kcp_serve
 from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket, join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
@@ -44,6 +43,7 @@ from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 if TYPE_CHECKING:
     from aioquic.asyncio.server import QuicServer
 
+    from pyfrp.net.kcp import KcpServer
     from pyfrp.server.dashboard import Dashboard
     from pyfrp.server.sshgw import SshGateway
 
@@ -253,6 +253,8 @@ class Server:
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
         if cfg.kcp_bind_port:
             address = join_host_port(cfg.bind_addr, cfg.kcp_bind_port)
+            from pyfrp.net.kcp import kcp_serve  # only with kcpBindPort (~1 MiB idle)
+
             try:
                 self._kcp = await kcp_serve(
                     cfg.bind_addr, cfg.kcp_bind_port, self._listener.sniffer
