@@ -29,7 +29,8 @@ def _api(cfg: ServerConfig, timeout: float) -> dict[str, Any]:
     """The dashboard's answer; raises OSError when it cannot be asked, ReloadError when the
     running pyfrps refused the file."""
     web = cfg.web
-    addr = "127.0.0.1" if web.addr in ("", "0.0.0.0") else web.addr
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # listening everywhere
+    addr = wildcard.get(web.addr, web.addr)
     host = f"[{addr}]" if ":" in addr else addr
     req = urllib.request.Request(f"http://{host}:{web.port}/api/reload", method="PUT")
     if web.user or web.password:

@@ -86,6 +86,34 @@ def test_token_change_refuses_old_clients_keeps_open_tunnels(pyfrp: Pyfrp, echo:
     wait_echo(first, proc=running)
 
 
+def test_scoped_heartbeats_checked_with_the_new_token(pyfrp: Pyfrp, echo: int) -> None:
+    """With auth.additionalScopes, a logged-in client's heartbeats are checked against the
+    token as it is now: an old-token client is told, logs in again, and is refused."""
+    bind, first = free_ports(2)
+    scopes = 'auth.additionalScopes = ["HeartBeats"]\n'
+    frps = pyfrp.frps(_server(bind, scopes), suffix=".toml")
+    _started(frps, bind)
+    client = pyfrp.frpc(
+        _client(bind, "old", "a", echo, first).replace(
+            "[[proxies]]", f"{scopes}transport.heartbeatInterval = 1\nloginFailExit = false\n"
+            "[[proxies]]", 1,
+        ),
+        suffix=".toml",
+    )  # fmt: skip
+    wait_echo(first, proc=client)
+    _reload(frps, _server(bind, scopes, token="new"))
+    client.wait_log("pong contains error: token in heartbeat doesn't match token")
+    client.wait_log("token in login doesn't match token from configuration")
+
+
+def test_reload_command_without_a_running_server(tmp_path: Path) -> None:
+    config = tmp_path / "frps.toml"
+    config.write_text("bindPort = 7000\n")
+    done = _cli_reload(config)
+    assert done.returncode == 1
+    assert f"no running pyfrps started with config file {config} was found" in done.stderr
+
+
 def test_allow_ports_via_cli_signal(pyfrp: Pyfrp, echo: int) -> None:
     bind, first, second = free_ports(3)
     frps = pyfrp.frps(_server(bind, f"allowPorts = [{{ single = {first} }}]\n"), suffix=".toml")
