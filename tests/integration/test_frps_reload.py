@@ -11,11 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness import HOST, Proc, Pyfrp, free_ports, wait_echo
+from tests.harness import HOST, Proc, Pyfrp, free_ports, http_service, wait_echo
+from tests.webclient import http_call
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,3 +251,49 @@ def test_dashboard_reload_and_credentials(pyfrp: Pyfrp, echo: int) -> None:
     assert _get(web, "admin", "two") == 200
     client = pyfrp.frpc(_client(bind, "old", "a", echo, first), suffix=".toml")
     wait_echo(first, proc=client)
+
+
+def test_http_settings_change_live(pyfrp: Pyfrp, tmp_path: Path) -> None:
+    """subDomainHost (new proxies), custom404Page and vhostHTTPTimeout."""
+    bind, vhost = free_ports(2)
+    page = tmp_path / "404.html"
+    page.write_text("<h1>nothing here, from the reload test</h1>")
+    frps = pyfrp.frps(_server(bind, f"vhostHTTPPort = {vhost}\n"), suffix=".toml")
+    _started(frps, bind)
+    url = f"http://{HOST}:{vhost}"
+    missing = http_call("GET", f"{url}/", headers={"Host": "nobody.example.test"})
+    assert missing.status == 404
+    assert "nothing here" not in missing.text
+
+    log = _reload(
+        frps,
+        _server(
+            bind,
+            f'vhostHTTPPort = {vhost}\nsubDomainHost = "example.test"\n'
+            f'custom404Page = "{page}"\nvhostHTTPTimeout = 1\n',
+        ),
+    )
+    assert "reload: vhostHTTPTimeout changed to 1" in log
+    missing = http_call("GET", f"{url}/", headers={"Host": "nobody.example.test"})
+    assert missing.status == 404
+    assert "nothing here, from the reload test" in missing.text
+
+    def body(path: str) -> bytes:
+        if path == "/slow":
+            time.sleep(4)
+        return b"app " + path.encode()
+
+    with http_service(lambda path: 200, body) as local:
+        client = pyfrp.frpc(
+            f'serverPort = {bind}\nauth.token = "old"\n[[proxies]]\nname = "app"\n'
+            f'type = "http"\nlocalPort = {local}\nsubdomain = "app"\n',
+            suffix=".toml",
+        )
+        client.wait_log(r"\[app\] start proxy success")
+        host = {"Host": "app.example.test"}
+        fast = http_call("GET", f"{url}/hi", headers=host)
+        assert (fast.status, fast.text) == (200, "app /hi")
+        start = time.monotonic()
+        slow = http_call("GET", f"{url}/slow", headers=host)
+        assert slow.status == 504
+        assert time.monotonic() - start < 3.5  # the new 1 s, not the 60 s it started with
