@@ -349,6 +349,11 @@ async def _serve(
 
     server = Server(cfg)
     server.config_path, server.config_loader = path, loader
+    loop = asyncio.get_running_loop()
+    # SIGHUP reloads (pyfrp extension); until frps has started it must not kill it either.
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.warning("frps is still starting: reload ignored")
+    )
     try:
         await server.start()
     except OSError as exc:
@@ -358,10 +363,9 @@ async def _serve(
         log.error("create OIDC token verifier error: %s", exc)
         return 1
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload)  # pyfrp extension
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     await stop.wait()
     log.info("frps is stopping")
     await server.close()
