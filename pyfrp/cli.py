@@ -243,7 +243,7 @@ def _verify(who: str, path: str, load: Callable[[], list[str]]) -> int:
 def _frps_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="pyfrps",
-        usage="%(prog)s [flags]\n       %(prog)s verify -c FILE",
+        usage="%(prog)s [flags]\n       %(prog)s verify -c FILE\n       %(prog)s reload -c FILE",
         description="pyfrps is the server of pyfrp, a drop-in replacement for frps"
         f" {FRP_VERSION} (https://github.com/fatedier/frp)",
         formatter_class=_Help,
@@ -251,7 +251,11 @@ def _frps_parser() -> argparse.ArgumentParser:
     )
     _globals(p, "frps", None)
     p.add_argument(
-        "command", nargs="?", choices=["verify"], help="verify that the configures is valid"
+        "command",
+        nargs="?",
+        choices=["verify", "reload"],
+        help="verify: check that the config file is valid; reload: make the running pyfrps"
+        " started with this config file read it again (pyfrp extension)",
     )
     for f in SERVER_FLAGS:
         _add_flag(p, f, schema.SERVER, scope="frps")
@@ -295,6 +299,8 @@ def frps_main(argv: Sequence[str] | None = None) -> int:
             return _verify(
                 "frps", path, lambda: load_server_config(path, strict, allow_unsafe=unsafe)[1]
             )
+        if args.command == "reload":
+            return _frps_reload(path, _strict(args), _unsafe(args))
         cfg, notices = frps_config(argv)
     except ConfigError as exc:
         return _fail(exc)
@@ -304,14 +310,50 @@ def frps_main(argv: Sequence[str] | None = None) -> int:
         log.info("frps uses config file: %s", path)
     else:
         log.info("frps uses command line arguments for config")
+    if path:
+        strict, unsafe = _strict(args), _unsafe(args)
+        return _run(
+            lambda: _serve(cfg, path, lambda: load_server_config(path, strict, allow_unsafe=unsafe))
+        )
     return _run(lambda: _serve(cfg))
 
 
-async def _serve(cfg: ServerConfig) -> int:
+def _frps_reload(path: str | None, strict: Strict, unsafe: frozenset[str]) -> int:
+    """``pyfrps reload -c FILE`` (pyfrp extension)."""
+    from pyfrp.config.load import load_server_config
+    from pyfrp.server import reloadctl
+
+    if not path:
+        print("frps: the configuration file is not specified", file=sys.stderr)
+        return 1
+    try:
+        cfg, _ = load_server_config(path, strict, allow_unsafe=unsafe)
+    except ConfigError as exc:  # nothing is sent: the running pyfrps would refuse it too
+        return _fail(exc)
+    try:
+        for line in reloadctl.reload(cfg, path):
+            print(line)
+    except reloadctl.ReloadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(
+    cfg: ServerConfig,
+    path: str = "",
+    loader: Callable[[], tuple[ServerConfig, list[str]]] | None = None,
+) -> int:
     from pyfrp.errors import OIDCError
     from pyfrp.server.service import Server
 
     server = Server(cfg)
+    server.config_path, server.config_loader = path, loader
+    loop = asyncio.get_running_loop()
+    # SIGHUP reloads (pyfrp extension); until frps has started it must not kill it either.
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.warning("frps is still starting: reload ignored")
+    )
     try:
         await server.start()
     except OSError as exc:
@@ -321,9 +363,9 @@ async def _serve(cfg: ServerConfig) -> int:
         log.error("create OIDC token verifier error: %s", exc)
         return 1
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     await stop.wait()
     log.info("frps is stopping")
     await server.close()

@@ -78,6 +78,9 @@ class Control:
         # wire v2: (AEAD algorithm, transcript hash) the hellos settled
         self.v2_crypto: tuple[str, bytes] | None = None
         cfg = service.cfg
+        # The token it logged in with keys its control channel and its proxies' encryption for
+        # as long as it stays: a reload of frps's token (pyfrp extension) leaves open sessions be.
+        self.token = cfg.token
         self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
         self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
         self.proxies: dict[str, Proxy] = {}
@@ -90,9 +93,9 @@ class Control:
     def start(self) -> None:
         # Control-channel encryption starts right after LoginResp (both directions, token key).
         if self.v2_crypto is not None:
-            self.conn.push_layer(AeadLayer, self.v2_crypto, self.service.cfg.token, False)
+            self.conn.push_layer(AeadLayer, self.v2_crypto, self.token, False)
         elif not self.internal:  # the SSH gateway's in-process client: nothing on the wire
-            self.conn.push_layer(CryptoLayer, derive_key(self.service.cfg.token))
+            self.conn.push_layer(CryptoLayer, derive_key(self.token))
         for _ in range(self.pool_count):
             self.conn.send(ReqWorkConn())
         self._task = asyncio.get_running_loop().create_task(self._run())

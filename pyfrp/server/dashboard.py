@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from pyfrp.config.model import ServerConfig, WebServerConfig
+from pyfrp.config.reload import ReloadResult
 from pyfrp.proto.msg import NewProxy
 from pyfrp.server.dashboard_v2 import DashboardV2
 from pyfrp.server.proxies import Proxy
@@ -90,6 +91,8 @@ class Server(Protocol):
     @property
     def proxies(self) -> Mapping[str, Proxy]: ...
 
+    def reload(self) -> ReloadResult: ...
+
 
 class Dashboard:
     """The routes of frps's web server over a running Server."""
@@ -116,6 +119,7 @@ class Dashboard:
         r.add_get("/api/clients", api(self.clients))
         r.add_get("/api/clients/{key}", api(self.client))
         r.add_delete("/api/proxies", api(self.delete_proxies))
+        r.add_put("/api/reload", api(self.reload))  # pyfrp extension (frpc: GET /api/reload)
         DashboardV2(self).routes(app)
         if self.server.cfg.web.assets_dir:
             serve_assets(app, self.server.cfg.web.assets_dir)
@@ -125,6 +129,14 @@ class Dashboard:
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(text=_page(), content_type="text/html")
+
+    async def reload(self, request: web.Request) -> dict[str, Any]:
+        """Re-read frps's config file: what was applied, what needs a restart (400 and nothing
+        changed when the file does not load)."""
+        result = self.server.reload()
+        if result.error:
+            raise HTTPError(400, f"invalid argument: {result.error}")
+        return result.as_json()
 
     # -- frp's v1 API
     async def server_info(self, request: web.Request) -> dict[str, Any]:

@@ -10,7 +10,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from pyfrp.config.model import ServerConfig
-from pyfrp.errors import FrameError, MessageError, ProtocolError
+from pyfrp.config.reload import ReloadResult, plan
+from pyfrp.errors import ConfigError, FrameError, MessageError, ProtocolError
+from pyfrp.log import LEVELS
 from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket, join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
@@ -41,6 +43,8 @@ from pyfrp.vhost.https import VhostHttpsServer
 from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aioquic.asyncio.server import QuicServer
 
     from pyfrp.net.kcp import KcpServer
@@ -222,6 +226,9 @@ class Server:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bind_port = cfg.bind_port
         self.auth = ServerAuth(cfg)  # start() replaces it when OIDC needs discovery
+        # How a reload reads the config file again (None: started from flags, nothing to read)
+        self.config_path = ""
+        self.config_loader: Callable[[], tuple[ServerConfig, list[str]]] | None = None
 
     @property
     def nathole(self) -> NatHoleController:
@@ -277,6 +284,58 @@ class Server:
         self.spawn(self._clean_nathole())
         self.spawn(self._clean_stats())
         log.info("frps started successfully")
+
+    def reload(self) -> ReloadResult:
+        """Read the config file again and apply what can change while running (a pyfrp
+        extension: SIGHUP, ``pyfrps reload``, the dashboard's ``PUT /api/reload``).
+
+        All or nothing: a file that does not load changes nothing. Settings that need a restart
+        keep their running values, one warning each; open tunnels and logged-in clients stay.
+        """
+        if self.config_loader is None:
+            err = "frps was started without a config file: nothing to reload"
+            log.warning("reload frps config error: %s", err)
+            return ReloadResult(error=err)
+        log.info("reload frps config file [%s]", self.config_path)
+        try:
+            loaded, notices = self.config_loader()
+        except ConfigError as exc:
+            log.warning("reload frps config error: %s; the running config is kept", exc)
+            return ReloadResult(error=str(exc))
+        for n in notices:
+            log.warning("%s", n)
+        effective, changes = plan(self.cfg, loaded)
+        self._apply(effective)
+        for c in changes:
+            if c.live:
+                log.info("reload: %s changed to %s", c.key, c.shown(c.new))
+            else:
+                log.warning("reload: %s changed: needs a restart, kept %s", c.key, c.shown(c.old))
+        applied = [c for c in changes if c.live]
+        log.info(
+            "success reload conf: %d setting(s) applied, %d need a restart",
+            len(applied), len(changes) - len(applied),
+        )  # fmt: skip
+        # last, so that the lines above are written at the level the reload started with
+        logging.getLogger().setLevel(LEVELS.get(effective.log.level.lower(), logging.INFO))
+        return ReloadResult(changes=changes)
+
+    def _apply(self, cfg: ServerConfig) -> None:
+        """Run with ``cfg`` from now on: every part that copied a setting is told. Only
+        assignments, so nothing here can fail halfway."""
+        self.cfg = cfg
+        self.res.cfg = cfg
+        self.auth.cfg = cfg
+        self.res.tcp_ports.allow = cfg.allow_ports
+        self.res.udp_ports.allow = cfg.allow_ports
+        http = self.res.vhost_http
+        if http is not None:
+            http.response_timeout = cfg.vhost_http_timeout if cfg.vhost_http_timeout > 0 else 60
+            http.not_found_path = cfg.custom_404_page
+        if self.res.vhost_tcpmux is not None:
+            self.res.vhost_tcpmux.not_found_path = cfg.custom_404_page
+        if self.dashboard is not None:
+            self.dashboard.web.cfg = cfg.web
 
     async def _start_ssh_gateway(self) -> None:
         from pyfrp.server.sshgw import SshGateway  # asyncssh loads only for the gateway

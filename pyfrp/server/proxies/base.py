@@ -39,6 +39,7 @@ class ProxyHost(Protocol):
 
     run_id: str
     v2: bool  # its frpc speaks wire protocol v2 (work connections too)
+    token: str  # the token its frpc logged in with: the key of use_encryption
 
     @property
     def user(self) -> str:
@@ -194,7 +195,7 @@ class Proxy:
         top, pending = wrap_work_transport(
             transport,
             pending,
-            token=self.res.cfg.token,
+            token=self.host.token,
             use_encryption=self.msg.use_encryption,
             use_compression=self.msg.use_compression,
             bucket=self.bucket,
