@@ -20,7 +20,6 @@ thread, returning once the tunnel is up.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import itertools
 import logging
 import threading
@@ -28,10 +27,10 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pyfrp.config.decode import parse_port_ranges, proxy_schema
+from pyfrp.config.decode import parse_port_ranges, proxy_schema, suggest
 from pyfrp.config.load import client_from_v1, proxy_from_v1, server_from_v1
 from pyfrp.config.model import ClientConfig, ProxyConfig, ServerConfig
-from pyfrp.config.schema import CLIENT, PROXY_TYPES, SERVER, Kind, Opt
+from pyfrp.config.schema import CLIENT, PROXY_TYPES, SERVER, Kind, Opt, ini_index
 from pyfrp.errors import AuthError, ConfigError, ProxyError
 
 log = logging.getLogger("pyfrp.api")
@@ -44,14 +43,12 @@ _names = itertools.count(1)
 
 def _v1(settings: dict[str, Any], table: dict[str, Opt], what: str) -> dict[str, Any]:
     """Keyword arguments (INI or v1 names) as the nested v1 table the file loaders check."""
-    by_ini = {opt.ini: key for key, opt in table.items() if opt.ini}
-    known = sorted({*table, *by_ini})
+    by_ini = ini_index(table)
     out: dict[str, Any] = {}
     for name, value in settings.items():
         key = name if name in table else by_ini.get(name)
         if key is None:
-            near = difflib.get_close_matches(name, known, 1)
-            hint = f' (did you mean "{near[0]}"?)' if near else ""
+            hint = suggest(name, sorted({*table, *by_ini}))
             raise ConfigError(f"{what}: {name}: unknown setting{hint}")
         kind = table[key].kind
         if isinstance(value, str) and kind is Kind.STR_LIST:
@@ -69,10 +66,9 @@ def _v1(settings: dict[str, Any], table: dict[str, Opt], what: str) -> dict[str,
 def server_config(**settings: Any) -> ServerConfig:
     """frps's config from keyword arguments (see the module doc)."""
     auto = []
+    by_ini = ini_index(SERVER)
     for name in list(settings):
-        key = (
-            name if name in SERVER else next((k for k, o in SERVER.items() if o.ini == name), name)
-        )
+        key = name if name in SERVER else by_ini.get(name, name)
         if key in AUTO_PORTS and settings[name] == "auto":
             auto.append(key)
             del settings[name]
