@@ -40,6 +40,14 @@ async def _roundtrip(port: int, payload: bytes) -> tuple[float, bytes]:
         writer.close()
 
 
+def _listen_overflows() -> int:
+    """The kernel's count of SYNs dropped on a full accept queue (TcpExt ListenOverflows), in
+    this network namespace."""
+    with open("/proc/net/netstat") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["ListenOverflows"])
+
+
 @pytest.mark.parametrize("mux", [True, False], ids=["tcp_mux", "no-mux"])
 async def test_a_burst_of_1000_connections_loses_none(pyfrp: Pyfrp, mux: bool) -> None:
     local = await asyncio.start_server(_echo, "127.0.0.1", 0, backlog=BACKLOG)
@@ -54,6 +62,7 @@ async def test_a_burst_of_1000_connections_loses_none(pyfrp: Pyfrp, mux: bool) -
     )
     await asyncio.to_thread(frpc.wait_log, r"\[burst\] start proxy success")
     payloads = [os.urandom(1024) for _ in range(BURST)]
+    overflows_before = _listen_overflows()
     async with local:
         results = await asyncio.wait_for(
             asyncio.gather(*(_roundtrip(remote, p) for p in payloads), return_exceptions=True),
@@ -65,6 +74,8 @@ async def test_a_burst_of_1000_connections_loses_none(pyfrp: Pyfrp, mux: bool) -
     assert [r[1] for r in done] == payloads
     # A SYN that finds the accept queue full is dropped and resent after the kernel's initial
     # retransmission timeout of 1 s (at asyncio's backlog of 100, about 1.05 s here; 0.10-0.16 s
-    # with Go's backlog): a connect that slow means frps's listener overflowed.
+    # with Go's backlog). The kernel counts such drops; a connect's time, measured in this busy
+    # loop, is only a sign (a loaded machine delays the loop past 1 s without any drop).
+    overflows = _listen_overflows() - overflows_before
     slowest = max(r[0] for r in done)
-    assert slowest < 1.0, f"a connect took {slowest:.2f} s: the listen queue overflowed"
+    assert overflows == 0, f"{overflows} SYNs dropped (slowest connect {slowest:.2f} s)"
