@@ -155,7 +155,13 @@ def started(frpc: Proc, count: int, timeout: float) -> None:
 
 
 def blackhole_then_heal(
-    pyfrp: Pyfrp, net: NetPair, side: Side, mux: bool, client_extra: str, detect_within: float
+    pyfrp: Pyfrp,
+    net: NetPair,
+    side: Side,
+    mux: bool,
+    client_extra: str,
+    detect_within: float,
+    cause: str | None = None,
 ) -> tuple[float, float]:
     """Black-hole frps, wait for frpc to notice, heal, wait for every proxy to be back.
     Returns (detection seconds, seconds from heal to all proxies re-registered)."""
@@ -167,7 +173,7 @@ def blackhole_then_heal(
     net.blackhole_srv()
     t0 = time.monotonic()
     # frp's words: yamux's keepalive failure (mux) or "heartbeat timeout", then the lost control.
-    cause = r"yamux keepalive timeout" if mux else r"heartbeat timeout"
+    cause = cause or (r"yamux keepalive timeout" if mux else r"heartbeat timeout")
     frpc.wait_log(cause, timeout=detect_within + 5)
     frpc.wait_log(r"control connection to server lost", timeout=5)
     detected = time.monotonic() - t0
@@ -199,6 +205,16 @@ def test_blackholed_frps_noticed_and_every_proxy_reregistered(
     heartbeat every 1 s and a 3 s timeout. frpc notices within that, then comes back."""
     limit = 1 + YAMUX_PING_TIMEOUT if mux else 3 + 1
     blackhole_then_heal(pyfrp, net, side, mux, short_timeouts(mux), limit)
+
+
+def test_blackhole_explicit_heartbeat_timeout_counts_with_tcp_mux(
+    pyfrp: Pyfrp, net: NetPair, side: Side
+) -> None:
+    """An explicit heartbeat_timeout is enforced with tcp_mux too, as frpc does (it checks
+    whenever interval and timeout are > 0): noticed in ~3 s, not after the 30 s yamux
+    keepalive + 10 s. pyfrpc used to ignore it with tcp_mux and took 39 s here."""
+    extra = "heartbeat_interval = 1\nheartbeat_timeout = 3\ndial_server_timeout = 3\n"
+    blackhole_then_heal(pyfrp, net, side, True, extra, 3 + 1, cause="heartbeat timeout")
 
 
 @pytest.mark.skipif(not LONG, reason="frp's default timeouts take minutes: PYFRP_NETFAULTS_LONG=1")
