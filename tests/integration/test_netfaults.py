@@ -27,6 +27,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from tests.conftest import peer_exe  # skips a test when its Go peer is not built
 from tests.harness import (
     Proc,
     Pyfrp,
@@ -139,14 +140,35 @@ def all_proxies_work(net: NetPair, frpc: Proc, timeout: float = 20.0) -> None:
 
 
 def start_pair(
-    pyfrp: Pyfrp, net: NetPair, mux: bool, side: Side, client_extra: str = ""
+    pyfrp: Pyfrp,
+    net: NetPair,
+    mux: bool,
+    side: Side,
+    client_extra: str = "",
+    server: str = "pyfrps",
+    client: str = "pyfrpc",
 ) -> tuple[Proc, Proc]:
-    """pyfrps in frps's namespace (listening before frpc starts), pyfrpc in frpc's."""
-    frps = pyfrp.frps(frps_ini(mux), prefix=net.exec_argv(net.srv))
+    """frps in its namespace (listening before frpc starts), frpc in its own. ``server`` and
+    ``client``: pyfrps/pyfrpc, or a Go peer's name from tests/conftest.py (frps-native...)."""
+    frps = _start(pyfrp, net.srv, net, server, frps_ini(mux))
     with in_netns(net.srv):
         frps.wait_port(BIND)
-    frpc = pyfrp.frpc(frpc_ini(mux, side, client_extra), prefix=net.exec_argv(net.cli))
+    frpc = _start(pyfrp, net.cli, net, client, frpc_ini(mux, side, client_extra))
     return frps, frpc
+
+
+def _start(pyfrp: Pyfrp, ns: str, net: NetPair, kind: str, config: str) -> Proc:
+    if kind == "pyfrps":
+        return pyfrp.frps(config, prefix=net.exec_argv(ns))
+    if kind == "pyfrpc":
+        return pyfrp.frpc(config, prefix=net.exec_argv(ns))
+    cfg = pyfrp.tmp / f"{kind}.ini"
+    cfg.write_text(config)
+    proc = Proc(
+        kind, [*net.exec_argv(ns), peer_exe(kind), "-c", cfg], pyfrp.tmp / f"{kind}.log", pyfrp.tmp
+    )
+    pyfrp.procs.append(proc)
+    return proc
 
 
 def started(frpc: Proc, count: int, timeout: float) -> None:
@@ -162,21 +184,27 @@ def blackhole_then_heal(
     client_extra: str,
     detect_within: float,
     cause: str | None = None,
+    server: str = "pyfrps",
+    client: str = "pyfrpc",
 ) -> tuple[float, float]:
     """Black-hole frps, wait for frpc to notice, heal, wait for every proxy to be back.
     Returns (detection seconds, seconds from heal to all proxies re-registered)."""
-    frps, frpc = start_pair(pyfrp, net, mux, side, client_extra)
+    frps, frpc = start_pair(pyfrp, net, mux, side, client_extra, server, client)
     started(frpc, 1, 20)
     all_proxies_work(net, frpc)
     run_id = re.findall(r"get run id \[(\w+)\]", frpc.log())[0]
 
     net.blackhole_srv()
     t0 = time.monotonic()
-    # frp's words: yamux's keepalive failure (mux) or "heartbeat timeout", then the lost control.
-    cause = cause or (r"yamux keepalive timeout" if mux else r"heartbeat timeout")
-    frpc.wait_log(cause, timeout=detect_within + 5)
-    frpc.wait_log(r"control connection to server lost", timeout=5)
+    # Noticed: frpc (Go or pyfrp) starts logging in again.
+    frpc.wait_log(r"try to connect to server", timeout=detect_within + 5, count=2)
     detected = time.monotonic() - t0
+    if client == "pyfrpc":  # and says why: yamux's keepalive failure or "heartbeat timeout"
+        cause = cause or (r"yamux keepalive timeout" if mux else r"heartbeat timeout")
+        assert re.search(cause, frpc.log()), frpc.log()[-2000:]
+        assert "control connection to server lost" in frpc.log()
+    elif cause:  # Go frpc logs only "heartbeat timeout"; yamux's failure it does not log
+        assert re.search(cause, frpc.log()), frpc.log()[-2000:]
     assert detected <= detect_within + 1.5, f"noticed after {detected:.1f}s"
     # Still black: frpc keeps trying (and failing) to log in, it does not exit.
     frpc.wait_log(r"connect to server error", timeout=15)
@@ -187,11 +215,12 @@ def blackhole_then_heal(
     started(frpc, 2, 40)
     back = time.monotonic() - t1
     assert re.findall(r"get run id \[(\w+)\]", frpc.log()) == [run_id, run_id]
-    frps.wait_log(rf"\[{run_id}\] client login success", count=2)
+    if server == "pyfrps":
+        frps.wait_log(rf"\[{run_id}\] client login success", count=2)
     all_proxies_work(net, frpc)
     assert "start error" not in frpc.log()
     print(
-        f"\nmux={mux}: black hole noticed in {detected:.1f}s, "
+        f"\n{server}+{client} mux={mux}: black hole noticed in {detected:.1f}s, "
         f"every proxy back {back:.1f}s after heal"
     )
     return detected, back
