@@ -24,6 +24,7 @@ import fcntl
 import itertools
 import os
 import random
+import re
 import select
 import shutil
 import struct
@@ -61,6 +62,13 @@ def skip_reason() -> str | None:
         return f"nftables does not work in a namespace: {exc}"
     finally:
         _ip("netns", "del", name)
+    return None
+
+
+def wire_skip_reason() -> str | None:
+    """Why the delaying wire cannot run here (on top of ``skip_reason``), or None."""
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun for the delaying wire"
     return None
 
 
@@ -189,14 +197,17 @@ class NetPair:
             self.nft(
                 ns,
                 "add chain inet pf loss { type filter hook input priority -20; }",
-                f'add rule inet pf loss iifname "{dev}" numgen random mod 1000 < {per_mille} drop',
+                f'add rule inet pf loss iifname "{dev}" '
+                f"numgen random mod 1000 < {per_mille} counter drop",
             )
 
-    def link_down(self, ns: str) -> None:
-        self.ns_ip(ns, "link", "set", self.links[ns], "down")
-
-    def link_up(self, ns: str) -> None:
-        self.ns_ip(ns, "link", "set", self.links[ns], "up")
+    def dropped(self) -> int:
+        """Packets the ``loss`` rules have dropped so far, both sides."""
+        total = 0
+        for ns in (self.srv, self.cli):
+            text = _sh([*self.exec_argv(ns), "nft", "list", "chain", "inet", "pf", "loss"])
+            total += sum(int(n) for n in re.findall(r"counter packets (\d+)", text))
+        return total
 
     def heal(self) -> None:
         """Every nft fault gone (the link's state is left alone)."""
