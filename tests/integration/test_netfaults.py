@@ -4,6 +4,8 @@ by a veth pair (or the delaying wire of tests/netns.py), with the kernel droppin
 - A black-holed frps (every packet dropped, no RST): pyfrpc notices through yamux keepalives
   (tcp_mux) or heartbeats (without), logs it as frp does, keeps retrying, and once the path
   heals logs in again with its run id and re-registers every proxy (tcp, udp, http).
+- The other way round: frps's heartbeat timeout / yamux keepalive drop a silent frpc and free
+  its remote ports; after the heal frpc registers everything again.
 - A partition shorter than the timeouts: nothing is torn down, a transfer across it completes
   byte for byte.
 - 100 ms RTT with 1 % loss: a transfer through tcp (tcp_mux on and off) is sha256-equal.
@@ -38,6 +40,7 @@ from tests.harness import (
     http_service,
     udp_echo_server,
     wait_echo,
+    wait_port_closed,
     wait_udp_echo,
 )
 from tests.netns import CLI_IP, SRV_IP, NetPair, in_netns, skip_reason, wire_skip_reason
@@ -147,10 +150,11 @@ def start_pair(
     client_extra: str = "",
     server: str = "pyfrps",
     client: str = "pyfrpc",
+    server_extra: str = "",
 ) -> tuple[Proc, Proc]:
     """frps in its namespace (listening before frpc starts), frpc in its own. ``server`` and
     ``client``: pyfrps/pyfrpc, or a Go peer's name from tests/conftest.py (frps-native...)."""
-    frps = _start(pyfrp, net.srv, net, server, frps_ini(mux))
+    frps = _start(pyfrp, net.srv, net, server, frps_ini(mux, server_extra))
     with in_netns(net.srv):
         frps.wait_port(BIND)
     frpc = _start(pyfrp, net.cli, net, client, frpc_ini(mux, side, client_extra))
@@ -255,6 +259,49 @@ def test_blackholed_frps_with_frps_default_timeouts(
     30 s with a 90 s timeout without it."""
     limit = 30 + YAMUX_PING_TIMEOUT if mux else 90 + 30
     blackhole_then_heal(pyfrp, net, side, mux, "", limit)
+
+
+@pytest.mark.parametrize(
+    "mux",
+    [
+        pytest.param(
+            True,
+            id="mux",
+            marks=pytest.mark.skipif(not LONG, reason="~25 s: PYFRP_NETFAULTS_LONG=1"),
+        ),
+        pytest.param(False, id="nomux"),
+    ],
+)
+def test_frps_notices_silent_frpc_and_frees_its_ports(
+    pyfrp: Pyfrp, net: NetPair, side: Side, mux: bool
+) -> None:
+    """The other end: frps's own checks (a yamux ping every 1 s with tcp_mux, a 3 s heartbeat
+    timeout without) drop a control that went silent and close its remote ports; once the path
+    heals, frpc finds its control dead and registers everything again."""
+    if mux:  # frpc pings less often, so frps is the first to give up
+        server, client = "tcp_mux_keepalive_interval = 1\n", "tcp_mux_keepalive_interval = 5\n"
+        limit = 1 + YAMUX_PING_TIMEOUT
+    else:
+        server, client = (
+            "heartbeat_timeout = 3\n",
+            "heartbeat_interval = 1\nheartbeat_timeout = 60\n",
+        )
+        limit = 3 + 1
+    frps, frpc = start_pair(pyfrp, net, mux, side, client, server_extra=server)
+    started(frpc, 1, 20)
+    all_proxies_work(net, frpc)
+    net.blackhole_srv()
+    t0 = time.monotonic()
+    with in_netns(net.srv):
+        wait_port_closed(TCP_PORT, limit + 3)
+    took = time.monotonic() - t0
+    assert took <= limit + 1.5, took
+    frps.wait_log(r"yamux keepalive timeout" if mux else r"heartbeat timeout", timeout=2)
+    assert "control connection to server lost" not in frpc.log()  # frpc has not noticed yet
+    net.heal()
+    started(frpc, 2, 20)
+    all_proxies_work(net, frpc)
+    print(f"\nmux={mux}: frps dropped the silent control in {took:.1f}s")
 
 
 @MUX
