@@ -108,12 +108,24 @@ def in_netns(name: str) -> Iterator[None]:
         os.close(target)
 
 
+def _sweep() -> None:
+    """Delete namespaces a killed run of ours left behind (their creator's pid is gone)."""
+    for line in _ip("netns", "list").splitlines():
+        m = re.match(r"pf(\d+)x\d+[sc]\b", line)
+        if m and not os.path.exists(f"/proc/{m[1]}"):
+            try:
+                _ip("netns", "del", line.split()[0])
+            except RuntimeError:
+                pass
+
+
 class NetPair:
     """Namespaces ``srv`` (address SRV_IP) and ``cli`` (CLI_IP) joined by a veth pair or, with
     ``delay_ms``, by the user-space wire (one-way delay ``delay_ms``). Always ``close()``."""
 
     def __init__(self, delay_ms: float = 0.0, mtu: int = 1500) -> None:
-        tag = f"pf{os.getpid() % 100000}x{next(_counter)}"
+        _sweep()
+        tag = f"pf{os.getpid()}x{next(_counter)}"  # <= 15 characters with a suffix
         self.srv, self.cli = f"{tag}s", f"{tag}c"
         self.wire: subprocess.Popen[str] | None = None
         self._made: list[str] = []
@@ -147,7 +159,10 @@ class NetPair:
         argv += ["--delay-ms", str(delay_ms), "--mtu", str(mtu)]
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=root)
-        self.wire = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=root)
+        # Its stdin is ours: when this process dies, the wire sees EOF and exits too.
+        self.wire = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=root
+        )
         assert self.wire.stdout is not None
         line = self.wire.stdout.readline().strip()
         if not line.startswith("ready"):
@@ -218,8 +233,9 @@ class NetPair:
         if self.wire is not None:
             self.wire.kill()
             self.wire.wait(5)
-            if self.wire.stdout is not None:
-                self.wire.stdout.close()
+            for pipe in (self.wire.stdin, self.wire.stdout):
+                if pipe is not None:
+                    pipe.close()
             self.wire = None
         for ns in self._made:
             try:
@@ -245,7 +261,7 @@ def _tun(name: str) -> int:
 
 def run_wire(srv: str, cli: str, delay_ms: float, mtu: int, loss: float = 0.0) -> None:
     """Forward IP packets between a tun in ``srv`` and one in ``cli``, each held ``delay_ms``."""
-    tag = f"pfw{os.getpid() % 100000}"
+    tag = f"pfw{os.getpid()}"
     ends = [(srv, f"{tag}s", SRV_IP, CLI_IP), (cli, f"{tag}c", CLI_IP, SRV_IP)]
     fds = []
     for ns, dev, here, there in ends:
@@ -259,12 +275,17 @@ def run_wire(srv: str, cli: str, delay_ms: float, mtu: int, loss: float = 0.0) -
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
+    poller.register(sys.stdin.fileno(), select.POLLIN)
     side = {fd: i for i, fd in enumerate(fds)}
     while True:
         now = time.monotonic()
         due = [q[0][0] for q in queues if q]
         timeout = max(0.0, min(due) - now) if due else 1.0
         for fd, _ in poller.poll(timeout * 1000):
+            if fd not in side:  # our parent went away (stdin at EOF): so do we
+                if not os.read(fd, 4096):
+                    return
+                continue
             out = queues[1 - side[fd]]
             stamp = time.monotonic() + delay
             for _ in range(64):

@@ -251,6 +251,7 @@ def test_blackhole_explicit_heartbeat_timeout_counts_with_tcp_mux(
 
 
 @pytest.mark.skipif(not LONG, reason="frp's default timeouts take minutes: PYFRP_NETFAULTS_LONG=1")
+@pytest.mark.timeout(300)
 @MUX
 def test_blackholed_frps_with_frps_default_timeouts(
     pyfrp: Pyfrp, net: NetPair, side: Side, mux: bool
