@@ -153,22 +153,41 @@ class Pyfrp:
         self.n = 0
 
     def _start(
-        self, module: str, name: str, config: str, suffix: str, extra: Sequence[str]
+        self,
+        module: str,
+        name: str,
+        config: str,
+        suffix: str,
+        extra: Sequence[str],
+        prefix: Sequence[str] = (),
     ) -> Proc:
         self.n += 1
         cfg = self.tmp / f"{name}-{self.n}{suffix}"
         cfg.write_text(config)
-        argv = [sys.executable, "-m", module, "-c", str(cfg), *extra]
+        argv = [*prefix, sys.executable, "-m", module, "-c", str(cfg), *extra]
         proc = Proc(name, argv, self.tmp / f"{name}-{self.n}.log", self.tmp)
         proc.config = cfg
         self.procs.append(proc)
         return proc
 
-    def frps(self, config: str, suffix: str = ".ini", extra: Sequence[str] = ()) -> Proc:
-        return self._start("pyfrp.server", "pyfrps", config, suffix, extra)
+    def frps(
+        self,
+        config: str,
+        suffix: str = ".ini",
+        extra: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+    ) -> Proc:
+        """``prefix``: argv run in front (``ip netns exec NS`` puts it in a namespace)."""
+        return self._start("pyfrp.server", "pyfrps", config, suffix, extra, prefix)
 
-    def frpc(self, config: str, suffix: str = ".ini", extra: Sequence[str] = ()) -> Proc:
-        return self._start("pyfrp.client", "pyfrpc", config, suffix, extra)
+    def frpc(
+        self,
+        config: str,
+        suffix: str = ".ini",
+        extra: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+    ) -> Proc:
+        return self._start("pyfrp.client", "pyfrpc", config, suffix, extra, prefix)
 
     def stop_all(self) -> None:
         for p in reversed(self.procs):

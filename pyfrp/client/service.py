@@ -292,8 +292,10 @@ class Session:
 
     async def _heartbeat(self) -> None:
         cfg = self.client.cfg
-        # With tcp_mux, liveness is yamux's job; frp checks the Pong timeout only without it.
-        check = cfg.heartbeat_timeout > 0 and not cfg.tcp_mux
+        # frp checks the Pong timeout whenever one is set: by default only without tcp_mux (yamux
+        # keepalives watch the link then), but an explicit heartbeatTimeout counts with it too.
+        timeout = cfg.effective_heartbeat_timeout
+        check = timeout > 0
         while True:
             self.log.debug("send heartbeat to server")
             ping = Ping()
@@ -309,7 +311,7 @@ class Session:
                 except ConnectionError:
                     return
             await asyncio.sleep(cfg.heartbeat_interval)
-            if check and time.monotonic() - self.last_pong > cfg.heartbeat_timeout:
+            if check and time.monotonic() - self.last_pong > timeout:
                 self.log.warning("heartbeat timeout")
                 self.conn.abort()
                 return

@@ -227,7 +227,7 @@ class ClientConfig:
     # frp >= 0.58 defaults to -1 (no Pings) with tcp_mux. pyfrpc pings every 30 s anyway:
     # frps < 0.39 requires it and every frps answers. An explicit value in a file wins.
     heartbeat_interval: int = 30
-    heartbeat_timeout: int = 90
+    heartbeat_timeout: int | None = None  # None: frp's default (90, or -1 with tcp_mux)
     tls_enable: bool = True
     disable_custom_tls_first_byte: bool = True
     tls_cert_file: str = ""
@@ -249,3 +249,11 @@ class ClientConfig:
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)
     visitors: list[VisitorConfig] = field(default_factory=list)
+
+    @property
+    def effective_heartbeat_timeout(self) -> int:
+        """frpc gives up on a control without Pongs after this long (-1: never); frp checks it
+        whenever it is set, tcp_mux or not, and defaults it to -1 with tcp_mux."""
+        if self.heartbeat_timeout is not None:
+            return self.heartbeat_timeout
+        return -1 if self.tcp_mux else 90

@@ -240,3 +240,20 @@ def test_paths_with_spaces_and_copies(tmp_path: Path) -> None:
         shutil.copy(DATA / f"server.{fmt}", d / f"server.{fmt}")
     models = {load_server_config(str(d / f"server.{fmt}"))[0].bind_port for fmt in FORMATS}
     assert models == {7001}
+
+
+@pytest.mark.parametrize(
+    ("ini", "want"),
+    [
+        ("", -1),  # frp: -1 with tcp_mux (yamux keepalives watch the link)
+        ("tcp_mux = false\n", 90),
+        ("heartbeat_timeout = 7\n", 7),  # explicit: checked with tcp_mux too
+        ("tcp_mux = false\nheartbeat_timeout = 7\n", 7),
+    ],
+)
+def test_client_heartbeat_timeout_default_follows_tcp_mux(
+    tmp_path: Path, ini: str, want: int
+) -> None:
+    path = tmp_path / "frpc.ini"
+    path.write_text(f"[common]\nserver_port = 7000\n{ini}")
+    assert load_client_config(str(path))[0].effective_heartbeat_timeout == want
