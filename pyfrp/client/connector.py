@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING
 
 from pyfrp.config.model import ClientConfig
 from pyfrp.net import resolve
-from pyfrp.net.kcp import kcp_connect
 from pyfrp.net.layer import insert_layer
 from pyfrp.net.listen import join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession
 from pyfrp.net.tls import ClientContext, client_context
 from pyfrp.net.tlslayer import TlsLayer
-from pyfrp.net.websocket import client_layer
 from pyfrp.proto.detect import FRP_TLS_HEAD_BYTE
 
 if TYPE_CHECKING:
@@ -54,21 +52,24 @@ class Connector:
         protocol = self.cfg.protocol
         if protocol == "tcp":
             return await self._dial_tcp(self._tls)
+        if protocol == "kcp":
+            from pyfrp.net.kcp import kcp_connect  # loaded only for it
+
+            async with asyncio.timeout(self.cfg.dial_server_timeout):
+                lower, _ = await kcp_connect(
+                    self.cfg.server_addr, self.cfg.server_port, _Placeholder
+                )
+            return lower if self._tls is None else await self._tls_over(lower)
+        from pyfrp.net.websocket import client_layer  # websocket or wss: websockets loads here
+
         if protocol == "wss":  # TLS (no custom byte), then the websocket (Host: the TLS name)
             tls = self._tls or client_context(server_name=self._server_name)
             return await client_layer(
                 await self._dial_tcp(tls, custom_byte=False), self._server_name
             )
-        if protocol == "websocket":
-            lower: asyncio.Transport = await client_layer(
-                await self._dial_tcp(None),
-                join_host_port(self.cfg.server_addr, self.cfg.server_port),
-            )
-        else:  # kcp
-            async with asyncio.timeout(self.cfg.dial_server_timeout):
-                lower, _ = await kcp_connect(
-                    self.cfg.server_addr, self.cfg.server_port, _Placeholder
-                )
+        lower = await client_layer(
+            await self._dial_tcp(None), join_host_port(self.cfg.server_addr, self.cfg.server_port)
+        )
         return lower if self._tls is None else await self._tls_over(lower)
 
     async def _tls_over(self, lower: asyncio.Transport) -> asyncio.Transport:

@@ -14,7 +14,6 @@ from pyfrp.client import nathole
 from pyfrp.client.proxies.base import register, wire_name
 from pyfrp.client.proxies.tcp import TcpProxy
 from pyfrp.errors import ProtocolError
-from pyfrp.net import kcpmux, quic
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
@@ -83,6 +82,8 @@ class XtcpProxy(TcpProxy):
     async def _serve_kcp(
         self, sock: socket.socket, peer: tuple[str, int], start: StartWorkConn
     ) -> None:
+        from pyfrp.net import kcpmux  # the tunnel stacks load with the first hole
+
         tunnel = await kcpmux.open_tunnel(
             sock, peer, client=False, on_stream=lambda s: self._stream(s, start)
         )
@@ -94,6 +95,8 @@ class XtcpProxy(TcpProxy):
 
     async def _serve(self, sock: socket.socket, start: StartWorkConn) -> None:
         try:
+            from pyfrp.net import quic  # aioquic: ~10 MiB, only once a hole is punched
+
             tunnel, close_listener = await quic.accept(sock, lambda s: self._stream(s, start))
         except (OSError, TimeoutError, ConnectionError) as exc:
             self.log.error("quic accept connection error: %s", exc or "timeout")

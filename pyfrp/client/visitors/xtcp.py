@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfrp.client import nathole
 from pyfrp.client.visitors.base import (
@@ -18,12 +18,14 @@ from pyfrp.client.visitors.base import (
     register,
     target_name,
 )
-from pyfrp.net import kcpmux, quic
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.net.workconn import wrap_work_transport
 from pyfrp.proto.auth import privilege_key
 from pyfrp.proto.msg import NatHoleVisitor
 from pyfrp.proto.nathole import new_id
+
+if TYPE_CHECKING:
+    from pyfrp.net import kcpmux, quic
 
 OPEN_TUNNEL_TIMEOUT = 20.0
 RETRY_OPEN = 0.5
@@ -143,6 +145,8 @@ class XtcpVisitor(StreamVisitor):
             self.log.warning("make hole error: %s", exc)
             return
         tunnel: quic.QuicTunnel | kcpmux.KcpTunnel
+        from pyfrp.net import kcpmux, quic  # aioquic: ~10 MiB, only once a hole is punched
+
         try:
             if cfg.protocol == "kcp":
                 tunnel = await kcpmux.open_tunnel(sock, raddr, client=True)
