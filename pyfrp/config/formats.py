@@ -349,7 +349,14 @@ def _loader() -> type[yaml.SafeLoader]:
 def _yaml(text: str, path: str, lines: LineMap) -> Document:
     import yaml
 
-    loader = _loader()(text)
+    try:
+        loader = _loader()(text)  # its reader refuses control characters up front
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{path}:{lines(line)}: invalid YAML: unacceptable character "
+            f"#x{exc.character:04x}: {exc.reason}"
+        ) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

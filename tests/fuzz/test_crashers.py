@@ -1,0 +1,76 @@
+"""Every input the fuzzers found that crashed a parser (or broke one of its invariants), as a byte
+vector: first through its target, then what a user would see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyfrp.config.load import load_client_config, load_server_config
+from pyfrp.errors import ConfigError
+from pyfrp.proto import framing
+from pyfrp.proto.msg import Login
+from pyfrp.vhost import http1
+from tests.fuzz.targets import TARGETS
+
+# Login whose metas has a key that is a lone surrogate escape: decoded as is, the message (and
+# anything frps built from it) could not be encoded again (UnicodeEncodeError).
+LONE_SURROGATE_KEY = b'o\x00\x00\x00\x00\x00\x00\x00\x18{"metas":{"\\ud800":"x"}}'
+# Connection naming Content-Length: frps forwarded the 5 body bytes but dropped the length from
+# the head it sent on, so the backend read them as the start of the next request (smuggling).
+CONNECTION_CONTENT_LENGTH = (
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\nhello"
+    b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+)
+# The same in a response: the client would read a keep-alive response until the close.
+RESPONSE_CONNECTION_CONTENT_LENGTH = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\nok"
+)
+# A YAML config holding a control character: PyYAML's reader raised ReaderError, a traceback.
+YAML_CONTROL_CHAR = b"\x02bindPort: 7000\n\x0e\n"
+
+CRASHERS = [
+    ("msg", LONE_SURROGATE_KEY),
+    ("http1_head", CONNECTION_CONTENT_LENGTH),
+    ("http1_head", RESPONSE_CONNECTION_CONTENT_LENGTH),
+    ("config", YAML_CONTROL_CHAR),
+    ("config", b"\x02\x00\x00"),
+]
+
+
+@pytest.mark.parametrize(("name", "data"), CRASHERS)
+def test_crasher_runs_clean(name: str, data: bytes) -> None:
+    TARGETS[name].run(data)
+
+
+def test_lone_surrogate_map_key_decodes_as_replacement_char() -> None:
+    dec = framing.MessageDecoder()
+    dec.feed(LONE_SURROGATE_KEY)
+    msg = dec.next_message()
+    assert isinstance(msg, Login)
+    assert msg.metas == {"\ufffd": "x"}  # as Go's encoding/json decodes it
+    assert '"metas":{"\ufffd":"x"}'.encode() in framing.encode_message(msg)
+
+
+def test_content_length_survives_connection_header() -> None:
+    head = CONNECTION_CONTENT_LENGTH[: CONNECTION_CONTENT_LENGTH.index(b"\r\n\r\n") + 4]
+    req = http1.parse_request_head(head)
+    upstream = http1.upstream_request_head(req, "127.0.0.1")
+    assert b"Content-Length: 5\r\n" in upstream
+    assert http1.parse_request_head(upstream).length == 5
+
+
+def test_response_content_length_survives_connection_header() -> None:
+    resp = http1.parse_response_head(RESPONSE_CONNECTION_CONTENT_LENGTH[:-2], "GET")
+    out = http1.client_response_head(resp, chunked_to_client=True, close=False)
+    assert b"Content-Length: 2\r\n" in out
+    assert b"Connection" not in out  # the hop-by-hop field itself still goes
+
+
+@pytest.mark.parametrize("load", [load_server_config, load_client_config])
+def test_yaml_control_character_is_a_config_error(tmp_path: Path, load) -> None:
+    path = tmp_path / "frp.yaml"
+    path.write_bytes(YAML_CONTROL_CHAR[1:])
+    with pytest.raises(ConfigError, match=r"frp\.yaml:2: invalid YAML: unacceptable character"):
+        load(str(path), envs={})
