@@ -74,3 +74,14 @@ def test_yaml_control_character_is_a_config_error(tmp_path: Path, load) -> None:
     path.write_bytes(YAML_CONTROL_CHAR[1:])
     with pytest.raises(ConfigError, match=r"frp\.yaml:2: invalid YAML: unacceptable character"):
         load(str(path), envs={})
+
+
+@pytest.mark.parametrize("port", [65536, 70000, -1, 2**63 - 1])
+def test_remote_port_out_of_range_is_not_allowed(port: int) -> None:
+    """A NewProxy's remote_port is any int64 on the wire (and from the SSH gateway's
+    ``--remote_port``): bind() raised OverflowError, which escaped the control loop."""
+    from pyfrp.server.ports import PortError, PortManager
+
+    ports = PortManager("127.0.0.1", [])
+    with pytest.raises(PortError, match="port not allowed"):
+        ports.acquire(port)
