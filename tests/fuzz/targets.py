@@ -28,7 +28,9 @@ from pyfrp.config import load as config_load
 from pyfrp.errors import ConfigError, CryptoError, FrameError, ProtocolError, YamuxError
 from pyfrp.proto import crypto, detect, framing, kcp, kcpfec, snappy, sshcmd, wire2, yamux
 from pyfrp.proto import msg as m
+from pyfrp.vhost import http as vhttp
 from pyfrp.vhost import http1, sni
+from pyfrp.vhost.router import Router, canonical_host
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,7 @@ def _http_stream(pieces: list[bytes], request: bool, method: str) -> Any:
                 head: Any
                 if request:
                     head = http1.parse_request_head(raw)
+                    _route(head)
                     _check_upstream(head)
                 else:
                     head = http1.parse_response_head(raw, method)
@@ -303,6 +306,19 @@ def _http_stream(pieces: list[bytes], request: bool, method: str) -> Any:
     except http1.HttpError as exc:  # the heads so far, not how much of a body went through
         return [head for head, _ in out], ("refused", str(exc), exc.status)
     return out, bytes(sunk)
+
+
+_ROUTER: Router[str] = Router()
+for _domain, _location, _user in (("example.com", "", ""), ("*.example.com", "/a", ""),
+                                  ("h", "/", "u"), ("*", "", "")):  # fmt: skip
+    _ROUTER.add(_domain, _location, _user, _domain)
+
+
+def _route(req: http1.Request) -> None:
+    """What the http vhost does with a head before it forwards it: host, user, route."""
+    user = vhttp.route_user(req)
+    found = _ROUTER.lookup(canonical_host(req.host), req.path, user)
+    assert found is not None, "the * route matches every host"
 
 
 def _check_upstream(req: http1.Request) -> None:
