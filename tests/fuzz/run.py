@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,7 +146,7 @@ def _child_atheris(args: argparse.Namespace) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["pyfrp"]):
-        from tests.fuzz.targets import TARGETS
+        from tests.fuzz.targets import TARGETS, cleanup
 
     t = TARGETS[args.child]
     rec = Recorder(t.name, Path(args.crash_dir), Path(args.stats), args.inputs)
@@ -166,6 +167,8 @@ def _child_atheris(args: argparse.Namespace) -> None:
         rec.run(t.run, data)
         if rec.count >= args.inputs:
             rec.write()
+            shutil.rmtree(work, True)
+            cleanup()  # os._exit skips atexit
             os._exit(0)
 
     atheris.Setup(argv, one)

@@ -14,8 +14,10 @@ HTTP head the backend would frame differently from frps).
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import struct
 import tempfile
 import zlib
@@ -736,6 +738,13 @@ def run_sshcmd(data: bytes) -> None:
 
 _CONFIG_DIR = Path(tempfile.mkdtemp(prefix="pyfrp-fuzz-config-", dir="/dev/shm"
                                     if os.path.isdir("/dev/shm") else None))  # fmt: skip
+
+
+def cleanup() -> None:
+    shutil.rmtree(_CONFIG_DIR, True)
+
+
+atexit.register(cleanup)
 _SUFFIXES = (".ini", ".toml", ".yaml", ".json", ".toml")
 _FIXTURES = Path(__file__).parent.parent / "config" / "data"
 
@@ -796,6 +805,11 @@ _HTTP_WORDS = (b"\r\n", b"\r\n\r\n", b"Transfer-Encoding: ", b"chunked", b"Conte
                b"Connection: ", b"Host: ", b"HTTP/1.1", b"HTTP/1.0", b"Upgrade", b"close",
                b"keep-alive", b"%2", b"CONNECT ", b"HEAD ", b";", b"0\r\n\r\n")  # fmt: skip
 
+_CONFIG_WORDS = (b"[[proxies]]\n", b"[[visitors]]\n", b"{{ ", b" }}", b".Envs.X", b"range:",
+                 b"[common]\n", b"includes", b"type = ", b"tcp", b"http", b"xtcp", b": ",
+                 b"- ", b'": ', b"true", b"null", b"70000", b"-1", b"\\u0000", b"&a", b"*a",
+                 b"!!binary", b"'''", b'"""', b"\n  ")  # fmt: skip
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -819,6 +833,7 @@ TARGETS: dict[str, Target] = {
         Target("sshcmd", run_sshcmd, _seeds_ssh, (sshcmd.CommandError, sshcmd.HelpRequested),
                "SSH gateway exec command", max_len=512),
         Target("config", run_config, _seeds_config, (ConfigError,),
-               "config files: INI/TOML/YAML/JSON + templates", max_len=8192),
+               "config files: INI/TOML/YAML/JSON + templates", max_len=8192,
+               dictionary=_CONFIG_WORDS),
     )
 }  # fmt: skip

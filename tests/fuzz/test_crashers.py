@@ -30,7 +30,16 @@ RESPONSE_CONNECTION_CONTENT_LENGTH = (
 # A YAML config holding a control character: PyYAML's reader raised ReaderError, a traceback.
 YAML_CONTROL_CHAR = b"\x02bindPort: 7000\n\x0e\n"
 
+# Nesting deeper than Python's recursion limit: json, PyYAML and tomllib raised RecursionError.
+DEEP_JSON = b"\x03" + b"[" * 5000
+DEEP_YAML = b"\x02a: " + b"{" * 5000
+DEEP_TOML = b"\x01a = " + b"[" * 5000
+
 CRASHERS = [
+    ("config", DEEP_JSON),
+    ("config", DEEP_YAML),
+    ("config", DEEP_TOML),
+    ("config", b"\x07" + b"- " * 5000),
     ("msg", LONE_SURROGATE_KEY),
     ("http1_head", CONNECTION_CONTENT_LENGTH),
     ("http1_head", RESPONSE_CONNECTION_CONTENT_LENGTH),
@@ -85,3 +94,13 @@ def test_remote_port_out_of_range_is_not_allowed(port: int) -> None:
     ports = PortManager("127.0.0.1", [])
     with pytest.raises(PortError, match="port not allowed"):
         ports.acquire(port)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("frps.json", DEEP_JSON), ("frps.yaml", DEEP_YAML), ("frps.toml", DEEP_TOML)]
+)
+def test_deep_nesting_is_a_config_error(tmp_path: Path, name: str, data: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(data[1:])
+    with pytest.raises(ConfigError, match=r"frps\.\w+: invalid \w+: nested too deeply"):
+        load_server_config(str(path), envs={})
