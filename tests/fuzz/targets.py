@@ -15,6 +15,7 @@ HTTP head the backend would frame differently from frps).
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import random
 import shutil
@@ -27,8 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from pyfrp.config import load as config_load
-from pyfrp.errors import ConfigError, CryptoError, FrameError, ProtocolError, YamuxError
-from pyfrp.proto import crypto, detect, framing, kcp, kcpfec, snappy, sshcmd, wire2, yamux
+from pyfrp.errors import (
+    ConfigError,
+    CryptoError,
+    FrameError,
+    OIDCError,
+    ProtocolError,
+    YamuxError,
+)
+from pyfrp.proto import crypto, detect, framing, kcp, kcpfec, oidc, snappy, sshcmd, wire2, yamux
 from pyfrp.proto import msg as m
 from pyfrp.vhost import http as vhttp
 from pyfrp.vhost import http1, sni
@@ -733,6 +741,32 @@ def run_sshcmd(data: bytes) -> None:
     assert cmd.name
 
 
+# ------------------------------------------------------------------------------ OIDC tokens
+
+
+_OIDC_OPTS = oidc.VerifyOptions("https://issuer.example", audience="frps")
+
+
+def _seeds_oidc() -> list[bytes]:
+    claims = b'{"iss":"https://issuer.example","sub":"s","aud":["frps"],"exp":4102444800}'
+    header = b'{"alg":"RS256","kid":"k1"}'
+    token = b".".join(base64.urlsafe_b64encode(x).rstrip(b"=") for x in (header, claims, b"sig"))
+    return [token, claims, b'{"iss":"x","aud":"frps","exp":1,"nbf":2}']
+
+
+def run_oidc(data: bytes) -> None:
+    """frps's check of a Login's OIDC token: the compact JWS header (before any signature
+    check), then the claims as if the signature had verified (a trusted issuer's bad token)."""
+    try:
+        oidc.parse_jwt(data.decode("utf-8", "replace"), ["RS256", "ES256"])
+    except OIDCError:
+        pass
+    try:
+        oidc.check_claims(data, _OIDC_OPTS, now=1e9)
+    except OIDCError:
+        pass
+
+
 # ------------------------------------------------------------------------------ config files
 
 
@@ -832,6 +866,7 @@ TARGETS: dict[str, Target] = {
                max_len=8192),
         Target("sshcmd", run_sshcmd, _seeds_ssh, (sshcmd.CommandError, sshcmd.HelpRequested),
                "SSH gateway exec command", max_len=512),
+        Target("oidc", run_oidc, _seeds_oidc, (OIDCError,), "OIDC token header + claims"),
         Target("config", run_config, _seeds_config, (ConfigError,),
                "config files: INI/TOML/YAML/JSON + templates", max_len=8192,
                dictionary=_CONFIG_WORDS),

@@ -104,3 +104,23 @@ def test_deep_nesting_is_a_config_error(tmp_path: Path, name: str, data: bytes) 
     path.write_bytes(data[1:])
     with pytest.raises(ConfigError, match=r"frps\.\w+: invalid \w+: nested too deeply"):
         load_server_config(str(path), envs={})
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        b'{"exp": 1' + b"0" * 400 + b"}",  # OverflowError from float()
+        b"[" * 5000,  # RecursionError from json
+        b'{"exp": NaN}',  # accepted, and never expired
+        b'{"exp": 1e999}',
+    ],
+)
+def test_bad_oidc_claims_are_refused(claims: bytes) -> None:
+    """A token whose signature checks out (a trusted issuer's) but whose claims are not Go's
+    JSON: refused with go-oidc's unmarshal error, not a traceback or a token that never ends."""
+    from pyfrp.errors import OIDCError
+    from pyfrp.proto.oidc import VerifyOptions, check_claims
+
+    opts = VerifyOptions("i", skip_issuer_check=True)
+    with pytest.raises(OIDCError, match="oidc: failed to unmarshal claims"):
+        check_claims(claims, opts, now=1e9)
