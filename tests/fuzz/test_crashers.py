@@ -88,7 +88,8 @@ def test_yaml_control_character_is_a_config_error(tmp_path: Path, load) -> None:
 @pytest.mark.parametrize("port", [65536, 70000, -1, 2**63 - 1])
 def test_remote_port_out_of_range_is_not_allowed(port: int) -> None:
     """A NewProxy's remote_port is any int64 on the wire (and from the SSH gateway's
-    ``--remote_port``): bind() raised OverflowError, which escaped the control loop."""
+    ``--remote_port``): getaddrinfo() took it modulo 65536 (70000 listened on 4464; 2**40 on a
+    random port) where Go answers "port not allowed"."""
     from pyfrp.server.ports import PortError, PortManager
 
     ports = PortManager("127.0.0.1", [])
