@@ -311,7 +311,8 @@ def parse_response_head(raw: bytes, request_method: str) -> Response:
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
     m = _VERSION.fullmatch(version)
-    if not m or m.group(1) != "1" or len(code) != 3 or not code.isdigit():
+    # isascii: latin-1 text has digits ("\xb2", superscript two) that int() refuses
+    if not m or m.group(1) != "1" or len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise HttpError(f"malformed status line {first[:100]!r}", 502)
     resp = Response(int(m.group(2)), int(code), reason, headers)
     lengths: list[str] = []

@@ -35,7 +35,14 @@ DEEP_JSON = b"\x03" + b"[" * 5000
 DEEP_YAML = b"\x02a: " + b"{" * 5000
 DEEP_TOML = b"\x01a = " + b"[" * 5000
 
+# A status code of latin-1 digits: "\xb2" (superscript two) passed str.isdigit(), int() raised
+# ValueError out of the response path instead of the 502 HttpError.
+STATUS_SUPERSCRIPT = (
+    b"HTTP/1.1 \xb200 OK\r\nContent-ion: Basix dTpw\r\n\r\nion: Basic dTpw\r\xff\xff"
+)
+
 CRASHERS = [
+    ("http1_head", STATUS_SUPERSCRIPT),
     ("config", DEEP_JSON),
     ("config", DEEP_YAML),
     ("config", DEEP_TOML),
@@ -125,3 +132,17 @@ def test_bad_oidc_claims_are_refused(claims: bytes) -> None:
     opts = VerifyOptions("i", skip_issuer_check=True)
     with pytest.raises(OIDCError, match="oidc: failed to unmarshal claims"):
         check_claims(claims, opts, now=1e9)
+
+
+def test_status_code_with_latin1_digit_is_a_bad_gateway() -> None:
+    head = STATUS_SUPERSCRIPT[: STATUS_SUPERSCRIPT.index(b"\r\n\r\n") + 4]
+    with pytest.raises(http1.HttpError, match="malformed status line") as err:
+        http1.parse_response_head(head, "GET")
+    assert err.value.status == 502
+
+
+def test_nat_address_with_latin1_digit_port_is_not_an_address() -> None:
+    from pyfrp.proto.nathole import split_host_port
+
+    assert split_host_port("1.2.3.4:\u00b2") is None
+    assert split_host_port("1.2.3.4:5") == ("1.2.3.4", 5)
