@@ -336,6 +336,8 @@ def parse_response_head(raw: bytes, request_method: str) -> Response:
         resp.framing = Framing.NONE
     elif te:
         codings = [t.strip().lower() for v in te for t in v.split(",") if t.strip()]
+        if lengths:  # RFC 9112 6.3: Transfer-Encoding wins, and a proxy drops Content-Length
+            resp.headers = headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
         if codings and codings[-1] == "chunked" and codings.count("chunked") == 1:
             resp.framing = Framing.CHUNKED
             if codings != ["chunked"]:

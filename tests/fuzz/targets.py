@@ -348,7 +348,8 @@ def _check_upstream(req: http1.Request) -> None:
 def _check_client_response(resp: http1.Response) -> None:
     if resp.status == 101 or resp.status < 200 or resp.framing is http1.Framing.NONE:
         return
-    head = http1.client_response_head(resp, chunked_to_client=True, close=False)
+    close = resp.framing is http1.Framing.UNTIL_CLOSE  # as the vhost's close_after
+    head = http1.client_response_head(resp, chunked_to_client=True, close=close)
     again = http1.parse_response_head(head, "GET")
     theirs = (again.framing, again.length) if again.framing is not http1.Framing.NONE else None
     ours = (resp.framing, resp.length)

@@ -41,7 +41,14 @@ STATUS_SUPERSCRIPT = (
     b"HTTP/1.1 \xb200 OK\r\nContent-ion: Basix dTpw\r\n\r\nion: Basic dTpw\r\xff\xff"
 )
 
+# Content-Length next to a Transfer-Encoding that does not end in chunked: frps sends the body
+# until close, but passed the Content-Length on, so the client cut the body short.
+TE_AND_LENGTH = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nTransfer-Encoding: gzip\r\n\r\nmore than six bytes"
+)
+
 CRASHERS = [
+    ("http1_head", TE_AND_LENGTH),
     ("http1_head", STATUS_SUPERSCRIPT),
     ("config", DEEP_JSON),
     ("config", DEEP_YAML),
@@ -146,3 +153,11 @@ def test_nat_address_with_latin1_digit_port_is_not_an_address() -> None:
 
     assert split_host_port("1.2.3.4:\u00b2") is None
     assert split_host_port("1.2.3.4:5") == ("1.2.3.4", 5)
+
+
+@pytest.mark.parametrize("te", [b"gzip", b"gzip, chunked"])
+def test_transfer_encoding_drops_content_length(te: bytes) -> None:
+    head = TE_AND_LENGTH.replace(b"gzip", te)
+    resp = http1.parse_response_head(head[: head.index(b"\r\n\r\n") + 4], "GET")
+    out = http1.client_response_head(resp, chunked_to_client=True, close=True)
+    assert b"Content-Length" not in out
