@@ -196,7 +196,9 @@ def _yamux(pieces: list[bytes], client: bool, app: bool) -> Any:
                         continue
                     ev = yamux.StreamData(ev.stream_id, bytes(ev.data))
                 elif app and isinstance(ev, yamux.StreamOpened):
-                    if s.is_stream_open(ev.stream_id):  # not reset by the same frame
+                    # The events come after the whole batch: the id may since have been reset,
+                    # or closed by an earlier incarnation's StreamEnded (ids are reused after RST).
+                    if s.send_window(ev.stream_id):
                         s.send_data(ev.stream_id, b"reply")
                 elif app and isinstance(ev, yamux.StreamEnded):
                     s.close_stream(ev.stream_id)

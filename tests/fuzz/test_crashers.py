@@ -47,7 +47,12 @@ TE_AND_LENGTH = (
     b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nTransfer-Encoding: gzip\r\n\r\nmore than six bytes"
 )
 
+# Stream 1 opened, ended, reset and opened again in one read: the harness (not the session) sent
+# on the new incarnation after closing it for the old one's StreamEnded.
+YAMUX_REOPENED = b"\x00\x01\x00\x01\x00\x00\xf7\x01\x01\x00\x9d\x00\x00\x00\x005\x00\x00\x00\x01\x00\x00\x00\x05hello\x00\x00\x07\xfc\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x005\x00\x00\x00\x01\x00\x00\x00\xff\xff\xff\xff\xfe\xff\xff\xfe\x00\x00\x00\x00\x00\x00\x00^\x07\xfc\x004\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x03by\x1d\x1d\x1d\x1d\x1d\x1de"
+
 CRASHERS = [
+    ("yamux", YAMUX_REOPENED),
     ("http1_head", TE_AND_LENGTH),
     ("http1_head", STATUS_SUPERSCRIPT),
     ("config", DEEP_JSON),
