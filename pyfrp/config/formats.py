@@ -109,7 +109,7 @@ def dotted(key: KeyPath) -> str:
 def parse_v1(text: str, path: str, lines: LineMap = same_line) -> Document:
     hint = _EXT.get(os.path.splitext(path)[1].lower(), "")
     if hint == "toml":
-        return _toml(text, path, lines)
+        return _parse("toml", text, path, lines)
     looks_json = text.lstrip().startswith("{")
     order = ["toml", "json" if looks_json else "yaml"]
     if hint:
@@ -117,10 +117,17 @@ def parse_v1(text: str, path: str, lines: LineMap = same_line) -> Document:
     errors: dict[str, ConfigError] = {}
     for fmt in order:
         try:
-            return _PARSERS[fmt](text, path, lines)
+            return _parse(fmt, text, path, lines)
         except ConfigError as exc:
             errors[fmt] = exc
     raise errors[hint or _looks_like(text, looks_json)]
+
+
+def _parse(fmt: str, text: str, path: str, lines: LineMap) -> Document:
+    try:
+        return _PARSERS[fmt](text, path, lines)
+    except RecursionError:  # every parser (and our line finders) recurses per nesting level
+        raise ConfigError(f"{path}: invalid {fmt.upper()}: nested too deeply") from None
 
 
 def _looks_like(text: str, looks_json: bool) -> str:
@@ -349,7 +356,14 @@ def _loader() -> type[yaml.SafeLoader]:
 def _yaml(text: str, path: str, lines: LineMap) -> Document:
     import yaml
 
-    loader = _loader()(text)
+    try:
+        loader = _loader()(text)  # its reader refuses control characters up front
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{path}:{lines(line)}: invalid YAML: unacceptable character "
+            f"#x{exc.character:04x}: {exc.reason}"
+        ) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

@@ -19,6 +19,7 @@ KCP conversation before trusting it.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 
@@ -104,8 +105,11 @@ def _mat_invert(m: Matrix) -> Matrix:
     return [row[n:] for row in work]
 
 
+@functools.cache
 def coding_matrix(data_shards: int, parity_shards: int) -> Matrix:
-    """klauspost/reedsolomon's default encoding matrix (data rows are the identity)."""
+    """klauspost/reedsolomon's default encoding matrix (data rows are the identity).
+
+    Cached (every KCP session builds an encoder and a decoder): callers must not modify it."""
     total = data_shards + parity_shards
     vm = [[_gf_pow(r, c) for c in range(data_shards)] for r in range(total)]
     return _mat_mul(vm, _mat_invert(vm[:data_shards]))

@@ -92,7 +92,10 @@ def _dec_int(value: Any, where: str) -> int:
 def _dec_str(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise MessageError(f"{where}: expected a JSON string, got {_type_name(value)}")
-    text: str = value
+    return _valid_utf8(value)
+
+
+def _valid_utf8(text: str) -> str:
     if text.isascii():
         return text
     try:
@@ -127,7 +130,8 @@ def _decoder_for(hint: Any) -> _Decode:
         def dec_dict(value: Any, where: str) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise MessageError(f"{where}: expected a JSON object, got {_type_name(value)}")
-            return {k: dec_value(v, f"{where}.{k}") for k, v in value.items()}
+            # keys get the same U+FFFD for a lone surrogate as values (they are re-encoded)
+            return {_valid_utf8(k): dec_value(v, f"{where}.{k}") for k, v in value.items()}
 
         return dec_dict
     if origin is list:

@@ -34,7 +34,7 @@ def new_id() -> str:
 
 def split_host_port(addr: str) -> tuple[str, int] | None:
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):  # int() refuses "²"
         return None
     return host.strip("[]"), int(port)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -291,7 +292,7 @@ class VerifyOptions:
 def check_claims(payload: bytes, opts: VerifyOptions, now: float | None = None) -> Claims:
     """go-oidc's checks after the signature, in its order."""
     try:
-        doc = json.loads(payload)
+        doc = json.loads(payload, parse_constant=_not_json)
         if not isinstance(doc, dict):
             raise ValueError("not an object")
         aud = doc.get("aud", [])
@@ -299,7 +300,9 @@ def check_claims(payload: bytes, opts: VerifyOptions, now: float | None = None) 
         exp = float(doc.get("exp") or 0)
         nbf = doc.get("nbf")
         nbf = float(nbf) if nbf is not None else None
-    except (ValueError, TypeError) as exc:
+        if not math.isfinite(exp) or (nbf is not None and not math.isfinite(nbf)):
+            raise ValueError("exp or nbf out of range")  # Go's float64 refuses 1e999
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise OIDCError(f"oidc: failed to unmarshal claims: {exc}") from None
     claims = Claims(str(doc.get("iss", "")), str(doc.get("sub", "")), audience, exp)
     if not opts.skip_issuer_check and claims.issuer != opts.issuer:
@@ -320,6 +323,11 @@ def check_claims(payload: bytes, opts: VerifyOptions, now: float | None = None) 
                 f"{_gotime(nbf)}"
             )
     return claims
+
+
+def _not_json(name: str) -> float:
+    """NaN and Infinity are Python's extension of JSON (an exp of NaN would never expire)."""
+    raise ValueError(f"invalid JSON value {name}")
 
 
 class SubjectBook:

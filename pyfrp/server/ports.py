@@ -30,6 +30,10 @@ class PortManager:
         self.used: set[int] = set()
 
     def allowed(self, port: int) -> bool:
+        # Go's free-port set holds 1-65535 only: a NewProxy asking for 70000 is "not allowed"
+        # (getaddrinfo would bind 70000 % 65536).
+        if not 0 < port <= 65535:
+            return False
         return not self.allow or any(a <= port <= b for a, b in self.allow)
 
     def acquire(self, port: int) -> tuple[int, socket.socket]:

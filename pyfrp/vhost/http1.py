@@ -311,7 +311,8 @@ def parse_response_head(raw: bytes, request_method: str) -> Response:
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
     m = _VERSION.fullmatch(version)
-    if not m or m.group(1) != "1" or len(code) != 3 or not code.isdigit():
+    # isascii: latin-1 text has digits ("\xb2", superscript two) that int() refuses
+    if not m or m.group(1) != "1" or len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise HttpError(f"malformed status line {first[:100]!r}", 502)
     resp = Response(int(m.group(2)), int(code), reason, headers)
     lengths: list[str] = []
@@ -335,6 +336,8 @@ def parse_response_head(raw: bytes, request_method: str) -> Response:
         resp.framing = Framing.NONE
     elif te:
         codings = [t.strip().lower() for v in te for t in v.split(",") if t.strip()]
+        if lengths:  # RFC 9112 6.3: Transfer-Encoding wins, and a proxy drops Content-Length
+            resp.headers = headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
         if codings and codings[-1] == "chunked" and codings.count("chunked") == 1:
             resp.framing = Framing.CHUNKED
             if codings != ["chunked"]:
@@ -481,6 +484,13 @@ def _set(headers: list[tuple[str, str]], name: str, value: str) -> None:
     headers.append((key, value.replace("\r", " ").replace("\n", " ")))
 
 
+def _connection_named(tokens: set[str]) -> set[str]:
+    """The fields a Connection header asks a proxy to remove, except Content-Length: the
+    body is forwarded as it came, so its length must go with it (Go's Transport and Server
+    write it from the length they framed the body with, whatever Connection says)."""
+    return tokens - {"content-length"} if tokens else tokens
+
+
 def upstream_request_head(
     req: Request,
     client_ip: str | None,
@@ -490,7 +500,7 @@ def upstream_request_head(
 ) -> bytes:
     """The head frps sends to the backend for ``req`` (frp's ReverseProxy Rewrite). With
     ``client_ip`` None the X-Forwarded-* headers pass as they came (frpc's http2http plugins)."""
-    drop = _UPSTREAM_DROP | req.connection_tokens if req.connection_tokens else _UPSTREAM_DROP
+    drop = _UPSTREAM_DROP | _connection_named(req.connection_tokens)
     if client_ip is None:
         drop = drop - {"x-forwarded-host", "x-forwarded-proto"}
     prior: list[str] = []
@@ -531,7 +541,7 @@ def client_response_head(
     if resp.status == 101:
         headers = list(resp.headers)
     else:
-        drop = HOP_BY_HOP | resp.connection_tokens
+        drop = HOP_BY_HOP | _connection_named(resp.connection_tokens)
         headers = [(n, v) for n, v in resp.headers if n.lower() not in drop]
         if resp.framing is Framing.CHUNKED:
             if chunked_to_client:

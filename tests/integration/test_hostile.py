@@ -516,3 +516,22 @@ def test_malformed_udp_packet_closes_only_its_work_conn(tunnel: Tunnel) -> None:
             pkt = w2.recv()
             assert isinstance(pkt, UDPPacket)
             assert pkt.content == b"still here"
+
+
+@pytest.mark.parametrize("proxy_type", ["tcp", "udp"])
+def test_remote_port_beyond_65535(tunnel: Tunnel, proxy_type: str) -> None:
+    """NewProxy's remote_port is any int64 on the wire: 70000 is refused as Go's port manager
+    refuses it ("port not allowed"), and the control connection goes on. getaddrinfo() took the
+    port modulo 65536: frps listened on 4464 and answered ":70000"."""
+    with tunnel.under_attack(), RawConn(tunnel.bind, mux=tunnel.mux) as ctl:
+        resp = ctl.login(TOKEN)
+        assert not resp.error
+        ctl.start_crypto(TOKEN)
+        ctl.send(NewProxy(proxy_name="far", proxy_type=proxy_type, remote_port=70000))
+        refused = ctl.recv_as(NewProxyResp)
+        assert isinstance(refused, NewProxyResp)
+        assert "port not allowed" in refused.error
+        ctl.send(NewProxy(proxy_name="near", proxy_type=proxy_type, remote_port=0))
+        ok = ctl.recv_as(NewProxyResp)
+        assert isinstance(ok, NewProxyResp)
+        assert ok.error == ""
