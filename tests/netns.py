@@ -40,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from pyfrp.net.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
 from tests.harness import Proc
 
 SRV_IP = "10.77.0.1"  # frps's side of the link
@@ -406,10 +407,6 @@ def lab(tmp: Path) -> Iterator[Lab]:
 
 
 # ---------------------------------------------------------------------------- the delay wire
-
-TUNSETIFF = 0x400454CA
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
 
 
 def _tun(name: str) -> int:
