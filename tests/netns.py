@@ -306,8 +306,10 @@ class Lab(NetPair):
 
     def stun(self, ns: str, host: str) -> tuple[Proc, int]:
         """tests.harness's STUN server on ``host`` in ``ns``; (process, its first port)."""
+        root = str(Path(__file__).resolve().parent.parent)  # tests/ is not installed
         code = textwrap.dedent(f"""
-            import time
+            import sys, time
+            sys.path.insert(0, {root!r})
             import tests.harness as h
             h.HOST = {host!r}
             with h.stun_server() as port:

@@ -74,6 +74,12 @@ class PreLoginPool:
         if entry is not None:
             self._pending[key] = (entry[0], close)
 
+    def close_all(self) -> None:
+        """Close every pending connection (the server is stopping)."""
+        pending, self._pending = self._pending, OrderedDict()
+        for _, close in pending.values():
+            close()
+
     def release(self, key: Hashable) -> None:
         """The connection said who it is, or is gone."""
         self._pending.pop(key, None)

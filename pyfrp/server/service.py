@@ -179,6 +179,7 @@ class _MuxConn(MuxSession):
         self._idle = asyncio.get_running_loop().call_later(CONN_READ_TIMEOUT, self._no_stream)
         self.peer = _key(transport.get_extra_info("peername"))
         self.server.prelogin.attach(self.peer, self.abort)  # until a stream's first message
+        self.server.sessions.add(self)
 
     def _first_stream(self, stream: MuxStream) -> None:
         if self._idle is not None:
@@ -200,6 +201,7 @@ class _MuxConn(MuxSession):
             self._idle.cancel()
             self._idle = None
         self.server.prelogin.release(self.peer)
+        self.server.sessions.discard(self)
         super().connection_lost(exc)
 
 
@@ -217,6 +219,7 @@ class Server:
         )
         self.stats = self.res.stats
         self.prelogin = PreLoginPool(cfg.pre_login_limit or default_limit())
+        self.sessions: set[_MuxConn] = set()  # tcp_mux connections on bind_port, closed at close()
         self.res.plugins = PluginManager(cfg.http_plugins) if cfg.http_plugins else None
         self.dashboard: Dashboard | None = None
         self.ssh_gateway: SshGateway | None = None
@@ -438,6 +441,10 @@ class Server:
                 await vhost.close()
         for ctl in list(self.controls.values()):
             await ctl.replace()
+        # then connections that never logged in, and tcp_mux sessions whatever they carried
+        self.prelogin.close_all()
+        for session in list(self.sessions):
+            session.abort()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
