@@ -285,6 +285,15 @@ def assert_echo(port: int, payload: bytes, timeout: float = 60.0) -> None:
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
+def closed_without_reply(sock: socket.socket) -> bool:
+    """True when the peer closed ``sock`` without sending a byte. A close with our bytes still
+    unread reaches us as a reset rather than an EOF, depending on timing: both mean closed."""
+    try:
+        return sock.recv(16) == b""
+    except ConnectionResetError:
+        return True
+
+
 def wait_echo(port: int, timeout: float = 20.0, proc: Proc | None = None) -> None:
     """Poll until a small echo works through ``port`` (the tunnel is up end to end)."""
     end = time.monotonic() + timeout
