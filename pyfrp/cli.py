@@ -20,7 +20,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pyfrp.config import schema
 from pyfrp.config.decode import Strict, convert_text, proxy_schema, visitor_schema
@@ -37,6 +37,9 @@ from pyfrp.config.model import ClientConfig, ServerConfig
 from pyfrp.config.schema import Kind, Opt
 from pyfrp.errors import ConfigError
 from pyfrp.version import FRP_VERSION, __version__
+
+if TYPE_CHECKING:
+    from pyfrp.server.supervisor import Worker
 
 log = logging.getLogger("pyfrp")
 
@@ -306,16 +309,26 @@ def frps_main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc)
     if not _start_logging(cfg, notices):
         return 1
-    if path:
-        log.info("frps uses config file: %s", path)
-    else:
-        log.info("frps uses command line arguments for config")
+    from pyfrp.server.supervisor import worker_env
+
+    worker = worker_env()
+    if worker is None:  # a worker's supervisor said it already
+        if path:
+            log.info("frps uses config file: %s", path)
+        else:
+            log.info("frps uses command line arguments for config")
+    if worker is None and cfg.workers > 1:
+        from pyfrp.server.supervisor import Supervisor
+
+        return _run(Supervisor(cfg, argv, cfg.workers).run)
     if path:
         strict, unsafe = _strict(args), _unsafe(args)
         return _run(
-            lambda: _serve(cfg, path, lambda: load_server_config(path, strict, allow_unsafe=unsafe))
+            lambda: _serve(
+                cfg, path, lambda: load_server_config(path, strict, allow_unsafe=unsafe), worker
+            )
         )
-    return _run(lambda: _serve(cfg))
+    return _run(lambda: _serve(cfg, worker=worker))
 
 
 def _frps_reload(path: str | None, strict: Strict, unsafe: frozenset[str]) -> int:
@@ -343,12 +356,18 @@ async def _serve(
     cfg: ServerConfig,
     path: str = "",
     loader: Callable[[], tuple[ServerConfig, list[str]]] | None = None,
+    worker: Worker | None = None,
 ) -> int:
     from pyfrp.errors import OIDCError
     from pyfrp.server.service import Server
 
     server = Server(cfg)
     server.config_path, server.config_loader = path, loader
+    if worker is not None:
+        from pyfrp.server.cluster import Cluster
+
+        index, count, link, server.inherited = worker
+        server.cluster = Cluster(index, count, link)
     loop = asyncio.get_running_loop()
     # SIGHUP reloads (pyfrp extension); until frps has started it must not kill it either.
     loop.add_signal_handler(
@@ -365,7 +384,8 @@ async def _serve(
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    # a worker's SIGHUP is its own (the supervisor tells every worker of its own)
+    loop.add_signal_handler(signal.SIGHUP, lambda: server.reload(everywhere=worker is None))
     await stop.wait()
     log.info("frps is stopping")
     await server.close()

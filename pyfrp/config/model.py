@@ -125,6 +125,8 @@ class ServerConfig:
     # timestamp is further than this many seconds from frps's clock are refused (0: off, as frp)
     pre_login_limit: int = 0
     login_max_clock_skew: int = 0
+    # pyfrp's own: processes serving the relay (server/supervisor.py); 1 runs in-process
+    workers: int = 1
 
     @property
     def effective_heartbeat_timeout(self) -> int:

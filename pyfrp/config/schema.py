@@ -184,6 +184,7 @@ SERVER: dict[str, Opt] = {
     # pyfrp's own (Go frp has neither; its TOML/YAML/JSON loaders reject them, go-ini ignores them)
     "pyfrp.preLoginLimit": Opt(N, "pre_login_limit", "pyfrp_pre_login_limit"),
     "pyfrp.loginMaxClockSkew": Opt(N, "login_max_clock_skew", "pyfrp_login_max_clock_skew"),
+    "pyfrp.workers": Opt(N, "workers", "pyfrp_workers"),
     "httpPlugins": Opt(
         Kind.TABLES,
         item={

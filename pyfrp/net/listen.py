@@ -86,12 +86,20 @@ def bind_udp_socket(host: str, port: int) -> socket.socket:
 
 
 async def serve_tcp(
-    protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
 ) -> tuple[asyncio.Server, int]:
-    """A loop TCP server on host:port ("" = every address); returns it and its bound port."""
-    server = await asyncio.get_running_loop().create_server(
-        protocol_factory, host or None, port, reuse_address=True, backlog=BACKLOG
-    )
+    """A loop TCP server on host:port ("" = every address), or on ``sock``, a listening socket
+    bound already (a pyfrps worker's, inherited); returns it and its bound port."""
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        server = await loop.create_server(protocol_factory, sock=sock, backlog=BACKLOG)
+    else:
+        server = await loop.create_server(
+            protocol_factory, host or None, port, reuse_address=True, backlog=BACKLOG
+        )
     return server, int(server.sockets[0].getsockname()[1])
 
 

@@ -261,7 +261,7 @@ class PipeJoined:
         self._on_end()
 
 
-def _detach(t: asyncio.Transport) -> int:
+def detach_fd(t: asyncio.Transport) -> int:
     """A duplicate of the socket's fd; the transport is aborted."""
     fd = os.dup(t.get_extra_info("socket").fileno())
     t.set_protocol(asyncio.Protocol())
@@ -275,6 +275,6 @@ def start(a: asyncio.Transport, b: asyncio.Transport, on_end: Callable[[], None]
     Both must be :func:`bare_tcp`, open, with nothing in their write buffers, and their
     protocols must have handed on every byte read so far.
     """
-    joined = PipeJoined(asyncio.get_running_loop(), _detach(a), _detach(b), on_end)
+    joined = PipeJoined(asyncio.get_running_loop(), detach_fd(a), detach_fd(b), on_end)
     joined._start()
     return joined

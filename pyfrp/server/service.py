@@ -31,6 +31,7 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.auth import ServerAuth
+from pyfrp.server.cluster import Cluster, ClusterError
 from pyfrp.server.control import Control
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected
@@ -232,6 +233,16 @@ class Server:
         # How a reload reads the config file again (None: started from flags, nothing to read)
         self.config_path = ""
         self.config_loader: Callable[[], tuple[ServerConfig, list[str]]] | None = None
+        # pyfrp.workers > 1: this process is one worker of several (server/cluster.py), and
+        # the listening sockets, by role, come from the supervisor
+        self.cluster: Cluster | None = None
+        self.inherited: dict[str, socket.socket] = {}
+
+    @property
+    def first_worker(self) -> bool:
+        """Serves what one process of the relay serves: the dashboard, kcp, quic, the SSH
+        gateway (all of it when there are no workers)."""
+        return self.cluster is None or self.cluster.index == 0
 
     @property
     def nathole(self) -> NatHoleController:
@@ -251,7 +262,7 @@ class Server:
         cfg = self.cfg
         self.auth = await ServerAuth.create(cfg)  # OIDC discovery first, as frp's NewService
         tls_ctx = server_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_trusted_ca_file)
-        sock = bind_socket(cfg.bind_addr, cfg.bind_port)
+        sock = self.inherited.pop("bind", None) or bind_socket(cfg.bind_addr, cfg.bind_port)
         self.bind_port = sock.getsockname()[1]
         self._listener = FrpListener(
             sock,
@@ -261,7 +272,9 @@ class Server:
             prelogin=self.prelogin,
         )
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
-        if cfg.kcp_bind_port:
+        if self.cluster is not None:
+            self._join_cluster(self.cluster)
+        if cfg.kcp_bind_port and self.first_worker:
             address = join_host_port(cfg.bind_addr, cfg.kcp_bind_port)
             from pyfrp.net.kcp import kcp_serve  # only with kcpBindPort (~1 MiB idle)
 
@@ -272,13 +285,13 @@ class Server:
             except OSError as exc:
                 raise OSError(f"listen on kcp udp address {address} error: {exc}") from exc
             log.info("frps kcp listen on udp %s", address)
-        if cfg.quic_bind_port:
+        if cfg.quic_bind_port and self.first_worker:
             await self._start_quic()
         await self._start_vhosts()
         self._listener.start()
-        if cfg.ssh_bind_port:
+        if cfg.ssh_bind_port and self.first_worker:
             await self._start_ssh_gateway()
-        if cfg.web.port:
+        if cfg.web.port and self.first_worker:
             from pyfrp.server.dashboard import Dashboard
 
             self.dashboard = Dashboard(self, cfg.web, cfg.enable_prometheus)
@@ -288,13 +301,15 @@ class Server:
         self.spawn(self._clean_stats())
         log.info("frps started successfully")
 
-    def reload(self) -> ReloadResult:
+    def reload(self, everywhere: bool = True) -> ReloadResult:
         """Read the config file again and apply what can change while running (a pyfrp
         extension: SIGHUP, ``pyfrps reload``, the dashboard's ``PUT /api/reload``).
 
         All or nothing: a file that does not load changes nothing. Settings that need a restart
         keep their running values, one warning each; open tunnels and logged-in clients stay.
         """
+        if everywhere and self.cluster is not None:
+            self.cluster.reload_all()  # each worker reads the file and logs for itself
         if self.config_loader is None:
             err = "frps was started without a config file: nothing to reload"
             log.warning("reload frps config error: %s", err)
@@ -339,6 +354,107 @@ class Server:
             self.res.vhost_tcpmux.not_found_path = cfg.custom_404_page
         if self.dashboard is not None:
             self.dashboard.web.cfg = cfg.web
+
+    def _join_cluster(self, cluster: Cluster) -> None:
+        cluster.adopt = self._adopt
+        cluster.drop_run = self._drop_run
+        cluster.reload = lambda: self.reload(everywhere=False)
+        cluster.start()
+
+    async def _drop_run(self, run_id: str) -> None:
+        """Another worker took a login with this run id: our control with it goes."""
+        ctl = self.controls.get(run_id)
+        if ctl is not None:
+            await ctl.replace()
+
+    async def _adopt(
+        self, kind: str, meta: dict[str, Any], sock: socket.socket, pending: bytes, ended: bool
+    ) -> None:
+        """A connection another worker handed us (server/cluster.py), with the bytes it read."""
+        loop = asyncio.get_running_loop()
+        try:
+            if kind == "work":
+                msg: Message = NewWorkConn.from_json(meta["msg"])
+            elif kind == "visitor":
+                msg = NewVisitorConn.from_json(meta["msg"])
+            else:
+                raise MessageError(f"unknown kind {kind}")
+        except (KeyError, TypeError, ProtocolError) as exc:
+            log.warning("worker: bad hand-over: %s", exc)
+            sock.close()
+            return
+        v2 = bool(meta.get("v2"))
+
+        def made() -> MessageConn:
+            conn = MessageConn()
+            if v2:
+                conn.use_v2()
+            return conn
+
+        try:
+            _, conn = await loop.connect_accepted_socket(made, sock)
+        except OSError as exc:
+            log.info("worker: handed-over connection lost: %s", exc)
+            sock.close()
+            return
+        if pending:
+            conn.data_received(pending)
+        if ended:
+            conn.eof_received()
+        if isinstance(msg, NewWorkConn):
+            self._work_conn(conn, msg, handed=True)
+        elif isinstance(msg, NewVisitorConn):
+            self._visitor_conn(conn, msg, user=str(meta.get("user", "")))
+
+    def _hand_to(self, owner: int, conn: MessageConn, msg: Message, kind: str, **meta: Any) -> None:
+        """Give a connection whose first message is ``msg`` to worker ``owner``."""
+        assert self.cluster is not None
+        if conn.transport is None or conn.transport.is_closing():
+            return
+        v2 = conn.v2
+        transport, pending, ended = conn.detach()
+        meta.update(msg=msg.to_json(), v2=v2)
+        self.cluster.hand_over(owner, kind, meta, transport, pending, ended)
+
+    async def _work_elsewhere(self, conn: MessageConn, msg: NewWorkConn) -> None:
+        """A work connection whose control is not ours: to the worker that has it."""
+        assert self.cluster is not None
+        try:
+            run = await self.cluster.run_owner(msg.run_id)
+        except ClusterError as exc:
+            log.warning("closing work connection from %s: %s", conn.peername, exc)
+            conn.abort()
+            return
+        if run is None or run[0] == self.cluster.index:
+            self._work_conn(conn, msg, handed=True)  # no control: refused as frps does
+        else:
+            self._hand_to(run[0], conn, msg, "work")
+
+    async def _visitor_elsewhere(self, conn: MessageConn, msg: NewVisitorConn) -> None:
+        """A visitor connection whose control or proxy is on another worker: its user is
+        looked up, the connection goes to the proxy's worker."""
+        assert self.cluster is not None
+        user = ""
+        try:
+            if msg.run_id:
+                ctl = self.controls.get(msg.run_id)
+                run = None if ctl is not None else await self.cluster.run_owner(msg.run_id)
+                if ctl is None and run is None:
+                    err = f"no client control found for run id [{msg.run_id}]"
+                    self._visitor_refused(conn, msg, err)
+                    return
+                user = ctl.user if ctl is not None else run[1] if run is not None else ""
+            owner = None
+            if msg.proxy_name not in self.res.visitor_targets:
+                owner = await self.cluster.owner("proxy", msg.proxy_name)
+        except ClusterError as exc:
+            log.warning("closing visitor connection from %s: %s", conn.peername, exc)
+            conn.abort()
+            return
+        if owner is None or owner == self.cluster.index:
+            self._visitor_conn(conn, msg, user)
+        else:
+            self._hand_to(owner, conn, msg, "visitor", user=user)
 
     async def _start_ssh_gateway(self) -> None:
         from pyfrp.server.sshgw import SshGateway  # asyncssh loads only for the gateway
@@ -397,7 +513,10 @@ class Server:
                 http.port = self.bind_port
                 listener.http_factory = http.protocol_factory
             else:
-                await http.listen(addr, max(cfg.vhost_http_port, 0))  # -1: a free port (API)
+                # -1: a free port (API)
+                await http.listen(
+                    addr, max(cfg.vhost_http_port, 0), self.inherited.pop("http", None)
+                )
                 cfg.vhost_http_port = http.port
             self.res.vhost_http = http
             log.info("http service listen on %s:%d", addr, http.port)
@@ -407,7 +526,9 @@ class Server:
                 https.port = self.bind_port
                 listener.https_factory = https.conn_factory
             else:
-                await https.listen(addr, max(cfg.vhost_https_port, 0))
+                await https.listen(
+                    addr, max(cfg.vhost_https_port, 0), self.inherited.pop("https", None)
+                )
                 cfg.vhost_https_port = https.port
                 log.info("https service listen on %s:%d", addr, https.port)
             self.res.vhost_https = https
@@ -418,7 +539,9 @@ class Server:
                 version=FRP_VERSION,
                 not_found_page=cfg.custom_404_page,
             )
-            await tcpmux.listen(addr, max(cfg.tcpmux_httpconnect_port, 0))
+            await tcpmux.listen(
+                addr, max(cfg.tcpmux_httpconnect_port, 0), self.inherited.pop("tcpmux", None)
+            )
             cfg.tcpmux_httpconnect_port = tcpmux.port
             self.res.vhost_tcpmux = tcpmux
             log.info("tcpmux httpconnect multiplexer listen on %s:%d", addr, tcpmux.port)
@@ -511,6 +634,8 @@ class Server:
             conn.close()
             return
         run_id = login.run_id or secrets.token_hex(8)
+        if self.cluster is not None:  # a control of it on another worker closes first
+            await self.cluster.claim_run(run_id, login.user)
         old = self.controls.get(run_id)
         if old is not None:
             await old.replace()
@@ -529,9 +654,14 @@ class Server:
         if self.controls.get(ctl.run_id) is ctl:
             del self.controls[ctl.run_id]
             self.stats.client_offline(ctl.run_id)
+            if self.cluster is not None:
+                self.cluster.release_run(ctl.run_id)
 
-    def _work_conn(self, conn: MessageConn, msg: NewWorkConn) -> None:
+    def _work_conn(self, conn: MessageConn, msg: NewWorkConn, handed: bool = False) -> None:
         ctl = self.controls.get(msg.run_id)
+        if ctl is None and self.cluster is not None and not handed:
+            self.spawn(self._work_elsewhere(conn, msg))
+            return
         if ctl is None:
             err = f"no client control found for run id [{msg.run_id}]"
             log.warning("%s, closing work connection from %s", err, conn.peername)
@@ -573,28 +703,40 @@ class Server:
         conn.close()
         return False
 
-    def _visitor_conn(self, conn: MessageConn, msg: NewVisitorConn) -> None:
-        """A visitor's connection for an stcp/sudp/xtcp proxy (RegisterVisitorConn)."""
+    def _visitor_conn(
+        self, conn: MessageConn, msg: NewVisitorConn, user: str | None = None
+    ) -> None:
+        """A visitor's connection for an stcp/sudp/xtcp proxy (RegisterVisitorConn); ``user``:
+        its control's, when that was looked up already (another worker handed it here)."""
         target = self.res.visitor_targets.get(msg.proxy_name)
+        elsewhere = target is None or (msg.run_id and msg.run_id not in self.controls)
+        if user is None and self.cluster is not None and elsewhere:
+            self.spawn(self._visitor_elsewhere(conn, msg))
+            return
         try:
-            user = ""  # visitors older than frp 0.50 send no run id
-            if msg.run_id:
-                ctl = self.controls.get(msg.run_id)
-                if ctl is None:
-                    raise PortError(f"no client control found for run id [{msg.run_id}]")
-                user = ctl.user
+            if user is None:
+                user = ""  # visitors older than frp 0.50 send no run id
+                if msg.run_id:
+                    ctl = self.controls.get(msg.run_id)
+                    if ctl is None:
+                        raise PortError(f"no client control found for run id [{msg.run_id}]")
+                    user = ctl.user
             if target is None:
                 raise PortError(f"custom listener for [{msg.proxy_name}] doesn't exist")
             target.admit(msg, user)
         except PortError as exc:
-            log.warning("register visitor conn error: %s", exc)
-            err = str(exc) if self.cfg.detailed_errors_to_client else "register visitor conn error"
-            conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name, error=err))
-            conn.close()
+            self._visitor_refused(conn, msg, str(exc))
             return
         conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name))
         v2 = conn.v2
         target.accept(msg, *conn.detach(), v2=v2)
+
+    def _visitor_refused(self, conn: MessageConn, msg: NewVisitorConn, err: str) -> None:
+        log.warning("register visitor conn error: %s", err)
+        if not self.cfg.detailed_errors_to_client:
+            err = "register visitor conn error"
+        conn.send(NewVisitorConnResp(proxy_name=msg.proxy_name, error=err))
+        conn.close()
 
     async def register_proxy(self, ctl: Control, msg: NewProxy) -> Proxy:
         name = msg.proxy_name
@@ -608,13 +750,36 @@ class Server:
         used = sum(p.uses_port for p in ctl.proxies.values())
         if cls.uses_port and 0 < limit <= used:
             raise PortError("exceed the max_ports_per_client")
+        if self.cluster is not None:
+            await self._claim_proxy(msg)
         proxy = cls(ctl, msg, self.res)
-        await proxy.start()
+        try:
+            await proxy.start()
+        except BaseException:
+            if self.cluster is not None:
+                self.cluster.release("proxy", name)
+            raise
         self.proxies[name] = proxy
         self.stats.proxy_opened(name, ptype, ctl.user, ctl.login.client_id or ctl.run_id)
         return proxy
+
+    async def _claim_proxy(self, msg: NewProxy) -> None:
+        """The proxy's name for this worker, across the relay (PortError as frp's if taken)."""
+        assert self.cluster is not None
+        # Not yet shared between workers: a load-balancing group's members, xtcp's hole punching.
+        if msg.group or msg.proxy_type == "xtcp":
+            what = f"group [{msg.group}]" if msg.group else "proxy type [xtcp]"
+            raise PortError(f"{what} is not supported with pyfrp.workers > 1 yet")
+        try:
+            holder = await self.cluster.claim("proxy", msg.proxy_name)
+        except ClusterError as exc:
+            raise PortError(str(exc)) from None
+        if holder is not None:
+            raise PortError(f"proxy [{msg.proxy_name}] already exists")
 
     def unregister_proxy(self, name: str) -> None:
         proxy = self.proxies.pop(name, None)
         if proxy is not None:
             self.stats.proxy_closed(name, proxy.kind)
+            if self.cluster is not None:
+                self.cluster.release("proxy", name)

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import socket
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import cast
@@ -169,8 +170,8 @@ class VhostHttpServer:
         self._server: asyncio.Server | None = None
         self._conns: set[_ClientConn] = set()
 
-    async def listen(self, host: str, port: int) -> int:
-        self._server, self.port = await serve_tcp(self.protocol_factory, host, port)
+    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> int:
+        self._server, self.port = await serve_tcp(self.protocol_factory, host, port, sock)
         return self.port
 
     def protocol_factory(self) -> asyncio.Protocol:

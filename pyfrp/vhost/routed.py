@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import cast
 
 from pyfrp.net.listen import serve_tcp
@@ -31,8 +32,8 @@ class RoutedServer:
     def conn_factory(self) -> RoutedConn:
         raise NotImplementedError
 
-    async def listen(self, host: str, port: int) -> int:
-        self._server, self.port = await serve_tcp(self.conn_factory, host, port)
+    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> int:
+        self._server, self.port = await serve_tcp(self.conn_factory, host, port, sock)
         return self.port
 
     async def close(self) -> None:

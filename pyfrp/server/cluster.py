@@ -1,0 +1,211 @@
+"""A pyfrps worker's side of the cluster (``pyfrp.workers`` > 1; server/supervisor.py starts
+the workers and brokers between them).
+
+Every worker accepts on the same listening sockets. A client belongs to the worker that took
+its login: its control, its proxies and their listeners live there, and with tcp_mux every
+stream of it too. What arrives elsewhere is handed to the owner: a work or visitor connection
+that lands on another worker (tcp_mux off), a vhost request for another worker's route. A bare
+TCP socket goes whole, with the bytes already read from it (SCM_RIGHTS); a connection that
+cannot leave its process (TLS state, a yamux stream) is bridged: a socketpair's far end goes to
+the owner and this worker copies between the two, so the TLS work stays where it was.
+
+Names that must be unique across the relay (run ids, proxy names, vhost routes) are claimed
+from the supervisor, which holds the one table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pyfrp.net.fdlink import FdLink
+from pyfrp.net.pipesplice import bare_tcp, detach_fd
+from pyfrp.net.splice import HoldProtocol, join
+from pyfrp.proto import cluster
+
+log = logging.getLogger(__name__)
+
+# A connection handed over with more bytes than this already read goes through a bridge.
+MAX_HANDED_BYTES = cluster.MAX_DATAGRAM - cluster.MAX_JSON - 1024
+
+Adopt = Callable[[str, dict[str, Any], socket.socket, bytes, bool], Awaitable[None]]
+
+
+class ClusterError(Exception):
+    """The supervisor is gone or did not answer."""
+
+
+class Cluster:
+    """One worker's link to the supervisor: claims, look-ups and hand-overs."""
+
+    def __init__(self, index: int, count: int, sock: socket.socket) -> None:
+        self.index = index
+        self.count = count
+        self._sock = sock
+        self._link: FdLink | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # set by the server: what to do with a connection handed to us, a run id another worker
+        # took over, a reload asked of every worker
+        self.adopt: Adopt | None = None
+        self.drop_run: Callable[[str], Awaitable[None]] | None = None
+        self.reload: Callable[[], object] | None = None
+        self.on_route: Callable[[dict[str, Any]], None] | None = None
+
+    def start(self) -> None:
+        self._link = FdLink(self._sock, self._received, self._lost)
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+        for t in list(self._tasks):
+            t.cancel()
+
+    def _lost(self) -> None:
+        log.error("worker %d: lost the supervisor, exiting", self.index)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ClusterError("supervisor gone"))
+        asyncio.get_running_loop().stop()
+
+    # -- requests to the supervisor
+    def send(self, msg: dict[str, Any], data: bytes = b"", fds: tuple[int, ...] = ()) -> None:
+        if self._link is None:
+            raise ClusterError("cluster link not started")
+        self._link.send(msg, data, fds)
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        try:
+            self.send({"op": op, "id": rid, **fields})
+            async with asyncio.timeout(30):
+                return await fut
+        except TimeoutError:
+            raise ClusterError(f"the supervisor did not answer {op}") from None
+        finally:
+            self._waiting.pop(rid, None)
+
+    async def claim_run(self, run_id: str, user: str) -> None:
+        """Own ``run_id`` from now on; another worker's control with it is closed first."""
+        await self.request("claim_run", run_id=run_id, user=user)
+
+    def release_run(self, run_id: str) -> None:
+        self.send({"op": "release_run", "run_id": run_id})
+
+    async def run_owner(self, run_id: str) -> tuple[int, str] | None:
+        """The worker holding ``run_id``'s control and its user, or None."""
+        answer = await self.request("whois", kind="run", key=run_id)
+        owner = answer.get("owner")
+        return None if owner is None else (int(owner), str(answer.get("user", "")))
+
+    async def claim(self, kind: str, key: str) -> int | None:
+        """Claim a unique ``key`` of ``kind`` (a proxy name, a vhost route) for this worker;
+        returns None, or the worker that already holds it."""
+        answer = await self.request("claim", kind=kind, key=key)
+        holder = answer.get("holder")
+        return None if holder is None else int(holder)
+
+    def release(self, kind: str, key: str) -> None:
+        self.send({"op": "release", "kind": kind, "key": key})
+
+    async def owner(self, kind: str, key: str) -> int | None:
+        answer = await self.request("whois", kind=kind, key=key)
+        owner = answer.get("owner")
+        return None if owner is None else int(owner)
+
+    def reload_all(self) -> None:
+        """Ask every other worker to reload too (this one already has)."""
+        self.send({"op": "reload_others"})
+
+    # -- hand-overs
+    def hand_over(
+        self,
+        to: int,
+        kind: str,
+        meta: dict[str, Any],
+        transport: asyncio.Transport,
+        pending: bytes,
+        ended: bool,
+    ) -> None:
+        """Give a connection (and the bytes already read from it) to worker ``to``."""
+        msg = {"op": "conn", "to": to, "kind": kind, "meta": meta, "ended": ended}
+        if bare_tcp(transport) and len(pending) <= MAX_HANDED_BYTES:
+            self.send(msg, pending, (detach_fd(transport),))
+            return
+        near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        held = HoldProtocol()
+        transport.set_protocol(held)
+        held.connection_made(transport)
+        self.send({**msg, "ended": False}, b"", (far.detach(),))
+        task = asyncio.get_running_loop().create_task(
+            self._bridge(transport, held, pending, ended, near)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bridge(
+        self,
+        transport: asyncio.Transport,
+        held: HoldProtocol,
+        pending: bytes,
+        ended: bool,
+        near: socket.socket,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            bridge, far_held = await loop.connect_accepted_socket(HoldProtocol, near)
+        except OSError as exc:
+            log.warning("cluster bridge failed: %s", exc)
+            transport.abort()
+            near.close()
+            return
+        join(
+            transport,
+            bridge,
+            a_pending=pending + held.take(),
+            a_ended=ended or held.ended,
+            b_pending=far_held.take(),  # the owner may have answered already
+            b_ended=far_held.ended,
+        )
+
+    def _received(self, msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
+        op = msg["op"]
+        if op == "reply":
+            fut = self._waiting.get(int(msg.get("id", 0)))
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            return
+        if op == "conn" and fds and self.adopt is not None:
+            sock = socket.socket(fileno=fds[0])
+            coro = self.adopt(
+                str(msg.get("kind")), dict(msg.get("meta") or {}), sock, data, bool(msg["ended"])
+            )
+            self._spawn(coro)
+            return
+        for fd in fds:  # nothing else carries descriptors
+            socket.socket(fileno=fd).close()
+        if op == "drop_run" and self.drop_run is not None:
+            self._spawn(self._drop(msg))
+        elif op == "reload" and self.reload is not None:
+            self.reload()
+        elif op in ("route_add", "route_del") and self.on_route is not None:
+            self.on_route(msg)
+        else:
+            log.warning("worker %d: unexpected cluster message %s", self.index, op)
+
+    async def _drop(self, msg: dict[str, Any]) -> None:
+        assert self.drop_run is not None
+        await self.drop_run(str(msg["run_id"]))
+        self.send({"op": "reply", "id": msg["id"]})
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,263 @@
+"""pyfrps with ``pyfrp.workers = N`` > 1: N worker processes share the relay's listening
+sockets, and this process (the supervisor) holds the tables that must be one for the whole
+relay and brokers between the workers (a pyfrp extension; server/cluster.py is a worker's side).
+
+The supervisor binds bind_port and the vhost ports, then starts each worker as
+``python -m pyfrp.server`` with the same command line, the listening sockets and one end of a
+SOCK_SEQPACKET pair inherited. A worker that dies is started again; the clients it held
+reconnect, as they would to a restarted frps. SIGHUP reloads every worker; SIGINT/SIGTERM stop
+them all.
+
+The tables: which worker holds each run id (and its user: a visitor's allow list checks it),
+each proxy name and each vhost route. A claim is answered in the order the supervisor reads the
+claims, so two workers never both win a name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyfrp.config.model import ServerConfig
+from pyfrp.net.fdlink import FdLink, link_pair
+from pyfrp.net.listen import bind_socket
+
+log = logging.getLogger(__name__)
+
+WORKER_ENV = "PYFRP_WORKER"  # "index,count,link fd[,role=fd...]": set for a worker process
+RESTART_PAUSE = 1.0
+
+
+def listening_roles(cfg: ServerConfig) -> dict[str, int]:
+    """The TCP listeners every worker shares, by role, with the port each is bound to."""
+    shared = cfg.effective_proxy_bind_addr == cfg.bind_addr
+    vhosts = (("http", cfg.vhost_http_port), ("https", cfg.vhost_https_port))
+    roles = {"bind": cfg.bind_port}
+    roles.update((r, p) for r, p in vhosts if p > 0 and not (shared and p == cfg.bind_port))
+    if cfg.tcpmux_httpconnect_port > 0:
+        roles["tcpmux"] = cfg.tcpmux_httpconnect_port
+    return roles
+
+
+# (index, count, link to the supervisor, inherited listeners by role)
+Worker = tuple[int, int, socket.socket, dict[str, socket.socket]]
+
+
+def worker_env() -> Worker | None:
+    """In a worker: (index, count, link to the supervisor, inherited listeners by role)."""
+    raw = os.environ.pop(WORKER_ENV, "")
+    if not raw:
+        return None
+    index, count, link, *roles = raw.split(",")
+    listeners = {}
+    for item in roles:
+        role, fd = item.split("=")
+        listeners[role] = socket.socket(fileno=int(fd))
+    return int(index), int(count), socket.socket(fileno=int(link)), listeners
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: asyncio.subprocess.Process | None = None
+    link: FdLink | None = None
+    started: float = 0.0
+
+
+@dataclass
+class _Tables:
+    runs: dict[str, tuple[int, str]] = field(default_factory=dict)  # run id -> (worker, user)
+    names: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, key) -> worker
+
+    def forget(self, index: int) -> list[tuple[str, str]]:
+        """Drop what a dead worker held; returns its claims."""
+        self.runs = {k: v for k, v in self.runs.items() if v[0] != index}
+        gone = [k for k, v in self.names.items() if v == index]
+        for k in gone:
+            del self.names[k]
+        return gone
+
+
+class Supervisor:
+    def __init__(self, cfg: ServerConfig, argv: Sequence[str], count: int) -> None:
+        self.cfg = cfg
+        self.argv = list(argv)
+        self.workers = [_Worker(i) for i in range(count)]
+        self.tables = _Tables()
+        self.listeners: dict[str, socket.socket] = {}
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[None]] = {}
+
+    async def run(self) -> int:
+        addr = self.cfg.effective_proxy_bind_addr
+        try:
+            for role, port in listening_roles(self.cfg).items():
+                host = self.cfg.bind_addr if role == "bind" else addr
+                self.listeners[role] = bind_socket(host, port)
+        except OSError as exc:
+            log.error("create server listener error, %s", exc)
+            return 1
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_all)
+        for w in self.workers:
+            await self._start(w)
+        log.info("frps supervisor: %d workers started", len(self.workers))
+        await stop.wait()
+        log.info("frps is stopping")
+        self._stopping = True
+        for w in self.workers:
+            if w.proc is not None and w.proc.returncode is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            if w.proc is not None:
+                try:
+                    async with asyncio.timeout(10):
+                        await w.proc.wait()
+                except TimeoutError:
+                    w.proc.kill()
+        return 0
+
+    async def _start(self, w: _Worker) -> None:
+        ours, theirs = link_pair()
+        inherited = [theirs.fileno()] + [s.fileno() for s in self.listeners.values()]
+        roles = ",".join(f"{r}={s.fileno()}" for r, s in self.listeners.items())
+        env = dict(os.environ)
+        env[WORKER_ENV] = f"{w.index},{len(self.workers)},{theirs.fileno()},{roles}"
+        w.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pyfrp.server", *self.argv,
+            env=env, pass_fds=inherited, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        theirs.close()
+        w.started = time.monotonic()
+        w.link = FdLink(
+            ours,
+            lambda msg, data, fds: self._received(w, msg, data, fds),
+            lambda: None,  # the process's exit says more; _watch handles it
+        )
+        task = asyncio.get_running_loop().create_task(self._watch(w))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("frps worker %d started, pid %d", w.index, w.proc.pid)
+
+    async def _watch(self, w: _Worker) -> None:
+        assert w.proc is not None
+        code = await w.proc.wait()
+        if w.link is not None:
+            w.link.close()
+            w.link = None
+        for kind, key in self.tables.forget(w.index):
+            if kind == "route":
+                self._broadcast({"op": "route_del", "key": key}, but=w.index)
+        if self._stopping:
+            return
+        log.warning("frps worker %d exited with code %s; starting it again", w.index, code)
+        if time.monotonic() - w.started < RESTART_PAUSE * 5:
+            await asyncio.sleep(RESTART_PAUSE)  # a worker that cannot start must not spin
+        if not self._stopping:
+            await self._start(w)
+
+    def _reload_all(self, but: int = -1) -> None:
+        for w in self.workers:
+            if w.index != but and w.link is not None:
+                w.link.send({"op": "reload"})
+
+    def _broadcast(self, msg: dict[str, Any], but: int) -> None:
+        for w in self.workers:
+            if w.index != but and w.link is not None:
+                w.link.send(msg)
+
+    def _reply(self, w: _Worker, msg: dict[str, Any], **fields: Any) -> None:
+        if w.link is not None:
+            w.link.send({"op": "reply", "id": msg.get("id", 0), **fields})
+
+    def _received(self, w: _Worker, msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
+        op = msg["op"]
+        if op == "conn":
+            to = msg.get("to")
+            target = (
+                self.workers[to] if isinstance(to, int) and 0 <= to < len(self.workers) else None
+            )
+            if target is None or target.link is None:
+                log.warning("hand-over to worker %s: no such worker; connection closed", to)
+                for fd in fds:
+                    os.close(fd)
+                return
+            target.link.send(msg, data, fds)
+            return
+        for fd in fds:
+            os.close(fd)
+        if op == "claim_run":
+            self._spawn(self._claim_run(w, msg))
+        elif op == "release_run":
+            held = self.tables.runs.get(str(msg["run_id"]))
+            if held is not None and held[0] == w.index:
+                del self.tables.runs[str(msg["run_id"])]
+        elif op == "claim":
+            name = (str(msg["kind"]), str(msg["key"]))
+            holder = self.tables.names.setdefault(name, w.index)
+            self._reply(w, msg, holder=None if holder == w.index else holder)
+            if holder == w.index and name[0] == "route":
+                self._broadcast({"op": "route_add", "key": name[1], "owner": w.index}, but=w.index)
+        elif op == "release":
+            name = (str(msg["kind"]), str(msg["key"]))
+            if self.tables.names.get(name) == w.index:
+                del self.tables.names[name]
+                if name[0] == "route":
+                    self._broadcast({"op": "route_del", "key": name[1]}, but=w.index)
+        elif op == "whois":
+            kind, key = str(msg["kind"]), str(msg["key"])
+            if kind == "run":
+                run = self.tables.runs.get(key)
+                self._reply(w, msg, owner=run[0] if run else None, user=run[1] if run else "")
+            else:
+                self._reply(w, msg, owner=self.tables.names.get((kind, key)))
+        elif op == "reply":
+            fut = self._pending.pop(int(msg.get("id", 0)), None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif op == "reload_others":
+            self._reload_all(but=w.index)
+        else:
+            log.warning("worker %d sent an unknown cluster message %s", w.index, op)
+
+    async def _claim_run(self, w: _Worker, msg: dict[str, Any]) -> None:
+        """A login with this run id: a control another worker holds under it goes first (frp
+        closes the old control of a run id before the new one is answered)."""
+        run_id = str(msg["run_id"])
+        held = self.tables.runs.get(run_id)
+        if held is not None and held[0] != w.index:
+            old = self.workers[held[0]]
+            if old.link is not None:
+                self._seq += 1
+                seq = self._seq
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._pending[seq] = fut
+                old.link.send({"op": "drop_run", "id": seq, "run_id": run_id})
+                try:
+                    async with asyncio.timeout(10):
+                        await fut
+                except TimeoutError:
+                    log.warning("worker %d did not close run id [%s] in time", old.index, run_id)
+                finally:
+                    self._pending.pop(seq, None)
+        self.tables.runs[run_id] = (w.index, str(msg.get("user", "")))
+        self._reply(w, msg)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
