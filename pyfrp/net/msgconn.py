@@ -40,11 +40,17 @@ class MessageConn(asyncio.Protocol):
     @classmethod
     def attach(cls, transport: asyncio.Transport, v2: bool = False) -> MessageConn:
         """Make a new MessageConn the protocol of an existing transport."""
+        conn = cls.speaking(v2)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        return conn
+
+    @classmethod
+    def speaking(cls, v2: bool) -> MessageConn:
+        """A new MessageConn, in wire protocol v2 from the start if ``v2``."""
         conn = cls()
         if v2:
             conn.use_v2()
-        transport.set_protocol(conn)
-        conn.connection_made(transport)
         return conn
 
     def use_v2(self) -> None:

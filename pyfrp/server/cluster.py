@@ -20,12 +20,13 @@ import itertools
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from pyfrp.net.fdlink import FdLink
 from pyfrp.net.pipesplice import bare_tcp, detach_fd
 from pyfrp.net.splice import HoldProtocol, join
 from pyfrp.proto import cluster
+from pyfrp.vhost.router import canonical_domain
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,49 @@ log = logging.getLogger(__name__)
 MAX_HANDED_BYTES = cluster.MAX_DATAGRAM - cluster.MAX_JSON - 1024
 
 Adopt = Callable[[str, dict[str, Any], socket.socket, bytes, bool], Awaitable[None]]
+
+
+def route_key(kind: str, domain: str, location: str, user: str) -> str:
+    """How a vhost route (http, https or tcpmux) is named in the supervisor's table."""
+    return "\n".join((kind, canonical_domain(domain), location, user))
+
+
+def parse_route_key(key: str) -> tuple[str, str, str, str]:
+    kind, domain, location, user = key.split("\n", 3)
+    return kind, domain, location, user
+
+
+async def adopt_socket(
+    factory: Callable[[], asyncio.BaseProtocol], sock: socket.socket, pending: bytes, ended: bool
+) -> asyncio.BaseProtocol:
+    """Give a handed-over socket a protocol of ``factory``, which sees ``pending`` (the bytes
+    the other worker read) before anything read here."""
+
+    def made() -> asyncio.BaseProtocol:
+        return _Prefed(factory(), pending, ended)
+
+    _, wrapper = await asyncio.get_running_loop().connect_accepted_socket(made, sock)
+    assert isinstance(wrapper, _Prefed)
+    return wrapper.inner
+
+
+class _Prefed(asyncio.Protocol):
+    """Hands ``pending`` to the real protocol as soon as it has its transport, then steps
+    aside (the transport's protocol becomes the real one)."""
+
+    def __init__(self, inner: asyncio.BaseProtocol, pending: bytes, ended: bool) -> None:
+        self.inner = inner
+        self.pending = pending
+        self.ended = ended
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        inner = self.inner
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        if self.pending:
+            cast(asyncio.Protocol, inner).data_received(self.pending)
+        if self.ended:
+            cast(asyncio.Protocol, inner).eof_received()
 
 
 class ClusterError(Exception):
@@ -107,7 +151,7 @@ class Cluster:
 
     async def claim(self, kind: str, key: str) -> int | None:
         """Claim a unique ``key`` of ``kind`` (a proxy name, a vhost route) for this worker;
-        returns None, or the worker that already holds it."""
+        returns None, or the worker that already holds it (this one, too)."""
         answer = await self.request("claim", kind=kind, key=key)
         holder = answer.get("holder")
         return None if holder is None else int(holder)

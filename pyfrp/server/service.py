@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyfrp.config.model import ServerConfig
 from pyfrp.config.reload import ReloadResult, plan
@@ -31,16 +32,18 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.auth import ServerAuth
-from pyfrp.server.cluster import Cluster, ClusterError
+from pyfrp.server.cluster import Cluster, ClusterError, adopt_socket, parse_route_key, route_key
 from pyfrp.server.control import Control
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
+from pyfrp.server.proxies.vhost import build_domains
 from pyfrp.server.stats import OFFLINE_KEPT
 from pyfrp.version import FRP_VERSION
 from pyfrp.vhost.http import VhostHttpServer
 from pyfrp.vhost.https import VhostHttpsServer
+from pyfrp.vhost.router import Elsewhere, RouteConflict, Router
 from pyfrp.vhost.tcpmux import VhostTcpmuxServer
 
 if TYPE_CHECKING:
@@ -237,6 +240,7 @@ class Server:
         # the listening sockets, by role, come from the supervisor
         self.cluster: Cluster | None = None
         self.inherited: dict[str, socket.socket] = {}
+        self._claims: dict[str, list[tuple[str, str]]] = {}  # proxy name -> its cluster claims
 
     @property
     def first_worker(self) -> bool:
@@ -272,8 +276,6 @@ class Server:
             prelogin=self.prelogin,
         )
         log.info("frps tcp listen on %s:%d", cfg.bind_addr, self.bind_port)
-        if self.cluster is not None:
-            self._join_cluster(self.cluster)
         if cfg.kcp_bind_port and self.first_worker:
             address = join_host_port(cfg.bind_addr, cfg.kcp_bind_port)
             from pyfrp.net.kcp import kcp_serve  # only with kcpBindPort (~1 MiB idle)
@@ -288,6 +290,8 @@ class Server:
         if cfg.quic_bind_port and self.first_worker:
             await self._start_quic()
         await self._start_vhosts()
+        if self.cluster is not None:
+            self._join_cluster(self.cluster)
         self._listener.start()
         if cfg.ssh_bind_port and self.first_worker:
             await self._start_ssh_gateway()
@@ -359,7 +363,36 @@ class Server:
         cluster.adopt = self._adopt
         cluster.drop_run = self._drop_run
         cluster.reload = lambda: self.reload(everywhere=False)
+        cluster.on_route = self._remote_route
+        res = self.res
+        for kind, vhost in (
+            ("http", res.vhost_http), ("https", res.vhost_https), ("tcpmux", res.vhost_tcpmux),
+        ):  # fmt: skip
+            if vhost is not None:
+                vhost.hand_over = functools.partial(self._hand_user, kind)
         cluster.start()
+
+    def _hand_user(self, kind: str, worker: int, transport: asyncio.Transport, data: bytes) -> None:
+        assert self.cluster is not None
+        self.cluster.hand_over(worker, kind, {}, transport, data, False)
+
+    def _remote_route(self, msg: dict[str, Any]) -> None:
+        """Another worker's vhost route came or went: requests for it are handed there."""
+        kind, domain, location, user = parse_route_key(str(msg["key"]))
+        vhost = {
+            "http": self.res.vhost_http, "https": self.res.vhost_https,
+            "tcpmux": self.res.vhost_tcpmux,
+        }.get(kind)  # fmt: skip
+        if vhost is None:
+            return
+        router: Router[Any] = vhost.router
+        if msg["op"] == "route_del":
+            router.remove(domain, location, user)
+            return
+        try:
+            router.add(domain, location, user, Elsewhere(int(msg["owner"])))
+        except RouteConflict:
+            log.warning("worker: route %s %s%s claimed twice", kind, domain, location)
 
     async def _drop_run(self, run_id: str) -> None:
         """Another worker took a login with this run id: our control with it goes."""
@@ -370,41 +403,41 @@ class Server:
     async def _adopt(
         self, kind: str, meta: dict[str, Any], sock: socket.socket, pending: bytes, ended: bool
     ) -> None:
-        """A connection another worker handed us (server/cluster.py), with the bytes it read."""
-        loop = asyncio.get_running_loop()
+        """A connection another worker handed us (server/cluster.py), with the bytes it read:
+        a work or visitor connection for a control or proxy of ours, or a vhost client whose
+        route is ours."""
+        res = self.res
+        factory: Callable[[], asyncio.BaseProtocol] | None = None
+        if kind == "http" and res.vhost_http is not None:
+            factory = res.vhost_http.protocol_factory
+        elif kind in ("https", "tcpmux"):
+            vhost = res.vhost_https if kind == "https" else res.vhost_tcpmux
+            factory = vhost.conn_factory if vhost is not None else None
+        msg: NewWorkConn | NewVisitorConn | None = None
         try:
             if kind == "work":
-                msg: Message = NewWorkConn.from_json(meta["msg"])
+                msg = NewWorkConn.from_json(meta["msg"])
             elif kind == "visitor":
                 msg = NewVisitorConn.from_json(meta["msg"])
-            else:
-                raise MessageError(f"unknown kind {kind}")
+            elif factory is None:
+                raise MessageError(f"nothing here serves a {kind} connection")
         except (KeyError, TypeError, ProtocolError) as exc:
             log.warning("worker: bad hand-over: %s", exc)
             sock.close()
             return
-        v2 = bool(meta.get("v2"))
-
-        def made() -> MessageConn:
-            conn = MessageConn()
-            if v2:
-                conn.use_v2()
-            return conn
-
+        if msg is not None:
+            factory = functools.partial(MessageConn.speaking, bool(meta.get("v2")))
+        assert factory is not None
         try:
-            _, conn = await loop.connect_accepted_socket(made, sock)
+            proto = await adopt_socket(factory, sock, pending, ended)
         except OSError as exc:
             log.info("worker: handed-over connection lost: %s", exc)
             sock.close()
             return
-        if pending:
-            conn.data_received(pending)
-        if ended:
-            conn.eof_received()
         if isinstance(msg, NewWorkConn):
-            self._work_conn(conn, msg, handed=True)
+            self._work_conn(cast(MessageConn, proto), msg, handed=True)
         elif isinstance(msg, NewVisitorConn):
-            self._visitor_conn(conn, msg, user=str(meta.get("user", "")))
+            self._visitor_conn(cast(MessageConn, proto), msg, user=str(meta.get("user", "")))
 
     def _hand_to(self, owner: int, conn: MessageConn, msg: Message, kind: str, **meta: Any) -> None:
         """Give a connection whose first message is ``msg`` to worker ``owner``."""
@@ -756,8 +789,7 @@ class Server:
         try:
             await proxy.start()
         except BaseException:
-            if self.cluster is not None:
-                self.cluster.release("proxy", name)
+            self._release_claims(name)
             raise
         self.proxies[name] = proxy
         self.stats.proxy_opened(name, ptype, ctl.user, ctl.login.client_id or ctl.run_id)
@@ -770,16 +802,42 @@ class Server:
         if msg.group or msg.proxy_type == "xtcp":
             what = f"group [{msg.group}]" if msg.group else "proxy type [xtcp]"
             raise PortError(f"{what} is not supported with pyfrp.workers > 1 yet")
+        name = msg.proxy_name
         try:
-            holder = await self.cluster.claim("proxy", msg.proxy_name)
+            if await self.cluster.claim("proxy", name) is not None:
+                raise PortError(f"proxy [{name}] already exists")
+            claims = self._claims[name] = [("proxy", name)]
+            for key in self._route_keys(msg):
+                if await self.cluster.claim("route", key) is not None:
+                    self._release_claims(name)
+                    raise PortError("router config conflict")
+                claims.append(("route", key))
         except ClusterError as exc:
+            self._release_claims(name)
             raise PortError(str(exc)) from None
-        if holder is not None:
-            raise PortError(f"proxy [{msg.proxy_name}] already exists")
+
+    def _route_keys(self, msg: NewProxy) -> list[str]:
+        """The vhost routes a proxy will register, as the supervisor names them."""
+        kind = msg.proxy_type
+        res = self.res
+        vhost = {"http": res.vhost_http, "https": res.vhost_https, "tcpmux": res.vhost_tcpmux}
+        if vhost.get(kind) is None:
+            return []
+        try:
+            domains = build_domains(msg, self.cfg.subdomain_host)
+        except PortError:
+            return []  # the proxy's start says so, in frp's words
+        user = "" if kind == "https" else msg.route_by_http_user
+        locations = (msg.locations or [""]) if kind == "http" else [""]
+        return [route_key(kind, d, loc, user) for d in domains for loc in locations]
+
+    def _release_claims(self, name: str) -> None:
+        if self.cluster is not None:
+            for kind, key in self._claims.pop(name, []):
+                self.cluster.release(kind, key)
 
     def unregister_proxy(self, name: str) -> None:
         proxy = self.proxies.pop(name, None)
         if proxy is not None:
             self.stats.proxy_closed(name, proxy.kind)
-            if self.cluster is not None:
-                self.cluster.release("proxy", name)
+            self._release_claims(name)

@@ -148,6 +148,9 @@ class Supervisor:
             lambda msg, data, fds: self._received(w, msg, data, fds),
             lambda: None,  # the process's exit says more; _watch handles it
         )
+        for (kind, key), owner in self.tables.names.items():  # a restarted worker catches up
+            if kind == "route":
+                w.link.send({"op": "route_add", "key": key, "owner": owner})
         task = asyncio.get_running_loop().create_task(self._watch(w))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -208,10 +211,14 @@ class Supervisor:
                 del self.tables.runs[str(msg["run_id"])]
         elif op == "claim":
             name = (str(msg["kind"]), str(msg["key"]))
-            holder = self.tables.names.setdefault(name, w.index)
-            self._reply(w, msg, holder=None if holder == w.index else holder)
-            if holder == w.index and name[0] == "route":
-                self._broadcast({"op": "route_add", "key": name[1], "owner": w.index}, but=w.index)
+            holder = self.tables.names.get(name)
+            self._reply(w, msg, holder=holder)  # the claimer's own earlier claim refuses it too
+            if holder is None:
+                self.tables.names[name] = w.index
+                if name[0] == "route":
+                    self._broadcast(
+                        {"op": "route_add", "key": name[1], "owner": w.index}, but=w.index
+                    )
         elif op == "release":
             name = (str(msg["kind"]), str(msg["key"]))
             if self.tables.names.get(name) == w.index:

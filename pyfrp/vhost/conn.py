@@ -8,8 +8,12 @@ transport with the proxy's encryption/compression already stacked on it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+# pyfrp.workers: give a client connection (and the bytes read from it) to another worker
+HandOver = Callable[[int, asyncio.Transport, bytes], None]
 
 
 @dataclass(slots=True)

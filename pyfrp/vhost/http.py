@@ -39,7 +39,7 @@ from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import WRITE_HIGH_WATER, splice
 from pyfrp.proto.auth import same_secret
 from pyfrp.version import FRP_VERSION
-from pyfrp.vhost.conn import WorkConnOpener, peer_of
+from pyfrp.vhost.conn import HandOver, WorkConnOpener, peer_of
 from pyfrp.vhost.http1 import (
     MAX_HEAD,
     MAX_RESPONSE_HEAD,
@@ -58,7 +58,7 @@ from pyfrp.vhost.http1 import (
     wire_text,
 )
 from pyfrp.vhost.notfound import not_found_page
-from pyfrp.vhost.router import Route, Router, canonical_host
+from pyfrp.vhost.router import Elsewhere, Route, Router, canonical_host
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,8 @@ class VhostHttpServer:
         head_timeout: float = HEAD_TIMEOUT,
         not_found_page: str = "",
     ) -> None:
-        self.router: Router[HttpRoute] = Router()
+        self.router: Router[HttpRoute | Elsewhere] = Router()
+        self.hand_over: HandOver | None = None  # set in a pyfrps worker
         self.response_timeout = response_timeout
         self.head_timeout = head_timeout
         self.not_found_path = not_found_page
@@ -186,13 +187,13 @@ class VhostHttpServer:
         for task in [c.task for c in self._conns if c.task is not None]:
             task.cancel()
         for found in self.router.routes():
-            while found.payload.idle:
+            while isinstance(found.payload, HttpRoute) and found.payload.idle:
                 found.payload.idle.pop().close()
 
     # -- routes
     def add_route(
         self, domain: str, location: str, user: str, route: HttpRoute
-    ) -> Route[HttpRoute]:
+    ) -> Route[HttpRoute | Elsewhere]:
         return self.router.add(domain, location, user, route)
 
     def remove_route(self, domain: str, location: str, user: str, route: HttpRoute) -> None:
@@ -544,6 +545,9 @@ class _ClientConn(asyncio.Protocol):
         user = route_user(req)
         found = self.server.router.lookup(host, req.path, user)
         route = found.payload if found is not None else None
+        if isinstance(route, Elsewhere):
+            self._send_to_worker(route.worker, raw)
+            return False
         if route is not None and not auth_ok(req, route):
             keep = self._can_keep(req)
             if req.url_host:
@@ -586,6 +590,16 @@ class _ClientConn(asyncio.Protocol):
             await self._connect(raw, route)
             return False
         return await self._proxy(req, route)
+
+    def _send_to_worker(self, worker: int, raw: bytes) -> None:
+        """The route is another worker's: the connection goes there, this request first."""
+        transport, self.transport = self.transport, None
+        self.server._conns.discard(self)
+        hand_over = self.server.hand_over
+        if transport is None or hand_over is None or self.lost:
+            return
+        self.lost = True  # this protocol is done with it
+        hand_over(worker, transport, raw + bytes(self.buf))
 
     async def _connect(self, raw: bytes, route: HttpRoute) -> None:
         """CONNECT: the request goes to a fresh work connection as it is, then a plain splice."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pyfrp.vhost.conn import WorkConnOpener
 from pyfrp.vhost.routed import RoutedConn, RoutedServer
-from pyfrp.vhost.router import Route, Router
+from pyfrp.vhost.router import Elsewhere, Route, Router
 from pyfrp.vhost.sni import ALERT_UNRECOGNIZED_NAME, MAX_HELLO, ClientHelloError, parse_client_hello
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,13 @@ class HttpsRoute:
 class VhostHttpsServer(RoutedServer):
     def __init__(self, *, hello_timeout: float = HELLO_TIMEOUT) -> None:
         super().__init__()
-        self.router: Router[HttpsRoute] = Router()
+        self.router: Router[HttpsRoute | Elsewhere] = Router()
         self.hello_timeout = hello_timeout
 
     def conn_factory(self) -> RoutedConn:
         return _TlsConn(self)
 
-    def add_route(self, domain: str, route: HttpsRoute) -> Route[HttpsRoute]:
+    def add_route(self, domain: str, route: HttpsRoute) -> Route[HttpsRoute | Elsewhere]:
         return self.router.add(domain, "", "", route)
 
     def remove_route(self, domain: str) -> None:
@@ -70,5 +70,8 @@ class _TlsConn(RoutedConn):
             log.debug("https request for host [%s] not found", name)
             transport.write(ALERT_UNRECOGNIZED_NAME)
             transport.close()
+            return
+        if isinstance(found.payload, Elsewhere):
+            self.send_to_worker(self.server.hand_over, found.payload.worker)
             return
         self.route_to(found.payload.opener, f"new https request for host [{name}]")

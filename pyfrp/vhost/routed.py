@@ -15,7 +15,7 @@ from typing import cast
 
 from pyfrp.net.listen import serve_tcp
 from pyfrp.net.splice import splice
-from pyfrp.vhost.conn import WorkConnOpener, peer_of
+from pyfrp.vhost.conn import HandOver, WorkConnOpener, peer_of
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class RoutedServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._conns: set[RoutedConn] = set()
+        self.hand_over: HandOver | None = None  # set in a pyfrps worker
 
     def conn_factory(self) -> RoutedConn:
         raise NotImplementedError
@@ -97,6 +98,14 @@ class RoutedConn(asyncio.Protocol):
         self._stop_timer()
         self.transport.pause_reading()
         return self.transport
+
+    def send_to_worker(self, hand_over: HandOver | None, worker: int) -> None:
+        """The route is another worker's: the connection goes there, its bytes unread."""
+        transport, self.transport = self.transport, None
+        self.conns.discard(self)
+        if transport is None or hand_over is None:
+            return
+        hand_over(worker, transport, bytes(self.buf))
 
     def route_to(self, opener: WorkConnOpener, label: str) -> None:
         """Splice to a work connection of ``opener``, the bytes in ``buf`` first."""

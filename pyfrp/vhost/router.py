@@ -31,6 +31,14 @@ from pyfrp.errors import ProxyError
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Elsewhere:
+    """The payload of a route another pyfrps worker serves (``pyfrp.workers``): a connection
+    routed to it is handed to that worker whole."""
+
+    worker: int
+
+
 class RouteConflict(ProxyError):
     def __init__(self) -> None:
         super().__init__("router config conflict")

@@ -19,7 +19,7 @@ from pyfrp.vhost.http import parse_basic
 from pyfrp.vhost.http1 import MAX_HEAD, HttpError, find_head_end, parse_request_head
 from pyfrp.vhost.notfound import not_found_page
 from pyfrp.vhost.routed import RoutedConn, RoutedServer
-from pyfrp.vhost.router import Route, Router, canonical_host
+from pyfrp.vhost.router import Elsewhere, Route, Router, canonical_host
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class VhostTcpmuxServer(RoutedServer):
         head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
         super().__init__()
-        self.router: Router[TcpmuxRoute] = Router()
+        self.router: Router[TcpmuxRoute | Elsewhere] = Router()
         self.passthrough = passthrough
         self.version = version
         self.not_found_path = not_found_page
@@ -65,7 +65,9 @@ class VhostTcpmuxServer(RoutedServer):
     def conn_factory(self) -> RoutedConn:
         return _ConnectConn(self)
 
-    def add_route(self, domain: str, user: str, route: TcpmuxRoute) -> Route[TcpmuxRoute]:
+    def add_route(
+        self, domain: str, user: str, route: TcpmuxRoute
+    ) -> Route[TcpmuxRoute | Elsewhere]:
         return self.router.add(domain, "", user, route)
 
     def remove_route(self, domain: str, user: str) -> None:
@@ -104,6 +106,9 @@ class _ConnectConn(RoutedConn):
             transport.close()
             return
         route = found.payload
+        if isinstance(route, Elsewhere):
+            self.send_to_worker(self.server.hand_over, route.worker)
+            return
         if not self.server.passthrough:
             transport.write(CONNECT_OK)
             del self.buf[:end]  # the service sees only what follows the CONNECT head
