@@ -82,7 +82,13 @@ class Control:
         # as long as it stays: a reload of frps's token (pyfrp extension) leaves open sessions be.
         self.token = cfg.token
         self.pool_count = min(max(login.pool_count, 0), cfg.max_pool_count)
-        self.pool: asyncio.Queue[MessageConn] = asyncio.Queue(maxsize=self.pool_count + 10)
+        # Bounded by add_work_conn, not by the queue: a put wakes a waiting user but the
+        # connection stays queued until that user's task runs, so in a burst a full queue of
+        # connections already promised to waiters must not make later ones look surplus (Go's
+        # channel hands a connection straight to a waiting receiver).
+        self.pool: asyncio.Queue[MessageConn] = asyncio.Queue()
+        self.pool_cap = self.pool_count + 10
+        self._waiting = 0  # users waiting for a work connection
         self.proxies: dict[str, Proxy] = {}
         self.log = PrefixLogger(log, run_id)
         self.last_ping = time.monotonic()
@@ -230,11 +236,11 @@ class Control:
         if self.closed.is_set():
             conn.close()
             return
-        try:
-            self.pool.put_nowait(conn)
-        except asyncio.QueueFull:
+        if self.pool.qsize() >= self.pool_cap + self._waiting:
             self.log.debug("work connection pool is full, discarding")  # frps: Debug
             conn.close()
+            return
+        self.pool.put_nowait(conn)
 
     def _refill(self) -> None:
         try:
@@ -261,6 +267,7 @@ class Control:
             return conn
         timeout = self.service.cfg.user_conn_timeout
         for _ in range(self.pool_count + 1):
+            self._waiting += 1
             try:
                 self.conn.send(ReqWorkConn())
                 async with asyncio.timeout(timeout):
@@ -268,6 +275,8 @@ class Control:
             except (TimeoutError, ConnectionError):
                 self.log.warning("timeout trying to get work connection")
                 return None
+            finally:
+                self._waiting -= 1
             self._refill()
             if conn.transport is None or conn.transport.is_closing():
                 continue
