@@ -8,8 +8,8 @@ writes each received chunk straight into the other transport, and each side's
 ``pause_writing``/``resume_writing`` pauses and resumes the other side's reading, so a 1 GB body
 in either direction costs no more memory than the write buffers (``WRITE_HIGH_WATER``).
 
-Upstreams are pooled per route, as frp's http.Transport does (5 idle per route, 60 s idle
-timeout), so one work connection can carry requests of different clients; a request without a
+Upstreams are pooled per route, as frp's http.Transport does (60 s idle timeout), so one work
+connection can carry requests of different clients; a request without a
 body that finds its reused upstream already dead is retried once on a new one. A 101 answer to
 an Upgrade request, and a CONNECT, turn the pair into a plain splice with no timers at all.
 
@@ -63,8 +63,13 @@ log = logging.getLogger(__name__)
 
 # Go's http.Server ReadHeaderTimeout as frps sets it.
 HEAD_TIMEOUT = 60.0
-# frp's http.Transport: MaxIdleConnsPerHost and IdleConnTimeout.
-MAX_IDLE_PER_ROUTE = 5
+# Idle upstreams kept per route. frp's http.Transport keeps 5 (MaxIdleConnsPerHost): with more
+# concurrent requests than that, each release beyond 5 closes a work connection (and frpc's
+# connection to the local service) that the next request then opens again, about one in four
+# requests with 8 busy keep-alive clients. 32 idle cost a few KiB each and close after
+# IDLE_TIMEOUT; the number in use was never limited.
+MAX_IDLE_PER_ROUTE = 32
+# frp's http.Transport: IdleConnTimeout.
 IDLE_TIMEOUT = 60.0
 # Response pieces up to this size are joined into one write.
 _JOIN_AT = 64 * 1024
