@@ -30,6 +30,7 @@ import asyncio
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import cast
@@ -318,6 +319,57 @@ class _Upstream(asyncio.Protocol):
         self.transport.close()
 
 
+class _Deadline:
+    """A timeout restarted and stopped once per request, without a timer each time.
+
+    ``start`` sets the deadline and arms a timer only when none is armed for an earlier time;
+    ``stop`` only clears the deadline. A timer that fires before the current deadline (it was
+    armed for an earlier one) re-arms itself for it, so a keep-alive connection arms about one
+    timer per timeout period rather than one per request (call_later and cancel were ~3 % of
+    frps's time under load)."""
+
+    __slots__ = ("_callback", "_due", "_handle", "_loop")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._callback = callback
+        self._due: float | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._due is not None
+
+    def start(self, delay: float) -> None:
+        self._due = due = self._loop.time() + delay
+        handle = self._handle
+        if handle is not None:
+            if handle.when() <= due:
+                return
+            handle.cancel()  # armed for later: the timeout was shortened (a reload)
+        self._handle = self._loop.call_at(due, self._fire)
+
+    def stop(self) -> None:
+        self._due = None
+
+    def close(self) -> None:
+        self._due = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        due = self._due
+        if due is None:
+            return
+        if self._loop.time() < due:
+            self._handle = self._loop.call_at(due, self._fire)
+            return
+        self._due = None
+        self._callback()
+
+
 class _ClientConn(asyncio.Protocol):
     """One connection from an HTTP client on vhost_http_port."""
 
@@ -331,7 +383,7 @@ class _ClientConn(asyncio.Protocol):
         self.eof = False
         self.lost = False
         self.waiter: asyncio.Future[None] | None = None
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_timer = _Deadline(self._head_timeout)
         self.pauses: set[str] = set()
         self.write_paused = False
         # the current exchange
@@ -342,7 +394,7 @@ class _ClientConn(asyncio.Protocol):
         self.resp_scan = 0
         self.resp: Response | None = None
         self.resp_body: BodyFramer | None = None
-        self.resp_timer: asyncio.TimerHandle | None = None
+        self.resp_timer = _Deadline(self._response_timeout)
         self.got_bytes = False
         self.close_after = False
         self.reusable = False
@@ -359,7 +411,7 @@ class _ClientConn(asyncio.Protocol):
         self.peer = peer_of(t)
         t.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.server._conns.add(self)
-        self._start_head_timer()
+        self.head_timer.start(self.server.head_timeout)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
@@ -372,8 +424,8 @@ class _ClientConn(asyncio.Protocol):
         self.buf += data
         if self.req is not None or len(self.buf) > MAX_HEAD:
             self.pause("busy")  # bounded: at most one read beyond what we asked for
-        if self.head_timer is None and self.req is None:
-            self._start_head_timer()
+        if self.req is None and not self.head_timer.running:
+            self.head_timer.start(self.server.head_timeout)
         self._wake()
 
     def eof_received(self) -> bool:
@@ -422,20 +474,10 @@ class _ClientConn(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def _start_head_timer(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.head_timer = loop.call_later(self.server.head_timeout, self._head_timeout)
-
     def _head_timeout(self) -> None:
-        self.head_timer = None
         log.debug("client %s:%d sent no complete request head in time, closing", *self.peer)
         if self.transport is not None:
             self.transport.close()
-
-    def _cancel_head_timer(self) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
 
     def _write(self, data: bytes | memoryview) -> None:
         if self.corked is not None:
@@ -457,10 +499,11 @@ class _ClientConn(asyncio.Protocol):
         except Exception:
             log.exception("http vhost connection from %s:%d failed", *self.peer)
         finally:
-            self._cancel_head_timer()
+            self.head_timer.close()
             if self.up is not None:
                 self.up.close()
                 self._detach()
+            self.resp_timer.close()
             if self.transport is not None and not self.lingering:
                 self.transport.close()
 
@@ -479,7 +522,7 @@ class _ClientConn(asyncio.Protocol):
                     self._reply_error(431, "")
                     return None
                 if end >= 0:
-                    self._cancel_head_timer()
+                    self.head_timer.stop()
                     raw = bytes(buf[:end])
                     del buf[:end]
                     self.scan = 0
@@ -489,15 +532,16 @@ class _ClientConn(asyncio.Protocol):
                         log.debug("bad request from %s:%d: %s", *self.peer, exc)
                         self._reply_error(exc.status, str(exc))
                         return None
+                    # Reading goes on: data_received pauses it if more comes during the
+                    # exchange (a pause and resume per request cost two epoll_ctl calls).
                     self.req = req
-                    self.pause("busy")
                     return raw, req
                 if len(buf) > MAX_HEAD:
                     self._reply_error(431, "")
                     return None
                 self.scan = max(0, len(buf) - 3)
-                if self.head_timer is None:
-                    self._start_head_timer()
+                if not self.head_timer.running:
+                    self.head_timer.start(self.server.head_timeout)
             if self.eof or self.lost:
                 return None
             self.resume("busy")
@@ -599,7 +643,7 @@ class _ClientConn(asyncio.Protocol):
                 opened.transport.close()
             self._reply_error(502, "")
             return
-        self._cancel_head_timer()
+        self.head_timer.stop()
         up = opened.transport
         up.write(raw)
         rest = bytes(self.buf)
@@ -745,9 +789,7 @@ class _ClientConn(asyncio.Protocol):
         return await exchange
 
     def _detach(self) -> None:
-        if self.resp_timer is not None:
-            self.resp_timer.cancel()
-            self.resp_timer = None
+        self.resp_timer.stop()
         if self.up is not None:
             self.up.client = None
             if self.write_paused:
@@ -783,14 +825,12 @@ class _ClientConn(asyncio.Protocol):
             self._request_sent()
 
     def _request_sent(self) -> None:
-        if self.resp is None and self.resp_timer is None:
-            loop = asyncio.get_running_loop()
-            self.resp_timer = loop.call_later(self.server.response_timeout, self._response_timeout)
+        if self.resp is None and not self.resp_timer.running:
+            self.resp_timer.start(self.server.response_timeout)
         if self.resp_body is not None and self.resp_body.done:
             self._response_done()
 
     def _response_timeout(self) -> None:
-        self.resp_timer = None
         if self.resp is None:
             self._finish(_Outcome.TIMEOUT)
 
@@ -854,9 +894,7 @@ class _ClientConn(asyncio.Protocol):
             log.warning("bad response from [%s]: %s", up.route.opener.name, exc)
             self._finish(_Outcome.FAILED)
             return _Step.STOP
-        if self.resp_timer is not None:
-            self.resp_timer.cancel()
-            self.resp_timer = None
+        self.resp_timer.stop()
         if resp.status == 101:
             if not req.upgrade or resp.upgrade.lower() != req.upgrade.lower():
                 log.warning(
@@ -875,9 +913,7 @@ class _ClientConn(asyncio.Protocol):
             if req.minor >= 1:
                 self._write(client_response_head(resp, chunked_to_client=False, close=False))
             if self.body is None or self.body.done:
-                self.resp_timer = asyncio.get_running_loop().call_later(
-                    self.server.response_timeout, self._response_timeout
-                )
+                self.resp_timer.start(self.server.response_timeout)
             return _Step.HEAD
         self.resp = resp
         http10 = req.minor == 0
