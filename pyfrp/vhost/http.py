@@ -76,6 +76,12 @@ IDLE_TIMEOUT = 60.0
 _JOIN_AT = 64 * 1024
 # Go's rstAvoidanceDelay: how long a connection closed after an error keeps discarding input.
 LINGER = 0.5
+# Heads up to this size are remembered with what was made of them (parse results, rewritten
+# heads): parsing and rewriting are pure functions of the bytes, and clients and backends
+# repeat the same heads (keep-alive polling, API calls, a backend's fixed response head).
+# Each cache is emptied when it reaches _CACHE_ENTRIES.
+_CACHE_HEAD = 4096
+_CACHE_ENTRIES = 256
 # Go's Transport retries a replayable request that failed on a reused connection.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -97,6 +103,12 @@ class HttpRoute:
     pooled: bool = True
     # Add X-Forwarded-For/-Host/-Proto (frps); frpc's http2http plugins pass them unchanged.
     forwarded: bool = True
+    # (request head, client IP) -> the head sent upstream; (response head, HEAD request?) ->
+    # the parsed response and the heads sent to clients, by (chunked to client, close).
+    upstream_heads: dict[tuple[bytes, str | None], bytes] = field(default_factory=dict)
+    responses: dict[tuple[bytes, bool], tuple[Response, dict[tuple[bool, bool], bytes]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self.rewrite_host = wire_text(self.rewrite_host)
@@ -174,6 +186,7 @@ class VhostHttpServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._conns: set[_ClientConn] = set()
+        self.requests: dict[bytes, Request] = {}  # request head -> its parse (_CACHE_HEAD)
 
     async def listen(self, host: str, port: int) -> int:
         self._server, self.port = await serve_tcp(self.protocol_factory, host, port)
@@ -388,6 +401,7 @@ class _ClientConn(asyncio.Protocol):
         self.write_paused = False
         # the current exchange
         self.req: Request | None = None
+        self.req_raw = b""  # its head as it came
         self.up: _Upstream | None = None
         self.body: BodyFramer | None = None  # the request body, while it is forwarded
         self.resp_buf = bytearray()
@@ -526,15 +540,25 @@ class _ClientConn(asyncio.Protocol):
                     raw = bytes(buf[:end])
                     del buf[:end]
                     self.scan = 0
-                    try:
-                        req = parse_request_head(raw)
-                    except HttpError as exc:
-                        log.debug("bad request from %s:%d: %s", *self.peer, exc)
-                        self._reply_error(exc.status, str(exc))
-                        return None
+                    cache = self.server.requests
+                    got = cache.get(raw)
+                    if got is not None:
+                        req = got
+                    else:
+                        try:
+                            req = parse_request_head(raw)
+                        except HttpError as exc:
+                            log.debug("bad request from %s:%d: %s", *self.peer, exc)
+                            self._reply_error(exc.status, str(exc))
+                            return None
+                        if len(raw) <= _CACHE_HEAD:
+                            if len(cache) >= _CACHE_ENTRIES:
+                                cache.clear()
+                            cache[raw] = req
                     # Reading goes on: data_received pauses it if more comes during the
                     # exchange (a pause and resume per request cost two epoll_ctl calls).
                     self.req = req
+                    self.req_raw = raw
                     return raw, req
                 if len(buf) > MAX_HEAD:
                     self._reply_error(431, "")
@@ -759,14 +783,19 @@ class _ClientConn(asyncio.Protocol):
         if self.write_paused:
             up.transport.pause_reading()
         route = up.route
-        up.write(
-            upstream_request_head(
-                req,
-                self.peer[0] if route.forwarded else None,
-                rewrite_host=route.rewrite_host,
-                set_headers=route.headers,
+        ip = self.peer[0] if route.forwarded else None
+        raw = self.req_raw
+        heads = route.upstream_heads
+        head = heads.get((raw, ip))
+        if head is None:
+            head = upstream_request_head(
+                req, ip, rewrite_host=route.rewrite_host, set_headers=route.headers
             )
-        )
+            if len(raw) <= _CACHE_HEAD:
+                if len(heads) >= _CACHE_ENTRIES:
+                    heads.clear()
+                heads[(raw, ip)] = head
+        up.write(head)
         if req.framing is Framing.NONE:
             self.body = None
             self._request_sent()
@@ -888,12 +917,23 @@ class _ClientConn(asyncio.Protocol):
         """Handle one response head: another head follows (1xx), the body, or nothing."""
         req = self.req
         assert req is not None
-        try:
-            resp = parse_response_head(raw, req.method)
-        except HttpError as exc:
-            log.warning("bad response from [%s]: %s", up.route.opener.name, exc)
-            self._finish(_Outcome.FAILED)
-            return _Step.STOP
+        route = up.route
+        key = (raw, req.method == "HEAD")  # the one way the request changes the parse
+        cached = route.responses.get(key)
+        if cached is not None:
+            resp, client_heads = cached
+        else:
+            try:
+                resp = parse_response_head(raw, req.method)
+            except HttpError as exc:
+                log.warning("bad response from [%s]: %s", route.opener.name, exc)
+                self._finish(_Outcome.FAILED)
+                return _Step.STOP
+            client_heads = {}
+            if len(raw) <= _CACHE_HEAD:
+                if len(route.responses) >= _CACHE_ENTRIES:
+                    route.responses.clear()
+                route.responses[key] = (resp, client_heads)
         self.resp_timer.stop()
         if resp.status == 101:
             if not req.upgrade or resp.upgrade.lower() != req.upgrade.lower():
@@ -926,14 +966,16 @@ class _ClientConn(asyncio.Protocol):
             or (self.body is not None and not self.body.done)
         )
         self.reusable = resp.keep_alive and resp.framing is not Framing.UNTIL_CLOSE
-        self._write(
-            client_response_head(
+        variant = (not decode, self.close_after)
+        head = client_heads.get(variant)
+        if head is None:
+            head = client_heads[variant] = client_response_head(
                 resp,
                 chunked_to_client=not decode,
                 close=self.close_after,
-                set_headers=up.route.response_headers,
+                set_headers=route.response_headers,
             )
-        )
+        self._write(head)
         self.resp_body = BodyFramer(resp.framing, resp.length, sink=self._write if decode else None)
         if self.resp_body.done:
             self._response_done()
