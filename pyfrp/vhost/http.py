@@ -226,9 +226,7 @@ class VhostHttpServer:
     async def acquire(self, route: HttpRoute, src: tuple[str, int]) -> _Upstream | None:
         while route.idle:
             up = route.idle.pop()
-            if up.idle_timer is not None:
-                up.idle_timer.cancel()
-                up.idle_timer = None
+            up.idle_timer.stop()
             if not up.closed and not up.transport.is_closing():
                 up.reused = True
                 return up
@@ -250,7 +248,7 @@ class VhostHttpServer:
             return
         up.reused = False
         up.transport.resume_reading()
-        up.idle_timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, up.close)
+        up.idle_timer.start(IDLE_TIMEOUT)
         route.idle.append(up)
 
 
@@ -272,7 +270,7 @@ class _Upstream(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.early = b""
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_timer = _Deadline(self.close)
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         transport.resume_reading()  # whoever held it may have paused it
@@ -315,9 +313,7 @@ class _Upstream(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        self.idle_timer.close()
         if self.client is not None:
             self.client.upstream_closed(self)
         elif self in self.route.idle:
@@ -326,9 +322,7 @@ class _Upstream(asyncio.Protocol):
     def close(self) -> None:
         self._uncount()
         self.closed = True
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        self.idle_timer.close()
         self.transport.close()
 
 
