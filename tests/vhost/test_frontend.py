@@ -200,3 +200,114 @@ async def test_upstream_closing_after_a_complete_response_keeps_the_client() -> 
     finally:
         await vhost.close()
         backend.close()
+
+
+async def test_timeouts_still_fire_after_many_quick_requests() -> None:
+    """The head and response timeouts are restarted by every request without a timer each:
+    after many quick requests on one connection, both still fire on time."""
+
+    async def slow_on_demand(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            head = await r.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /slow"):
+                await asyncio.sleep(2)
+                return
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    vhost, _, backend = await start(slow_on_demand)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", vhost.port)
+        for _ in range(50):
+            w.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            assert (await asyncio.wait_for(read_response(r), 5))[1] == b"ok"
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        w.write(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        head, _ = await asyncio.wait_for(read_response(r), 5)
+        assert head.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+        assert 0.25 < loop.time() - t0 < 1.5  # response_timeout is 0.3 s
+        for _ in range(20):
+            w.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            assert (await asyncio.wait_for(read_response(r), 5))[1] == b"ok"
+        t0 = loop.time()
+        w.write(b"GET / HTTP/1.1\r\nHost: app.exa")  # a head that never ends
+        assert await asyncio.wait_for(r.read(), 5) == b""
+        assert 0.25 < loop.time() - t0 < 1.5  # head_timeout is 0.3 s
+        w.close()
+    finally:
+        await vhost.close()
+        backend.close()
+
+
+async def test_repeated_heads_keep_their_per_request_rewriting() -> None:
+    """The same bytes again get the same treatment; what differs (HEAD or GET, keep-alive or
+    close) still changes the answer, even when the response head is byte for byte the same."""
+    seen: list[bytes] = []
+
+    async def fixed_head(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            head = await r.readuntil(b"\r\n\r\n")
+            seen.append(head)
+            body = b"" if head.startswith(b"HEAD ") else b"hello"
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: 1\r\n\r\n" + body)
+
+    vhost, _, backend = await start(fixed_head, rewrite_host="inner.local")
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", vhost.port)
+        get = b"GET /a HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"
+        for _ in range(3):
+            w.write(get)
+            head, body = await asyncio.wait_for(read_response(r), 5)
+            assert body == b"hello"
+            assert b"\r\nX-App: 1\r\n" in head
+            assert b"Connection: close" not in head
+        w.write(b"HEAD /a HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+        assert b"\r\nContent-Length: 5\r\n" in head
+        w.write(get)  # no body came after the HEAD's head: the GET's answer is next
+        head, body = await asyncio.wait_for(read_response(r), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert body == b"hello"
+        w.write(get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        head, body = await asyncio.wait_for(read_response(r), 5)
+        assert b"\r\nConnection: close\r\n" in head
+        assert body == b"hello"
+        assert await asyncio.wait_for(r.read(), 5) == b""
+        w.close()
+        gets = [h for h in seen if h.startswith(b"GET /a ")]
+        assert len(gets) == 5
+        for h in gets:
+            assert b"\r\nHost: inner.local\r\n" in h
+            assert b"\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n" in h
+            assert b"\r\nX-Forwarded-Host: app.example.com\r\n" in h
+    finally:
+        await vhost.close()
+        backend.close()
+
+
+async def test_more_than_five_concurrent_clients_keep_their_upstreams() -> None:
+    """frp closes every idle work connection beyond 5 per host, so 8 busy keep-alive clients
+    make it open new ones all the time; pyfrps keeps them (up to 32 idle per route)."""
+
+    async def slow_ok(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            await r.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(0.05)  # all 8 requests are in flight at once
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    vhost, opener, backend = await start(slow_ok)
+    try:
+        clients = [await asyncio.open_connection("127.0.0.1", vhost.port) for _ in range(8)]
+
+        async def one(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            assert (await asyncio.wait_for(read_response(r), 5))[1] == b"ok"
+
+        for _ in range(5):
+            await asyncio.gather(*(one(r, w) for r, w in clients))
+        assert opener.opened == 8
+        for _, w in clients:
+            w.close()
+    finally:
+        await vhost.close()
+        backend.close()
