@@ -242,6 +242,7 @@ def run_load(port: int, test: str, conns: int, duration: float) -> dict[str, flo
         check=True,
         capture_output=True,
         text=True,
+        timeout=duration + 60,  # a stalled connection must not stall the whole run
     )
     return dict(json.loads(out.stdout))
 
@@ -282,7 +283,12 @@ def run_all(
                             continue
                         # direct WebSocket: the echo server's own port
                         at = ws_port if (name, test) == ("direct", "ws") else port
-                        got = run_load(at, test, conns, duration)
+                        try:
+                            got = run_load(at, test, conns, duration)
+                        except subprocess.SubprocessError as exc:  # the other rows still count
+                            err = getattr(exc, "stderr", "") or ""
+                            print(f"{name} {test}: {exc} {err[-300:]}", file=sys.stderr)
+                            continue
                         runs.setdefault((name, test), []).append(got)
     finally:
         for p in reversed(procs):
