@@ -335,21 +335,48 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
+Group = list[tuple[str, Callable[[], contextlib.AbstractContextManager[Setup]], bool]]
+
+
+def frp_groups(runner: Runner, variants: list[str], args: argparse.Namespace) -> list[Group]:
+    """One group per variant: pyfrp and, when ``args.frps_go``/``args.frpc_go`` are set, Go frp
+    with the same settings. Setups in one group run side by side and take turns for every
+    repetition, so that the machine's drift (large on a shared VM) hits pyfrp and Go alike."""
+    py = sys.executable
+    # (name, frps argv, frpc argv, TOML configs)
+    impls: list[tuple[str, list[str], list[str], bool]] = [
+        ("pyfrp", [py, "-m", "pyfrp.server"], [py, "-m", "pyfrp.client"], False)
+    ]
+    if args.frps_go and args.frpc_go:
+        impls.append(("go-frp", [args.frps_go], [args.frpc_go], True))
+    groups: list[Group] = []
+    for v in variants:
+        group: Group = []
+        for name, frps, frpc, toml in impls:
+            make = functools.partial(runner.frp, f"{name} {v}", frps, frpc, VARIANTS[v], toml)
+            group.append((f"{name} {v}", make, True))
+        groups.append(group)
+    return groups
+
+
 def median_spread(xs: list[float]) -> tuple[float, float]:
     return statistics.median(xs), (max(xs) - min(xs))
 
 
 def measure_group(
-    group: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Setup]], bool]],
+    group: Group,
     args: argparse.Namespace,
     skip: set[str],
     size: int,
     streams: list[int],
     random_payload: bytes,
     text_payload: bytes,
+    split: bool = False,
 ) -> list[dict[str, object]]:
     """Start every setup of ``group``, then run each timed measurement ``args.repeat`` times,
-    the setups taking turns; memory and concurrency are measured one setup at a time."""
+    the setups taking turns; memory and concurrency are measured one setup at a time.
+    ``size`` is per stream, or with ``split`` per row, shared by its streams (so that 64 streams
+    take no longer than one). The idle RSS is taken once every setup is up and has settled."""
     rows: dict[str, dict[str, object]] = {name: {"setup": name} for name, _, _ in group}
     live: list[tuple[Setup, bool]] = []
 
@@ -376,9 +403,11 @@ def measure_group(
             except Exception as exc:
                 rows[name]["error"] = repr(exc)
                 continue
-            for role, pid in st.rss_pids.items():
-                rows[name][f"{role} rss start KiB"] = rss_kib(pid)
             live.append((st, is_frp))
+        time.sleep(1.0)  # pools filled, the start-up's garbage collected
+        for st, _ in live:
+            for role, pid in st.rss_pids.items():
+                rows[st.name][f"{role} rss start KiB"] = rss_kib(pid)
         if "throughput" not in skip:
             for n in streams:
                 for direction in ("up", "down"):
@@ -394,7 +423,7 @@ def measure_group(
                         def run(
                             st: Setup, n: int = n, d: str = direction, p: bytes = payload
                         ) -> float:
-                            return throughput(st.port, size, n, d, p)
+                            return throughput(st.port, size // n if split else size, n, d, p)
 
                         for name, xs in each(run, want).items():
                             rows[name][key] = median_spread(xs)
@@ -471,34 +500,8 @@ def main() -> None:
     # 3 fds per tunnelled connection in this process and the backend's, more in the relays.
     raise_fd_limit(4 * args.concurrent + 1024)
     runner = Runner(args)
-    py = sys.executable
-    Make = Callable[[], contextlib.AbstractContextManager[Setup]]
-    # Setups in one group run side by side and take turns for every repetition, so that the
-    # machine's drift (large on a shared VM) hits pyfrp and Go frp alike.
-    groups: list[list[tuple[str, Make, bool]]] = [
-        [("direct", runner.direct, False)],
-        [("socat x2", runner.socat, False)],
-    ]
-    pyfrp_cmds = ([py, "-m", "pyfrp.server"], [py, "-m", "pyfrp.client"])
-    for v in variants:
-        group: list[tuple[str, Make, bool]] = [
-            (
-                f"pyfrp {v}",
-                functools.partial(runner.frp, f"pyfrp {v}", *pyfrp_cmds, VARIANTS[v], False),
-                True,
-            )
-        ]
-        if args.frps_go and args.frpc_go:
-            go_cmds = ([args.frps_go], [args.frpc_go])
-            group.append(
-                (
-                    f"go-frp {v}",
-                    functools.partial(runner.frp, f"go-frp {v}", *go_cmds, VARIANTS[v], True),
-                    True,
-                )
-            )
-        groups.append(group)
-
+    groups: list[Group] = [[("direct", runner.direct, False)], [("socat x2", runner.socat, False)]]
+    groups += frp_groups(runner, variants, args)
     results: list[dict[str, object]] = []
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
@@ -535,11 +538,11 @@ def vhost_rows(args: argparse.Namespace) -> list[dict[str, object]]:
         print(f"vhost benchmark failed: {out.stderr.strip()[-500:]}")
         return []
     rows: list[dict[str, object]] = json.loads(out.stdout)
-    print("\nHTTP vhost, 8 keep-alive connections")
-    print(f"{'target':8} {'response':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print("\nHTTP vhost, 8 clients (-new: a connection per request; ws: WebSocket messages)")
+    print(f"{'target':8} {'test':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
         print(
-            f"{r['target']!s:8} {r['response']!s:8} {float(r['rps']):9.0f} "  # type: ignore[arg-type]
+            f"{r['target']!s:8} {r['test']!s:10} {float(r['rps']):9.0f} "  # type: ignore[arg-type]
             f"{float(r['p50_ms']):8.2f} {float(r['p99_ms']):8.2f}"  # type: ignore[arg-type]
         )
     return rows
