@@ -50,13 +50,18 @@ def _somaxconn() -> int:
 BACKLOG = _somaxconn()
 
 
-def bind_socket(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socket:
-    """A listening, non-blocking TCP socket; raises OSError like Go's net.Listen would fail."""
+def bind_socket(
+    host: str, port: int, *, backlog: int = BACKLOG, reuse_port: bool = False
+) -> socket.socket:
+    """A listening, non-blocking TCP socket; raises OSError like Go's net.Listen would fail.
+    ``reuse_port``: one of several sockets on the port, the kernel spreading connections."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, type_, proto, _, addr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
         sock.listen(backlog)
         sock.setblocking(False)

@@ -2,9 +2,12 @@
 sockets, and this process (the supervisor) holds the tables that must be one for the whole
 relay and brokers between the workers (a pyfrp extension; server/cluster.py is a worker's side).
 
-The supervisor binds bind_port and the vhost ports, then starts each worker as
-``python -m pyfrp.server`` with the same command line, the listening sockets and one end of a
-SOCK_SEQPACKET pair inherited. A worker that dies is started again; the clients it held
+The supervisor binds bind_port and the vhost ports, one SO_REUSEPORT socket per worker each (the
+kernel spreads new connections over them by their addresses, where one shared socket goes to
+whichever worker wakes first: in practice mostly one), then starts each worker as
+``python -m pyfrp.server`` with the same command line, its listening sockets and one end of a
+SOCK_SEQPACKET pair inherited. The supervisor keeps every socket open, so connections queued for
+a worker that died wait for its restart instead of being refused. A worker that dies is started again; the clients it held
 reconnect, as they would to a restarted frps. SIGHUP reloads every worker; SIGINT/SIGTERM stop
 them all.
 
@@ -93,7 +96,7 @@ class Supervisor:
         self.argv = list(argv)
         self.workers = [_Worker(i) for i in range(count)]
         self.tables = _Tables()
-        self.listeners: dict[str, socket.socket] = {}
+        self.listeners: list[dict[str, socket.socket]] = []  # by worker, by role
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._seq = 0
@@ -102,9 +105,17 @@ class Supervisor:
     async def run(self) -> int:
         addr = self.cfg.effective_proxy_bind_addr
         try:
+            roles = {}
             for role, port in listening_roles(self.cfg).items():
                 host = self.cfg.bind_addr if role == "bind" else addr
-                self.listeners[role] = bind_socket(host, port)
+                # A plain bind first: it fails if anything holds the port, even another pyfrps
+                # whose SO_REUSEPORT sockets would otherwise share it without a word.
+                with bind_socket(host, port) as probe:
+                    roles[role] = (host, probe.getsockname()[1])
+            for _ in self.workers:
+                self.listeners.append(
+                    {r: bind_socket(h, p, reuse_port=True) for r, (h, p) in roles.items()}
+                )
         except OSError as exc:
             log.error("create server listener error, %s", exc)
             return 1
@@ -133,8 +144,9 @@ class Supervisor:
 
     async def _start(self, w: _Worker) -> None:
         ours, theirs = link_pair()
-        inherited = [theirs.fileno()] + [s.fileno() for s in self.listeners.values()]
-        roles = ",".join(f"{r}={s.fileno()}" for r, s in self.listeners.items())
+        own = self.listeners[w.index]
+        inherited = [theirs.fileno()] + [s.fileno() for s in own.values()]
+        roles = ",".join(f"{r}={s.fileno()}" for r, s in own.items())
         env = dict(os.environ)
         env[WORKER_ENV] = f"{w.index},{len(self.workers)},{theirs.fileno()},{roles}"
         w.proc = await asyncio.create_subprocess_exec(

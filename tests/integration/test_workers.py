@@ -171,3 +171,13 @@ def test_sighup_reloads_every_worker(pyfrp: Pyfrp) -> None:
         resp = conn.getresponse()
         assert (resp.status, resp.read()) == (404, b"<h1>new page</h1>")
         conn.close()
+
+
+def test_a_second_frps_on_the_same_port_is_refused(pyfrp: Pyfrp) -> None:
+    # The workers' sockets share the port (SO_REUSEPORT); another frps must not join them.
+    bind = free_ports(1)[0]
+    _frps(pyfrp, bind)
+    second = pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 2\n", suffix=".toml")
+    assert second.p.wait(20) != 0
+    assert "create server listener error" in second.log()
+    assert "address already in use" in second.log().lower()
