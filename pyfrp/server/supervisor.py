@@ -8,8 +8,8 @@ whichever worker wakes first: in practice mostly one), then starts each worker a
 ``python -m pyfrp.server`` with the same command line, its listening sockets and one end of a
 SOCK_SEQPACKET pair inherited. The supervisor keeps every socket open, so connections queued for
 a worker that died wait for its restart instead of being refused. A worker that dies is started
-again; the clients it held reconnect, as they would to a restarted frps. SIGHUP reloads every worker; SIGINT/SIGTERM stop
-them all.
+again; the clients it held reconnect, as they would to a restarted frps. SIGHUP reloads every
+worker; SIGINT/SIGTERM stop them all.
 
 The tables: which worker holds each run id (and its user: a visitor's allow list checks it),
 each proxy name and each vhost route. A claim is answered in the order the supervisor reads the
