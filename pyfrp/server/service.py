@@ -807,6 +807,14 @@ class Server:
             if await self.cluster.claim("proxy", name) is not None:
                 raise PortError(f"proxy [{name}] already exists")
             claims = self._claims[name] = [("proxy", name)]
+            kind = msg.proxy_type or "tcp"
+            ports = {"tcp": self.res.tcp_ports, "udp": self.res.udp_ports}.get(kind)
+            if ports is not None and msg.remote_port and ports.allowed(msg.remote_port):
+                # frp's words when its own proxy holds the port, not a failed bind's
+                if await self.cluster.claim("port", f"{kind}:{msg.remote_port}") is not None:
+                    self._release_claims(name)
+                    raise PortError("port already used")
+                claims.append(("port", f"{kind}:{msg.remote_port}"))
             for key in self._route_keys(msg):
                 if await self.cluster.claim("route", key) is not None:
                     self._release_claims(name)

@@ -113,9 +113,11 @@ def test_names_and_routes_stay_unique_across_workers(pyfrp: Pyfrp, echo: int) ->
     for _ in range(3):
         dup = _frpc(pyfrp, bind, f'name = "ssh"\ntype = "tcp"\nlocalPort = {echo}\n'
                     f'remotePort = {other}\n[[proxies]]\nname = "web2"\ntype = "http"\n'
-                    f'localPort = {echo}\nsubdomain = "lab"\n')  # fmt: skip
+                    f'localPort = {echo}\nsubdomain = "lab"\n[[proxies]]\nname = "ssh2"\n'
+                    f'type = "tcp"\nlocalPort = {echo}\nremotePort = {remote}\n')  # fmt: skip
         dup.wait_log(r"\[ssh\] start error: proxy \[ssh\] already exists")
         dup.wait_log(r"\[web2\] start error: .*router config conflict")
+        dup.wait_log(r"\[ssh2\] start error: port already used")
         dup.stop()
     wait_echo(remote)
 
