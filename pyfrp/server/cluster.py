@@ -3,11 +3,12 @@ the workers and brokers between them).
 
 Every worker accepts on its own socket of each shared port (SO_REUSEPORT). A client belongs to
 the worker that took its login: its control, its proxies and their listeners live there, and
-with tcp_mux every stream of it too. What arrives elsewhere is handed to the owner: a work or visitor connection
-that lands on another worker (tcp_mux off), a vhost request for another worker's route. A bare
-TCP socket goes whole, with the bytes already read from it (SCM_RIGHTS); a connection that
-cannot leave its process (TLS state, a yamux stream) is bridged: a socketpair's far end goes to
-the owner and this worker copies between the two, so the TLS work stays where it was.
+with tcp_mux every stream of it too. What arrives elsewhere is handed to the owner: a work or
+visitor connection that lands on another worker (tcp_mux off), a vhost request for another
+worker's route. A bare TCP socket goes whole, with the bytes already read from it (SCM_RIGHTS);
+a connection that cannot leave its process (TLS state, a yamux stream) is bridged: a
+socketpair's far end goes to the owner and this worker copies between the two, so the TLS work
+stays where it was.
 
 Names that must be unique across the relay (run ids, proxy names, remote ports, vhost routes)
 are claimed from the supervisor, which holds the one table.
