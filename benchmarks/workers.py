@@ -164,7 +164,7 @@ def main() -> None:
         for variant, mux in VARIANTS.items():
             rates: dict[str, list[float]] = {s[0]: [] for s in setups}
             conns: dict[str, list[float]] = {s[0]: [] for s in setups}
-            cpu: dict[str, list[float]] = {s[0]: [] for s in setups}
+            cpu: dict[str, list[list[float]]] = {s[0]: [] for s in setups}
             for _ in range(args.repeat):
                 for name, frps, frpc, workers in setups:
                     with cluster(runner, name, frps, frpc, workers, args.clients, mux) as c:
@@ -172,7 +172,7 @@ def main() -> None:
                         rates[name].append(aggregate_download(c.remotes, size, args.streams))
                         conns[name].append(aggregate_conn_rate(c.remotes, args.seconds))
                         after = [cpu_seconds(p) for p in c.frps_pids]
-                        cpu[name] = [b - a for a, b in zip(before, after, strict=True)]
+                        cpu[name].append([b - a for a, b in zip(before, after, strict=True)])
             for name, *_ in setups:
                 row = {
                     "variant": variant,
@@ -180,7 +180,10 @@ def main() -> None:
                     "clients": args.clients,
                     "download_MBps": statistics.median(rates[name]),
                     "conn_per_s": statistics.median(conns[name]),
-                    "frps_cpu_s_per_process": [round(x, 2) for x in cpu[name]],
+                    # the median repetition's split (by its total)
+                    "frps_cpu_s_per_process": [
+                        round(x, 2) for x in sorted(cpu[name], key=sum)[len(cpu[name]) // 2]
+                    ],
                 }
                 results.append(row)
                 print(

@@ -90,7 +90,17 @@ def find_servers(path: str) -> list[int]:
             continue
         if os.path.realpath(os.path.join(cwd, given)) == want:
             found.append(int(entry))
-    return sorted(found)
+    # pyfrp.workers: the supervisor passes a reload on to its workers, which must not get a
+    # second one of their own
+    return sorted(pid for pid in found if _parent(pid) not in found)
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _signal(path: str) -> list[str]:

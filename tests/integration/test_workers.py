@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -173,6 +174,14 @@ def test_sighup_reloads_every_worker(pyfrp: Pyfrp) -> None:
         resp = conn.getresponse()
         assert (resp.status, resp.read()) == (404, b"<h1>new page</h1>")
         conn.close()
+    # `pyfrps reload` signals the supervisor only: each worker reloads once, not twice
+    out = subprocess.run(
+        [sys.executable, "-m", "pyfrp.server", "reload", "-c", str(frps.config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.findall(r"sent SIGHUP to pyfrps \(pid (\d+)\)", out.stdout) == [str(frps.p.pid)]
+    frps.wait_log("success reload conf", count=4)
 
 
 def test_a_second_frps_on_the_same_port_is_refused(pyfrp: Pyfrp) -> None:
