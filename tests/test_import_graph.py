@@ -89,14 +89,16 @@ def test_web_stack_loads_only_when_used() -> None:
     """aiohttp and prometheus_client cost an idle pyfrps/pyfrpc ~11 MiB of RSS: they load with a
     web server, server plugins, http health checks or OIDC (with joserfc), not at start; asyncssh
     only with sshTunnelGateway.bindPort, python-socks with a proxyURL, dnspython with a
-    dnsServer; aioquic, websockets and the KCP stack with their transport (or xtcp's hole)."""
+    dnsServer; aioquic, websockets and the KCP stack with their transport (or xtcp's hole);
+    snappy's cramjam and google-crc32c with the first use_compression connection."""
     import subprocess
     import sys
 
     code = (
         "import sys, pyfrp.cli, pyfrp.server.service, pyfrp.client.service; "
         "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'joserfc', 'asyncssh',"
-        " 'python_socks', 'dns', 'aioquic', 'websockets', 'pyfrp.net.kcp') if m in sys.modules))"
+        " 'python_socks', 'dns', 'aioquic', 'websockets', 'pyfrp.net.kcp', 'cramjam',"
+        " 'google_crc32c') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

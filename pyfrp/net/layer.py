@@ -15,7 +15,6 @@ from typing import Any
 from pyfrp.errors import ProtocolError
 from pyfrp.proto import wire2
 from pyfrp.proto.crypto import StreamDecryptor, StreamEncryptor
-from pyfrp.proto.snappy import SnappyFrameDecoder, SnappyFrameEncoder
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +152,9 @@ class CompressLayer(Layer):
     """Snappy framing format, unbuffered like golang/snappy's Writer."""
 
     def __init__(self, lower: asyncio.Transport) -> None:
+        # cramjam and google-crc32c (~2.4 MiB of RSS) load with the first compressed connection
+        from pyfrp.proto.snappy import SnappyFrameDecoder, SnappyFrameEncoder
+
         super().__init__(lower)
         self._enc = SnappyFrameEncoder()
         self._dec = SnappyFrameDecoder()
