@@ -90,7 +90,8 @@ def test_web_stack_loads_only_when_used() -> None:
     web server, server plugins, http health checks or OIDC (with joserfc), not at start; asyncssh
     only with sshTunnelGateway.bindPort, python-socks with a proxyURL, dnspython with a
     dnsServer; aioquic, websockets and the KCP stack with their transport (or xtcp's hole);
-    snappy's cramjam and google-crc32c with the first use_compression connection."""
+    snappy's cramjam and google-crc32c with the first use_compression connection;
+    cryptography's x509 with a certificate to make (frps's self-signed one) or a chain to check."""
     import subprocess
     import sys
 
@@ -98,7 +99,7 @@ def test_web_stack_loads_only_when_used() -> None:
         "import sys, pyfrp.cli, pyfrp.server.service, pyfrp.client.service; "
         "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'joserfc', 'asyncssh',"
         " 'python_socks', 'dns', 'aioquic', 'websockets', 'pyfrp.net.kcp', 'cramjam',"
-        " 'google_crc32c') if m in sys.modules))"
+        " 'google_crc32c', 'cryptography.x509') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

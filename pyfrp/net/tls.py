@@ -15,17 +15,21 @@ import os
 import ssl
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
-
-from pyfrp.net import chainverify
+# cryptography's x509 (~3 MiB of RSS) loads only for a certificate to make or a chain to check:
+# an idle frpc without trustedCaFile never needs it
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 
 def self_signed_cert(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> x509.Certificate:
     """A certificate for ``key`` signed by itself: random serial, valid 10 years."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pyfrp")])
     now = datetime.datetime.now(datetime.UTC)
     return (
@@ -42,6 +46,9 @@ def self_signed_cert(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> x50
 
 def self_signed_pem() -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM): RSA-2048, self-signed."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     cert = self_signed_cert(key)
     return (
@@ -74,6 +81,8 @@ def server_context(
     else:
         _load_pem_pair(ctx, *self_signed_pem())
     if trusted_ca_file:
+        from pyfrp.net import chainverify
+
         ctx.load_verify_locations(trusted_ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED
         chainverify.widen(ctx, trusted_ca_file)
@@ -140,6 +149,8 @@ def client_context(
     ``transport.tls.serverName``, else ``serverAddr``)."""
     ctx = ClientContext(ssl.PROTOCOL_TLS_CLIENT)
     if trusted_ca_file:
+        from pyfrp.net import chainverify
+
         ctx.load_verify_locations(trusted_ca_file)
         chainverify.widen(ctx, trusted_ca_file, server_name)
     else:
