@@ -103,3 +103,14 @@ def test_web_stack_loads_only_when_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_client_leaves_the_http_front_end_to_frps() -> None:
+    """pyfrpc loads frps's HTTP vhost front end (~2 MiB of RSS) only for an http2*/https2*
+    plugin's first connection."""
+    import subprocess
+    import sys
+
+    code = "import sys, pyfrp.cli, pyfrp.client.service; print('pyfrp.vhost.http' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -21,7 +21,7 @@ import ipaddress
 import os
 import ssl
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfrp.client.vnet import Controller
 from pyfrp.log import PrefixLogger
@@ -33,7 +33,9 @@ from pyfrp.proto.auth import same_secret
 from pyfrp.proto.msg import StartWorkConn
 from pyfrp.proto.proxyproto import header_for_user
 from pyfrp.vhost.conn import WorkConn
-from pyfrp.vhost.http import HttpRoute, VhostHttpServer
+
+if TYPE_CHECKING:  # the HTTP front end (~2 MiB of RSS) loads with the first http2*/https2* use
+    from pyfrp.vhost.http import VhostHttpServer
 
 DIAL_TIMEOUT = 10.0
 HEAD_LIMIT = 64 * 1024
@@ -438,6 +440,8 @@ _relays: dict[int, VhostHttpServer] = {}
 
 def _relay_for(plugin: dict[str, Any]) -> VhostHttpServer:
     """One front end per plugin (its upstream pool shared by the proxy's connections)."""
+    from pyfrp.vhost.http import HttpRoute, VhostHttpServer
+
     relay = _relays.get(id(plugin))
     if relay is None:
         relay = _relays[id(plugin)] = VhostHttpServer()
