@@ -92,25 +92,30 @@ def test_web_stack_loads_only_when_used() -> None:
     dnsServer; aioquic, websockets and the KCP stack with their transport (or xtcp's hole);
     snappy's cramjam and google-crc32c with the first use_compression connection;
     cryptography's x509 with a certificate to make (frps's self-signed one) or a chain to check."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, pyfrp.cli, pyfrp.server.service, pyfrp.client.service; "
-        "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'joserfc', 'asyncssh',"
-        " 'python_socks', 'dns', 'aioquic', 'websockets', 'pyfrp.net.kcp', 'cramjam',"
-        " 'google_crc32c', 'cryptography.x509') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    lazy = (
+        "aiohttp", "prometheus_client", "joserfc", "asyncssh", "python_socks", "dns", "aioquic",
+        "websockets", "pyfrp.net.kcp", "cramjam", "google_crc32c", "cryptography.x509",
+    )  # fmt: skip
+    loaded = _loaded_by("pyfrp.cli, pyfrp.server.service, pyfrp.client.service", lazy)
+    assert loaded == []
 
 
 def test_client_leaves_the_http_front_end_to_frps() -> None:
     """pyfrpc loads frps's HTTP vhost front end (~2 MiB of RSS) only for an http2*/https2*
     plugin's first connection."""
+    assert _loaded_by("pyfrp.cli, pyfrp.client.service", ("pyfrp.vhost.http",)) == []
+
+
+def _loaded_by(imports: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``import <imports>``."""
+    import json
     import subprocess
     import sys
 
-    code = "import sys, pyfrp.cli, pyfrp.client.service; print('pyfrp.vhost.http' in sys.modules)"
+    wanted = json.dumps(sorted(modules))
+    code = (
+        f"import json, sys, {imports}; print(json.dumps([m for m in {wanted} if m in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    result: list[str] = json.loads(out.stdout)
+    return result

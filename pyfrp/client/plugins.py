@@ -440,10 +440,10 @@ _relays: dict[int, VhostHttpServer] = {}
 
 def _relay_for(plugin: dict[str, Any]) -> VhostHttpServer:
     """One front end per plugin (its upstream pool shared by the proxy's connections)."""
-    from pyfrp.vhost.http import HttpRoute, VhostHttpServer
-
     relay = _relays.get(id(plugin))
     if relay is None:
+        from pyfrp.vhost.http import HttpRoute, VhostHttpServer
+
         relay = _relays[id(plugin)] = VhostHttpServer()
         relay.add_route(
             "*", "", "",
