@@ -17,9 +17,11 @@ are claimed from the supervisor, which holds the one table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -27,6 +29,9 @@ from pyfrp.net.fdlink import FdLink
 from pyfrp.net.pipesplice import bare_tcp, detach_fd
 from pyfrp.net.splice import HoldProtocol, join
 from pyfrp.proto import cluster
+from pyfrp.proto.msg import Message, NatHoleReport, NatHoleResp, NatHoleVisitor
+from pyfrp.server.nathole import NatHoleController
+from pyfrp.server.ports import PortError
 from pyfrp.vhost.router import canonical_domain
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,85 @@ class _Prefed(asyncio.Protocol):
             cast(asyncio.Protocol, inner).eof_received()
 
 
+class NatHoleRelay:
+    """xtcp across workers: a visitor's NatHoleVisitor that arrives on a worker without the
+    proxy goes to the worker that has it, whose controller runs the session (the proxy's frpc
+    sends its NatHoleClient there) and whose answers come back to the visitor's control; the
+    visitor's NatHoleReport follows its session."""
+
+    ANSWER_WAIT = 30.0  # seconds a relayed request waits for its answer (frps's own wait is 10)
+    SID_KEPT = 120.0  # seconds a session's worker is remembered for its report
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._answers: dict[str, tuple[Callable[[Message], None], asyncio.Future[None]]] = {}
+        self._sids: dict[str, tuple[int, float]] = {}  # sid -> (worker, until)
+        self._tokens = itertools.count(1)
+
+    async def visitor(self, m: NatHoleVisitor, send: Callable[[Message], None], user: str) -> bool:
+        owner = await self.cluster.owner("proxy", m.proxy_name)
+        if owner is None or owner == self.cluster.index:
+            return False
+        token = f"{self.cluster.index}.{next(self._tokens)}"
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._answers[token] = (send, done)
+        try:
+            self.cluster.send(
+                {"op": "relay", "to": owner, "kind": "xtcp_visitor", "from": self.cluster.index,
+                 "token": token, "user": user, "msg": m.to_json()}
+            )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ANSWER_WAIT):
+                    await done
+        finally:
+            self._answers.pop(token, None)
+        return True
+
+    def report(self, m: NatHoleReport) -> bool:
+        held = self._sids.get(m.sid)
+        if held is None:
+            return False
+        self.cluster.send(
+            {"op": "relay", "to": held[0], "kind": "xtcp_report", "msg": m.to_json()}
+        )  # fmt: skip
+        return True
+
+    def received(self, msg: dict[str, Any], controller: NatHoleController) -> None:
+        """A relayed xtcp message: a request to answer here, or an answer to pass on."""
+        kind = msg.get("kind")
+        if kind == "xtcp_visitor":
+            back, token = int(msg["from"]), str(msg["token"])
+
+            def answer(resp: Message) -> None:
+                self.cluster.send(
+                    {"op": "relay", "to": back, "kind": "xtcp_answer", "token": token,
+                     "from": self.cluster.index, "msg": resp.to_json()}
+                )  # fmt: skip
+
+            request = NatHoleVisitor.from_json(msg["msg"])
+            task = controller.handle_visitor(request, answer, str(msg["user"]), relayed=True)
+            self.cluster.spawn(task)
+        elif kind == "xtcp_answer":
+            resp = NatHoleResp.from_json(msg["msg"])
+            waiting = self._answers.get(str(msg["token"]))
+            if resp.sid:
+                now = time.monotonic()
+                self._sids = {k: v for k, v in self._sids.items() if v[1] > now}
+                self._sids[resp.sid] = (int(msg["from"]), now + self.SID_KEPT)
+            if waiting is not None:
+                send, done = waiting
+                try:
+                    send(resp)
+                except (ConnectionError, OSError) as exc:
+                    log.debug("send NatHoleResp error: %s", exc)
+                if not done.done():
+                    done.set_result(None)
+        elif kind == "xtcp_report":
+            controller.handle_report(NatHoleReport.from_json(msg["msg"]))
+        else:
+            log.warning("worker %d: unexpected relayed message %s", self.cluster.index, kind)
+
+
 class ClusterError(Exception):
     """The supervisor is gone or did not answer."""
 
@@ -101,6 +185,7 @@ class Cluster:
         self.drop_run: Callable[[str], Awaitable[None]] | None = None
         self.reload: Callable[[], object] | None = None
         self.on_route: Callable[[dict[str, Any]], None] | None = None
+        self.on_relay: Callable[[dict[str, Any]], None] | None = None
 
     def start(self) -> None:
         self._link = FdLink(self._sock, self._received, self._lost)
@@ -164,6 +249,31 @@ class Cluster:
         answer = await self.request("whois", kind=kind, key=key)
         owner = answer.get("owner")
         return None if owner is None else int(owner)
+
+    async def group_join(
+        self, where: str, name: str, key: str, params: int | None, claim: tuple[str, str]
+    ) -> int:
+        """Add a member to a load-balancing group shared across workers (``claim``: the port or
+        route it keeps from others, "" while unknown). Returns the group's port as far as
+        known (tcp; 0: this member picks it); raises PortError with frp's text."""
+        for _ in range(250):  # while the first member binds a random port: at most ~5 s
+            answer = await self.request(
+                "group_join", where=where, name=name, key=key, params=params,
+                claim_kind=claim[0], claim_key=claim[1],
+            )  # fmt: skip
+            if not answer.get("retry"):
+                if answer.get("error"):
+                    raise PortError(str(answer["error"]))
+                return int(answer.get("port") or 0)
+            await asyncio.sleep(0.02)
+        raise ClusterError(f"group {name} got no port from its first member")
+
+    def group_port(self, where: str, port: int) -> None:
+        """The first member of group ``where`` bound ``port``: the others share it."""
+        self.send({"op": "group_port", "where": where, "port": port})
+
+    def group_leave(self, where: str) -> None:
+        self.send({"op": "group_leave", "where": where})
 
     def reload_all(self) -> None:
         """Ask every other worker to reload too (this one already has)."""
@@ -232,16 +342,18 @@ class Cluster:
             coro = self.adopt(
                 str(msg.get("kind")), dict(msg.get("meta") or {}), sock, data, bool(msg["ended"])
             )
-            self._spawn(coro)
+            self.spawn(coro)
             return
         for fd in fds:  # nothing else carries descriptors
             socket.socket(fileno=fd).close()
         if op == "drop_run" and self.drop_run is not None:
-            self._spawn(self._drop(msg))
+            self.spawn(self._drop(msg))
         elif op == "reload" and self.reload is not None:
             self.reload()
-        elif op in ("route_add", "route_del") and self.on_route is not None:
+        elif op in ("route_add", "route_del", "group_route") and self.on_route is not None:
             self.on_route(msg)
+        elif op == "relay" and self.on_relay is not None:
+            self.on_relay(msg)
         else:
             log.warning("worker %d: unexpected cluster message %s", self.index, op)
 
@@ -250,7 +362,7 @@ class Cluster:
         await self.drop_run(str(msg["run_id"]))
         self.send({"op": "reply", "id": msg["id"]})
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

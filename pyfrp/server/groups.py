@@ -18,6 +18,7 @@ from pyfrp.vhost.conn import WorkConn
 
 M = TypeVar("M")
 
+GROUP_KINDS = ("tcp", "http", "https", "tcpmux")  # the proxy types that may join groups
 AUTH_FAILED = "group auth failed"
 PARAMS_INVALID = "group params invalid"
 DIFFERENT_PORT = "group should have same remote port"

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pyfrp.proto import nathole
 from pyfrp.proto.auth import verify_privilege_key
@@ -30,6 +31,19 @@ SENDER_DELAY = 1.0  # the receiver's detect messages go first
 
 class NatHoleError(Exception):
     pass
+
+
+class Elsewhere(Protocol):
+    """pyfrp.workers > 1: the xtcp proxies of other workers (server/cluster.py)."""
+
+    async def visitor(self, m: NatHoleVisitor, send: Send, user: str) -> bool:
+        """Hand a visitor's request to the worker that has its proxy, whose answers reach
+        ``send``; False when no other worker has a proxy of that name."""
+        ...
+
+    def report(self, m: NatHoleReport) -> bool:
+        """Pass a report on to the worker that has its session; False if none has."""
+        ...
 
 
 @dataclass(slots=True)
@@ -64,6 +78,7 @@ class NatHoleController:
         self.analyzer = nathole.Analyzer(reserve_hours * 3600)
         self.listeners: dict[str, _Listener] = {}
         self.sessions: dict[str, _Session] = {}
+        self.elsewhere: Elsewhere | None = None
 
     def listen_client(
         self, name: str, sk: str, allow_users: list[str], on_sid: Callable[[str], None]
@@ -78,8 +93,14 @@ class NatHoleController:
     def _allowed(self, lst: _Listener, user: str) -> bool:
         return user in lst.allow_users or "*" in lst.allow_users
 
-    async def handle_visitor(self, m: NatHoleVisitor, send: Send, user: str) -> None:
+    async def handle_visitor(
+        self, m: NatHoleVisitor, send: Send, user: str, relayed: bool = False
+    ) -> None:
+        """``relayed``: another worker passed it on; it is answered here, whatever the answer."""
         lst = self.listeners.get(m.proxy_name)
+        elsewhere = self.elsewhere if lst is None and not relayed else None
+        if elsewhere is not None and await elsewhere.visitor(m, send, user):
+            return
         if m.pre_check:
             if lst is None:
                 err = f"xtcp server for [{m.proxy_name}] doesn't exist"
@@ -146,6 +167,8 @@ class NatHoleController:
     def handle_report(self, m: NatHoleReport) -> None:
         session = self.sessions.get(m.sid)
         if session is None:
+            if self.elsewhere is not None and self.elsewhere.report(m):
+                return
             log.debug(
                 "sid [%s] report make hole success: %s, but session not found", m.sid, m.success
             )

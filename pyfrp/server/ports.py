@@ -3,6 +3,7 @@ one manager per protocol, so a tcp and a udp proxy may share a port number."""
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 from collections.abc import Callable
@@ -22,7 +23,7 @@ class PortManager:
         self,
         bind_addr: str,
         allow_ports: list[tuple[int, int]],
-        bind: Callable[[str, int], socket.socket] = bind_socket,
+        bind: Callable[..., socket.socket] = bind_socket,
     ) -> None:
         self.bind_addr = bind_addr
         self.allow = allow_ports
@@ -36,22 +37,24 @@ class PortManager:
             return False
         return not self.allow or any(a <= port <= b for a, b in self.allow)
 
-    def acquire(self, port: int) -> tuple[int, socket.socket]:
-        """Bind ``port`` (0: a random allowed free port); returns (port, socket)."""
+    def acquire(self, port: int, *, reuse_port: bool = False) -> tuple[int, socket.socket]:
+        """Bind ``port`` (0: a random allowed free port); returns (port, socket).
+        ``reuse_port``: a port other pyfrps workers listen on too (a group's, tcp only)."""
+        bind = functools.partial(self.bind, reuse_port=True) if reuse_port else self.bind
         if port == 0:
-            return self._acquire_random()
+            return self._acquire_random(bind)
         if not self.allowed(port):
             raise PortError("port not allowed")
         if port in self.used:
             raise PortError("port already used")
         try:
-            sock = self.bind(self.bind_addr, port)
+            sock = bind(self.bind_addr, port)
         except OSError:
             raise PortError("port unavailable") from None
         self.used.add(port)
         return port, sock
 
-    def _acquire_random(self) -> tuple[int, socket.socket]:
+    def _acquire_random(self, bind: Callable[..., socket.socket]) -> tuple[int, socket.socket]:
         candidates: list[int] = []
         if self.allow:
             for a, b in self.allow:
@@ -64,7 +67,7 @@ class PortManager:
             if cand in self.used:
                 continue
             try:
-                sock = self.bind(self.bind_addr, cand)
+                sock = bind(self.bind_addr, cand)
             except OSError:
                 continue
             port = sock.getsockname()[1]

@@ -32,12 +32,21 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.server.auth import ServerAuth
-from pyfrp.server.cluster import Cluster, ClusterError, adopt_socket, parse_route_key, route_key
+from pyfrp.server.cluster import (
+    Cluster,
+    ClusterError,
+    NatHoleRelay,
+    adopt_socket,
+    parse_route_key,
+    route_key,
+)
 from pyfrp.server.control import Control
+from pyfrp.server.groups import GROUP_KINDS
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.plugins import PluginManager, PluginRejected
 from pyfrp.server.ports import PortError, PortManager
 from pyfrp.server.proxies import PROXY_TYPES, Proxy, Resources
+from pyfrp.server.proxies.tcp import TcpProxy
 from pyfrp.server.proxies.vhost import build_domains
 from pyfrp.server.stats import OFFLINE_KEPT
 from pyfrp.version import FRP_VERSION
@@ -364,6 +373,10 @@ class Server:
         cluster.drop_run = self._drop_run
         cluster.reload = lambda: self.reload(everywhere=False)
         cluster.on_route = self._remote_route
+        self.res.group_port_bound = self._group_port_bound
+        relay = NatHoleRelay(cluster)
+        self.nathole.elsewhere = relay
+        cluster.on_relay = functools.partial(relay.received, controller=self.nathole)
         res = self.res
         for kind, vhost in (
             ("http", res.vhost_http), ("https", res.vhost_https), ("tcpmux", res.vhost_tcpmux),
@@ -386,6 +399,17 @@ class Server:
         if vhost is None:
             return
         router: Router[Any] = vhost.router
+        if msg["op"] == "group_route":
+            # which workers have members of a group with this route: ours serve it here
+            current = router.get(domain, location, user)
+            if current is not None and not isinstance(current.payload, Elsewhere):
+                return
+            router.remove(domain, location, user)
+            assert self.cluster is not None
+            owners = [int(o) for o in msg["owners"] if int(o) != self.cluster.index]
+            if owners:
+                router.add(domain, location, user, Elsewhere(*owners))
+            return
         if msg["op"] == "route_del":
             router.remove(domain, location, user)
             return
@@ -783,9 +807,10 @@ class Server:
         used = sum(p.uses_port for p in ctl.proxies.values())
         if cls.uses_port and 0 < limit <= used:
             raise PortError("exceed the max_ports_per_client")
-        if self.cluster is not None:
-            await self._claim_proxy(msg)
+        group_port = await self._claim_proxy(msg) if self.cluster is not None else 0
         proxy = cls(ctl, msg, self.res)
+        if isinstance(proxy, TcpProxy):
+            proxy.group_port = group_port
         try:
             await proxy.start()
         except BaseException:
@@ -795,19 +820,18 @@ class Server:
         self.stats.proxy_opened(name, ptype, ctl.user, ctl.login.client_id or ctl.run_id)
         return proxy
 
-    async def _claim_proxy(self, msg: NewProxy) -> None:
-        """The proxy's name for this worker, across the relay (PortError as frp's if taken)."""
+    async def _claim_proxy(self, msg: NewProxy) -> int:
+        """The proxy's name, port and routes for this worker, across the relay (PortError as
+        frp's if taken). Returns the port a tcp group's members elsewhere listen on, or 0."""
         assert self.cluster is not None
-        # Not yet shared between workers: a load-balancing group's members, xtcp's hole punching.
-        if msg.group or msg.proxy_type == "xtcp":
-            what = f"group [{msg.group}]" if msg.group else "proxy type [xtcp]"
-            raise PortError(f"{what} is not supported with pyfrp.workers > 1 yet")
         name = msg.proxy_name
         try:
             if await self.cluster.claim("proxy", name) is not None:
                 raise PortError(f"proxy [{name}] already exists")
             claims = self._claims[name] = [("proxy", name)]
             kind = msg.proxy_type or "tcp"
+            if msg.group and kind in GROUP_KINDS:
+                return await self._join_groups(msg, claims)
             ports = {"tcp": self.res.tcp_ports, "udp": self.res.udp_ports}.get(kind)
             if ports is not None and msg.remote_port and ports.allowed(msg.remote_port):
                 # frp's words when its own proxy holds the port, not a failed bind's
@@ -823,6 +847,36 @@ class Server:
         except ClusterError as exc:
             self._release_claims(name)
             raise PortError(str(exc)) from None
+        return 0
+
+    async def _join_groups(self, msg: NewProxy, claims: list[tuple[str, str]]) -> int:
+        """A load-balancing group's member: its group (tcp), or the group of each of its routes,
+        joined across the relay; every worker with members serves the port or route."""
+        assert self.cluster is not None
+        group = msg.group
+        if msg.proxy_type in ("", "tcp"):
+            if msg.remote_port and not self.res.tcp_ports.allowed(msg.remote_port):
+                return 0  # the proxy's start says "port not allowed"
+            where = f"tcp\n{group}"
+            claim = ("port", f"tcp:{msg.remote_port}" if msg.remote_port else "")
+            wheres: list[tuple[str, tuple[str, str], int | None]] = [
+                (where, claim, msg.remote_port)
+            ]
+        else:
+            wheres = [(key, ("route", key), None) for key in self._route_keys(msg)]
+        port = 0
+        try:
+            for where, claim, params in wheres:
+                port = await self.cluster.group_join(where, group, msg.group_key, params, claim)
+                claims.append(("group", where))
+        except PortError:
+            self._release_claims(msg.proxy_name)
+            raise
+        return port
+
+    def _group_port_bound(self, group: str, port: int) -> None:
+        if self.cluster is not None:
+            self.cluster.group_port(f"tcp\n{group}", port)
 
     def _route_keys(self, msg: NewProxy) -> list[str]:
         """The vhost routes a proxy will register, as the supervisor names them."""
@@ -842,7 +896,10 @@ class Server:
     def _release_claims(self, name: str) -> None:
         if self.cluster is not None:
             for kind, key in self._claims.pop(name, []):
-                self.cluster.release(kind, key)
+                if kind == "group":
+                    self.cluster.group_leave(key)
+                else:
+                    self.cluster.release(kind, key)
 
     def unregister_proxy(self, name: str) -> None:
         proxy = self.proxies.pop(name, None)

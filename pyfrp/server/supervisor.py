@@ -12,8 +12,10 @@ again; the clients it held reconnect, as they would to a restarted frps. SIGHUP 
 worker; SIGINT/SIGTERM stop them all.
 
 The tables: which worker holds each run id (and its user: a visitor's allow list checks it),
-each proxy name and each vhost route. A claim is answered in the order the supervisor reads the
-claims, so two workers never both win a name.
+each proxy name, remote port and vhost route, and the load-balancing groups with members on
+several workers (every worker with members listens on a tcp group's port, SO_REUSEPORT, and
+serves a route group's requests; the others hand those to one of them). A claim is answered in
+the order the supervisor reads the claims, so two workers never both win a name.
 """
 
 from __future__ import annotations
@@ -76,18 +78,79 @@ class _Worker:
     started: float = 0.0
 
 
+GROUP_HELD = -1  # the holder of a port or route a load-balancing group shares
+
+
+@dataclass
+class _Group:
+    """A load-balancing group with members on one or more workers: what every member must
+    agree on (server/groups.py checks the same within one worker), who has members, and the
+    port or route it keeps from proxies outside it."""
+
+    name: str
+    key: str
+    params: Any  # tcp: the remote port asked for
+    claim: tuple[str, str]  # ("port", "tcp:P") or ("route", key)
+    members: dict[int, int] = field(default_factory=dict)  # worker -> how many
+    port: int = 0  # tcp: the real port, once known (remote_port = 0 picks one)
+
+    def owners(self) -> list[int]:
+        return sorted(self.members)
+
+
 @dataclass
 class _Tables:
     runs: dict[str, tuple[int, str]] = field(default_factory=dict)  # run id -> (worker, user)
     names: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, key) -> worker
+    groups: dict[str, _Group] = field(default_factory=dict)
 
-    def forget(self, index: int) -> list[tuple[str, str]]:
-        """Drop what a dead worker held; returns its claims."""
+    def forget(self, index: int) -> tuple[list[tuple[str, str]], list[_Group]]:
+        """Drop what a dead worker held; returns its claims and the groups it was in."""
         self.runs = {k: v for k, v in self.runs.items() if v[0] != index}
         gone = [k for k, v in self.names.items() if v == index]
         for k in gone:
             del self.names[k]
-        return gone
+        groups = [g for g in self.groups.values() if index in g.members]
+        for g in groups:
+            self.leave(g, index, g.members[index])
+        return gone, groups
+
+    def join(self, where: str, msg: dict[str, Any], index: int) -> str | None:
+        """Worker ``index`` adds a member to group ``where``; frp's error text, or None."""
+        name, key, params = str(msg["name"]), str(msg["key"]), msg.get("params")
+        group = self.groups.get(where)
+        if group is None:
+            claim = (str(msg["claim_kind"]), str(msg["claim_key"]))
+            if claim[1] and self.names.get(claim) is not None:
+                return "port already used" if claim[0] == "port" else "router config conflict"
+            group = self.groups[where] = _Group(name, key, params, claim)
+            if claim[1]:
+                self.names[claim] = GROUP_HELD
+            if isinstance(params, int) and params:
+                group.port = params
+        elif group.name != name:
+            return "group params invalid"
+        elif group.params != params:
+            return (
+                "group should have same remote port"
+                if isinstance(params, int)
+                else ("group params invalid")
+            )
+        elif group.key != key:
+            return "group auth failed"
+        group.members[index] = group.members.get(index, 0) + 1
+        return None
+
+    def leave(self, group: _Group, index: int, count: int = 1) -> None:
+        left = group.members.get(index, 0) - count
+        if left > 0:
+            group.members[index] = left
+        else:
+            group.members.pop(index, None)
+        if not group.members:
+            self.groups = {k: g for k, g in self.groups.items() if g is not group}
+            if self.names.get(group.claim) == GROUP_HELD:
+                del self.names[group.claim]
 
 
 class Supervisor:
@@ -166,8 +229,11 @@ class Supervisor:
             lambda: None,  # the process's exit says more; _watch handles it
         )
         for (kind, key), owner in self.tables.names.items():  # a restarted worker catches up
-            if kind == "route":
+            if kind == "route" and owner != GROUP_HELD:
                 w.link.send({"op": "route_add", "key": key, "owner": owner})
+        for where, group in self.tables.groups.items():
+            if group.claim[0] == "route":
+                w.link.send({"op": "group_route", "key": where, "owners": group.owners()})
         task = asyncio.get_running_loop().create_task(self._watch(w))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -179,9 +245,12 @@ class Supervisor:
         if w.link is not None:
             w.link.close()
             w.link = None
-        for kind, key in self.tables.forget(w.index):
+        claims, groups = self.tables.forget(w.index)
+        for kind, key in claims:
             if kind == "route":
                 self._broadcast({"op": "route_del", "key": key}, but=w.index)
+        for group in groups:
+            self._group_changed(group)
         if self._stopping:
             return
         log.warning("frps worker %d exited with code %s; starting it again", w.index, code)
@@ -206,13 +275,13 @@ class Supervisor:
 
     def _received(self, w: _Worker, msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
         op = msg["op"]
-        if op == "conn":
+        if op in ("conn", "relay"):  # for another worker
             to = msg.get("to")
             target = (
                 self.workers[to] if isinstance(to, int) and 0 <= to < len(self.workers) else None
             )
             if target is None or target.link is None:
-                log.warning("hand-over to worker %s: no such worker; connection closed", to)
+                log.warning("%s for worker %s: no such worker; dropped", op, to)
                 for fd in fds:
                     os.close(fd)
                 return
@@ -242,6 +311,21 @@ class Supervisor:
                 del self.tables.names[name]
                 if name[0] == "route":
                     self._broadcast({"op": "route_del", "key": name[1]}, but=w.index)
+        elif op == "group_join":
+            self._group_join(w, msg)
+        elif op == "group_port":
+            group = self.tables.groups.get(str(msg["where"]))
+            claim = ("port", f"tcp:{int(msg['port'])}")
+            if group is not None and not group.port:
+                group.port = int(msg["port"])
+                if self.tables.names.get(claim) is None:
+                    group.claim = claim
+                    self.tables.names[claim] = GROUP_HELD
+        elif op == "group_leave":
+            group = self.tables.groups.get(str(msg["where"]))
+            if group is not None and w.index in group.members:
+                self.tables.leave(group, w.index)
+                self._group_changed(group)
         elif op == "whois":
             kind, key = str(msg["kind"]), str(msg["key"])
             if kind == "run":
@@ -257,6 +341,26 @@ class Supervisor:
             self._reload_all(but=w.index)
         else:
             log.warning("worker %d sent an unknown cluster message %s", w.index, op)
+
+    def _group_join(self, w: _Worker, msg: dict[str, Any]) -> None:
+        where = str(msg["where"])
+        group = self.tables.groups.get(where)
+        if group is not None and isinstance(group.params, int) and not group.port:
+            # its first member is still binding a random port: the others share that one
+            self._reply(w, msg, retry=True)
+            return
+        error = self.tables.join(where, msg, w.index)
+        group = self.tables.groups.get(where)
+        self._reply(w, msg, error=error, port=group.port if group is not None else 0)
+        if error is None and group is not None:
+            self._group_changed(group)
+
+    def _group_changed(self, group: _Group) -> None:
+        """Every worker learns which workers serve a group's route (none: it is gone)."""
+        if group.claim[0] == "route":
+            self._broadcast(
+                {"op": "group_route", "key": group.claim[1], "owners": group.owners()}, but=-1
+            )
 
     async def _claim_run(self, w: _Worker, msg: dict[str, Any]) -> None:
         """A login with this run id: a control another worker holds under it goes first (frp

@@ -613,7 +613,7 @@ class _ClientConn(asyncio.Protocol):
         found = self.server.router.lookup(host, req.path, user)
         route = found.payload if found is not None else None
         if isinstance(route, Elsewhere):
-            self._send_to_worker(route.worker, raw)
+            self._send_to_worker(route.pick(), raw)
             return False
         if route is not None and not auth_ok(req, route):
             keep = self._can_keep(req)

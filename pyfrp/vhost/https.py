@@ -72,6 +72,6 @@ class _TlsConn(RoutedConn):
             transport.close()
             return
         if isinstance(found.payload, Elsewhere):
-            self.send_to_worker(self.server.hand_over, found.payload.worker)
+            self.send_to_worker(self.server.hand_over, found.payload.pick())
             return
         self.route_to(found.payload.opener, f"new https request for host [{name}]")

@@ -31,12 +31,22 @@ from pyfrp.errors import ProxyError
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
 class Elsewhere:
-    """The payload of a route another pyfrps worker serves (``pyfrp.workers``): a connection
-    routed to it is handed to that worker whole."""
+    """The payload of a route other pyfrps workers serve (``pyfrp.workers``): a connection
+    routed to it is handed whole to one of them, in turn (several: a load-balancing group with
+    members on each). A route of this process's own replaces it."""
 
-    worker: int
+    __slots__ = ("_turn", "workers")
+
+    def __init__(self, *workers: int) -> None:
+        if not workers:
+            raise ValueError("Elsewhere needs a worker")
+        self.workers = workers
+        self._turn = 0
+
+    def pick(self) -> int:
+        self._turn += 1
+        return self.workers[self._turn % len(self.workers)]
 
 
 class RouteConflict(ProxyError):
@@ -87,12 +97,21 @@ class Router(Generic[T]):
         domain = canonical_domain(domain)
         by_user = self._index.setdefault(domain, {})
         routes = by_user.setdefault(route_user, [])
-        if any(r.location == location for r in routes):
-            raise RouteConflict()
+        for i, r in enumerate(routes):
+            if r.location == location:
+                if not isinstance(r.payload, Elsewhere):
+                    raise RouteConflict()
+                del routes[i]
+                break
         route = Route(domain, location, route_user, payload)
         routes.append(route)
         routes.sort(key=lambda r: r.location, reverse=True)
         return route
+
+    def get(self, domain: str, location: str, route_user: str) -> Route[T] | None:
+        """The route registered for exactly this triple."""
+        routes = self._index.get(canonical_domain(domain), {}).get(route_user, [])
+        return next((r for r in routes if r.location == location), None)
 
     def remove(self, domain: str, location: str, route_user: str) -> None:
         domain = canonical_domain(domain)

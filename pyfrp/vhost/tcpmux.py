@@ -107,7 +107,7 @@ class _ConnectConn(RoutedConn):
             return
         route = found.payload
         if isinstance(route, Elsewhere):
-            self.send_to_worker(self.server.hand_over, route.worker)
+            self.send_to_worker(self.server.hand_over, route.pick())
             return
         if not self.server.passthrough:
             transport.write(CONNECT_OK)

@@ -9,13 +9,28 @@ import http.client
 import os
 import re
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from tests.harness import HOST, Proc, Pyfrp, echo_roundtrip, free_ports, http_service, wait_echo
+from tests.harness import (
+    HOST,
+    Proc,
+    Pyfrp,
+    echo_roundtrip,
+    free_ports,
+    http_service,
+    serving,
+    stun_server,
+    wait_echo,
+)
+from tests.integration import test_xtcp as xtcp
 
 CLIENTS = 4
 
@@ -123,12 +138,170 @@ def test_names_and_routes_stay_unique_across_workers(pyfrp: Pyfrp, echo: int) ->
     wait_echo(remote)
 
 
-def test_groups_are_refused_with_a_clear_error(pyfrp: Pyfrp, echo: int) -> None:
-    bind, remote = free_ports(2)
+class _Named(socketserver.BaseRequestHandler):
+    """Answers every connection with its server's name, then closes it."""
+
+    def handle(self) -> None:
+        self.request.sendall(self.server.name)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _named_services(n: int) -> Iterator[list[int]]:
+    """``n`` local TCP services; service i answers ``member<i>``."""
+    with ExitStack() as stack:
+        ports = []
+        for i in range(n):
+            srv = socketserver.ThreadingTCPServer((HOST, 0), _Named)
+            srv.daemon_threads = True
+            srv.name = f"member{i}".encode()  # type: ignore[attr-defined]
+            ports.append(stack.enter_context(serving(srv)))
+        yield ports
+
+
+def _says(body: bytes) -> Callable[[str], bytes]:
+    return lambda path: body
+
+
+def _ask(port: int) -> bytes:
+    with socket.create_connection((HOST, port), timeout=10) as s:
+        data = b""
+        while chunk := s.recv(100):
+            data += chunk
+        return data
+
+
+def _members_on_both_workers(
+    pyfrp: Pyfrp, bind: int, proxy: Callable[[int], str], started: str
+) -> list[Proc]:
+    """Start clients whose proxy is ``proxy(n)`` until members sit on both workers (a login
+    lands on either; each ends when its ``started`` line names it)."""
+    clients: list[Proc] = []
+    holders: set[int] = set()
+    while len(holders) < 2 or len(clients) < 3:
+        assert len(clients) < 16, "every login landed on one worker"
+        frpc = _frpc(pyfrp, bind, proxy(len(clients)))
+        frpc.wait_log(started.format(n=len(clients)))
+        clients.append(frpc)
+        holders.add(_session_holder(bind, frpc))
+    return clients
+
+
+def test_a_tcp_group_spans_workers(pyfrp: Pyfrp, echo: int) -> None:
+    bind, remote, other = free_ports(3)
     _frps(pyfrp, bind)
-    frpc = _frpc(pyfrp, bind, f'name = "g"\ntype = "tcp"\nlocalPort = {echo}\n'
-                 f'remotePort = {remote}\nloadBalancer.group = "web"\n')  # fmt: skip
-    frpc.wait_log(r"\[g\] start error: group \[web\] is not supported with pyfrp.workers > 1")
+    with _named_services(16) as services:
+
+        def member(n: int) -> str:
+            return (
+                f'name = "g{n}"\ntype = "tcp"\nlocalPort = {services[n]}\nremotePort = {remote}\n'
+                'loadBalancer.group = "web"\nloadBalancer.groupKey = "k"\n'
+            )
+
+        clients = _members_on_both_workers(pyfrp, bind, member, r"\[g{n}\] start proxy success")
+        names = {f"member{n}".encode() for n in range(len(clients))}
+        seen: set[bytes] = set()
+        for _ in range(40 * len(clients)):  # each new connection: either worker, next member
+            seen.add(_ask(remote))
+            if seen == names:
+                break
+        assert seen == names
+        # frp's refusals hold whichever worker the newcomer's login lands on
+        for _ in range(3):
+            bad = _frpc(pyfrp, bind, f'name = "bad"\ntype = "tcp"\nlocalPort = {echo}\n'
+                        f'remotePort = {remote}\nloadBalancer.group = "web"\n'
+                        'loadBalancer.groupKey = "wrong"\n[[proxies]]\nname = "moved"\n'
+                        f'type = "tcp"\nlocalPort = {echo}\nremotePort = {other}\n'
+                        'loadBalancer.group = "web"\nloadBalancer.groupKey = "k"\n'
+                        '[[proxies]]\nname = "plain"\ntype = "tcp"\n'
+                        f"localPort = {echo}\nremotePort = {remote}\n")  # fmt: skip
+            bad.wait_log(r"\[bad\] start error: group auth failed")
+            bad.wait_log(r"\[moved\] start error: group should have same remote port")
+            bad.wait_log(r"\[plain\] start error: port already used")
+            bad.stop()
+        # the members leave one by one: the others keep the port; the last one frees it
+        for n, frpc in enumerate(clients[:-1]):
+            frpc.stop()
+            for _ in range(10):
+                assert _ask(remote) in names - {f"member{i}".encode() for i in range(n + 1)}
+        clients[-1].stop()
+        plain = _frpc(pyfrp, bind, f'name = "plain"\ntype = "tcp"\nlocalPort = {echo}\n'
+                      f"remotePort = {remote}\n")  # fmt: skip
+        plain.wait_log(r"\[plain\] start proxy success")
+        wait_echo(remote)
+
+
+def test_a_tcp_group_on_a_random_port_shares_one_port(pyfrp: Pyfrp) -> None:
+    bind = free_ports(1)[0]
+    frps = _frps(pyfrp, bind)
+    with _named_services(16) as services:
+
+        def member(n: int) -> str:
+            return (
+                f'name = "r{n}"\ntype = "tcp"\nlocalPort = {services[n]}\nremotePort = 0\n'
+                'loadBalancer.group = "rnd"\n'
+            )
+
+        clients = _members_on_both_workers(pyfrp, bind, member, r"\[r{n}\] start proxy success")
+        # every worker listens on the one port the first member drew
+        pids = set(_workers(frps).values())
+        listening = subprocess.run(
+            ["ss", "-Htlnp"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        ports = {
+            (int(line.split()[3].rpartition(":")[2]), int(pid))
+            for line in listening
+            for pid in re.findall(r"pid=(\d+),", line)
+            if int(pid) in pids
+        }
+        assert {p for p, _ in ports} - {bind} != set(), listening
+        (port,) = {p for p, _ in ports} - {bind}
+        assert {pid for p, pid in ports if p == port} == pids
+        names = {f"member{n}".encode() for n in range(len(clients))}
+        seen = {_ask(port) for _ in range(40 * len(clients))}
+        assert seen == names
+
+
+def test_an_http_group_spans_workers(pyfrp: Pyfrp) -> None:
+    bind, vhost = free_ports(2)
+    _frps(pyfrp, bind, f'vhostHTTPPort = {vhost}\nsubdomainHost = "example.com"\n')
+    with ExitStack() as stack:
+        locals_ = [
+            stack.enter_context(http_service(lambda path: 200, _says(f"m{n}".encode())))
+            for n in range(16)
+        ]
+
+        def member(n: int) -> str:
+            return (
+                f'name = "h{n}"\ntype = "http"\nlocalPort = {locals_[n]}\nsubdomain = "lab"\n'
+                'loadBalancer.group = "web"\nloadBalancer.groupKey = "k"\n'
+            )
+
+        clients = _members_on_both_workers(pyfrp, bind, member, r"\[h{n}\] start proxy success")
+        names = {f"m{n}".encode() for n in range(len(clients))}
+
+        def get() -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection(HOST, vhost, timeout=10)
+            try:
+                conn.request("GET", "/", headers={"Host": "lab.example.com"})
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            finally:
+                conn.close()
+
+        seen = {get() for _ in range(40 * len(clients))}
+        assert seen == {(200, name) for name in names}
+        bad = _frpc(pyfrp, bind, f'name = "x"\ntype = "http"\nlocalPort = {locals_[0]}\n'
+                    'subdomain = "lab"\nloadBalancer.group = "web"\n'
+                    'loadBalancer.groupKey = "wrong"\n[[proxies]]\nname = "y"\n'
+                    f'type = "http"\nlocalPort = {locals_[0]}\nsubdomain = "lab"\n')  # fmt: skip
+        bad.wait_log(r"\[x\] start error: .*group auth failed")
+        bad.wait_log(r"\[y\] start error: .*router config conflict")
+        for frpc in clients:
+            frpc.stop()
+        end = time.monotonic() + 10
+        while get()[0] != 404:
+            assert time.monotonic() < end, "the group's route outlived its members"
+            time.sleep(0.1)
 
 
 def test_a_killed_worker_is_restarted_and_its_clients_come_back(pyfrp: Pyfrp, echo: int) -> None:
@@ -192,3 +365,41 @@ def test_a_second_frps_on_the_same_port_is_refused(pyfrp: Pyfrp) -> None:
     assert second.p.wait(20) != 0
     assert "create server listener error" in second.log()
     assert "address already in use" in second.log().lower()
+
+
+def test_xtcp_visitor_and_proxy_on_different_workers(pyfrp: Pyfrp, echo: int) -> None:
+    """The visitor's request goes to the proxy's worker, which runs the session; the answer
+    and the visitor's report travel between the two."""
+    bind = free_ports(1)[0]
+    frps = _frps(pyfrp, bind)
+    with stun_server() as stun:
+        owner = pyfrp.frpc(
+            xtcp.CLIENT.format(bind=bind, user="lab", stun=stun)
+            + xtcp.proxy("ssh", echo, 'allowUsers = ["alice"]\n'),
+            suffix=".toml",
+        )
+        owner.wait_log(r"\[ssh\] start proxy success")
+        holder = _session_holder(bind, owner)
+        for user in ("alice", "eve"):
+            for _ in range(16):  # until a login lands on the other worker
+                visit = free_ports(1)[0]
+                visiting = pyfrp.frpc(
+                    xtcp.CLIENT.format(bind=bind, user=user, stun=stun)
+                    + xtcp.visitor("v", "ssh", visit, "keepTunnelOpen = true\n"),
+                    suffix=".toml",
+                )
+                visiting.wait_log("login to server success")
+                if _session_holder(bind, visiting) != holder:
+                    break
+                visiting.stop()
+            else:
+                raise AssertionError("every login landed on the proxy's worker")
+            if user == "eve":
+                refused = r"xtcp visitor user \[eve\] not allowed for \[lab\.ssh\]"
+                visiting.wait_log(f"nathole precheck error: {refused}")
+                continue
+            wait_echo(visit, 30, visiting)
+            visiting.wait_log(r"\[v\] establishing nat hole connection successful")
+            frps.wait_log(r"report make hole success: true")
+            assert echo_roundtrip(visit, b"x" * 100_000) == b"x" * 100_000
+            visiting.stop()

@@ -96,6 +96,9 @@ class Resources:
     vhost_tcpmux: VhostTcpmuxServer | None = None
     # stcp/sudp/xtcp proxies by name, for NewVisitorConn (server/visitor's listeners).
     visitor_targets: dict[str, VisitorTarget] = field(default_factory=dict)
+    # pyfrp.workers > 1: a tcp group's port is shared with the other workers (SO_REUSEPORT);
+    # this is told (group name, port) when a group's first member picked a random one.
+    group_port_bound: Callable[[str, int], None] | None = None
 
 
 class Proxy:

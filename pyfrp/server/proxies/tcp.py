@@ -35,6 +35,9 @@ class TcpProxy(Proxy):
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._group: Group[TcpProxy] | None = None
+        # pyfrp.workers > 1: the port the group's members on other workers listen on (0: none
+        # yet, or remote_port itself)
+        self.group_port = 0
 
     async def start(self) -> None:
         if self.msg.group:
@@ -59,11 +62,16 @@ class TcpProxy(Proxy):
         group = res.groups.join(("tcp", msg.group), msg.group, msg.group_key, msg.remote_port, self)
         self._group = group
         if group.shared is None:
+            shared = res.group_port_bound is not None
             try:
-                port, sock = res.tcp_ports.acquire(msg.remote_port)
+                port, sock = res.tcp_ports.acquire(
+                    self.group_port or msg.remote_port, reuse_port=shared
+                )
             except PortError:
                 res.groups.leave(("tcp", msg.group), self)
                 raise
+            if res.group_port_bound is not None and not (self.group_port or msg.remote_port):
+                res.group_port_bound(msg.group, port)
             try:
                 server = await asyncio.get_running_loop().create_server(
                     lambda: _UserConn(group.pick()), sock=sock, backlog=BACKLOG
