@@ -185,7 +185,7 @@ class Cluster:
         self.drop_run: Callable[[str], Awaitable[None]] | None = None
         self.reload: Callable[[], object] | None = None
         self.on_route: Callable[[dict[str, Any]], None] | None = None
-        self.on_relay: Callable[[dict[str, Any]], None] | None = None
+        self.on_relay: Callable[[dict[str, Any], bytes], None] | None = None
 
     def start(self) -> None:
         self._link = FdLink(self._sock, self._received, self._lost)
@@ -353,7 +353,7 @@ class Cluster:
         elif op in ("route_add", "route_del", "group_route") and self.on_route is not None:
             self.on_route(msg)
         elif op == "relay" and self.on_relay is not None:
-            self.on_relay(msg)
+            self.on_relay(msg, data)
         else:
             log.warning("worker %d: unexpected cluster message %s", self.index, op)
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from pyfrp.config.model import ServerConfig, WebServerConfig
 from pyfrp.config.reload import ReloadResult
 from pyfrp.proto.msg import NewProxy
-from pyfrp.server.dashboard_v2 import DashboardV2
+from pyfrp.server.dashboard_v2 import DashboardV2, Online
 from pyfrp.server.proxies import Proxy
 from pyfrp.server.stats import RESERVE_DAYS, ProxyStats, Stats
 from pyfrp.version import FRP_VERSION
 from pyfrp.web.server import HTTPError, WebServer, api, serve_assets
+
+if TYPE_CHECKING:
+    from pyfrp.server.clusterview import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +98,52 @@ class Server(Protocol):
     def reload(self) -> ReloadResult: ...
 
 
-class Dashboard:
-    """The routes of frps's web server over a running Server."""
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    msg: NewProxy
 
-    def __init__(self, server: Server, cfg: WebServerConfig, prometheus: bool) -> None:
+
+class Dashboard:
+    """The routes of frps's web server over a running Server; ``view``: with pyfrp.workers,
+    the figures of every worker, gathered at each request."""
+
+    def __init__(
+        self,
+        server: Server,
+        cfg: WebServerConfig,
+        prometheus: bool,
+        view: ClusterView | None = None,
+    ) -> None:
         self.server = server
         self.stats: Stats = server.stats
+        self.view = view
+        self._gathered: Mapping[str, Online] | None = None
         self._prometheus = prometheus
         self.web = WebServer(cfg, self._routes)
 
     @property
-    def proxies(self) -> Mapping[str, Proxy]:
-        return self.server.proxies
+    def proxies(self) -> Mapping[str, Online]:
+        return self._gathered if self._gathered is not None else self.server.proxies
+
+    @web.middleware
+    async def _whole_relay(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.view is not None:
+            stats, online = await self.view.gather()
+            self.stats = stats
+            self._gathered = {name: _Registered(msg) for name, msg in online.items()}
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def clear_offline(self) -> tuple[int, int]:
+        """Forget the offline proxies (every worker's): (how many, of how many)."""
+        cleared, total = self.stats.clear_offline()
+        if self.view is not None:
+            self.view.clear_offline()  # self.stats was a merged copy
+        return cleared, total
 
     def _routes(self, app: web.Application) -> None:
+        if self.view is not None:
+            app.middlewares.append(self._whole_relay)
         r = app.router
         if self._prometheus:
             r.add_get("/metrics", self._metrics_handler())
@@ -170,7 +206,7 @@ class Dashboard:
 
     def _proxy_info(self, ps: ProxyStats) -> dict[str, Any]:
         info: dict[str, Any] = {"name": ps.name}
-        proxy = self.server.proxies.get(ps.name)
+        proxy = self.proxies.get(ps.name)
         info["conf"] = proxy_conf(proxy.msg) if proxy is not None else None
         if ps.user:
             info["user"] = ps.user
@@ -261,7 +297,7 @@ class Dashboard:
     async def delete_proxies(self, request: web.Request) -> dict[str, Any]:
         if request.query.get("status") != "offline":
             raise HTTPError(400, "status only support offline")
-        cleared, total = self.stats.clear_offline()
+        cleared, total = self.clear_offline()
         log.info("cleared [%d] offline proxies, total [%d] proxies", cleared, total)
         return {"Code": 200, "Msg": "success"}
 
@@ -271,7 +307,7 @@ class Dashboard:
         from prometheus_client.process_collector import ProcessCollector
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self.server))
+        registry.register(_Collector(self))
         ProcessCollector(registry=registry)
 
         async def metrics(request: web.Request) -> web.Response:
@@ -284,13 +320,13 @@ class Dashboard:
 class _Collector:
     """frp's metric names and labels (pkg/metrics/prometheus), read from Stats at scrape time."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily, Metric
 
-        stats = self.server.stats
+        stats = self.dashboard.stats
         yield GaugeMetricFamily(
             "frp_server_client_counts",
             "The current client counts of frps",
@@ -315,9 +351,9 @@ class _Collector:
         # Counters keep frp's names (no "_total" suffix): dashboards query these names.
         traffic_in = Metric("frp_server_traffic_in", "The total in traffic", "counter")
         traffic_out = Metric("frp_server_traffic_out", "The total out traffic", "counter")
-        for name, ps in sorted(self.server.stats.proxies.items()):
+        for name, ps in sorted(self.dashboard.stats.proxies.items()):
             labels = {"name": name, "type": ps.type}
-            if name in self.server.proxies:
+            if name in self.dashboard.proxies:
                 detailed.add_metric([ps.type, name], 1)
             conns.add_metric([name, ps.type], ps.cur_conns)
             traffic_in.add_sample("frp_server_traffic_in", labels, ps.traffic_in.total())

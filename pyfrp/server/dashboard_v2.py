@@ -11,7 +11,6 @@ from aiohttp import web
 
 from pyfrp.config.model import PROXY_TYPES
 from pyfrp.proto.msg import NewProxy
-from pyfrp.server.proxies import Proxy
 from pyfrp.server.stats import RESERVE_DAYS, ProxyStats, Stats
 from pyfrp.web.server import HTTPError, api_v2
 
@@ -102,15 +101,24 @@ def _unix(t: dt.datetime | None) -> int:
     return int(t.timestamp()) if t is not None else 0
 
 
+class Online(Protocol):
+    """An online proxy, as the dashboard shows it: what it registered with."""
+
+    @property
+    def msg(self) -> NewProxy: ...
+
+
 class V1(Protocol):
     """What the v2 API builds on (dashboard.Dashboard, the v1 API)."""
 
     stats: Stats
 
     @property
-    def proxies(self) -> Mapping[str, Proxy]:
+    def proxies(self) -> Mapping[str, Online]:
         """The proxies online now."""
         ...
+
+    def clear_offline(self) -> tuple[int, int]: ...
 
     async def server_info(self, request: web.Request) -> dict[str, Any]: ...
 
@@ -173,7 +181,7 @@ class DashboardV2:
             raise HTTPError(400, "type is required")
         if kind != "offline_proxies":
             raise HTTPError(400, "type must be one of offline_proxies")
-        cleared, total = self.v1.stats.clear_offline()
+        cleared, total = self.v1.clear_offline()
         return {"type": kind, "cleared": cleared, "total": total}
 
     async def users(self, request: web.Request) -> dict[str, Any]:

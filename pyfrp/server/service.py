@@ -40,6 +40,7 @@ from pyfrp.server.cluster import (
     parse_route_key,
     route_key,
 )
+from pyfrp.server.clusterview import ClusterView
 from pyfrp.server.control import Control
 from pyfrp.server.groups import GROUP_KINDS
 from pyfrp.server.nathole import NatHoleController
@@ -248,6 +249,7 @@ class Server:
         # pyfrp.workers > 1: this process is one worker of several (server/cluster.py), and
         # the listening sockets, by role, come from the supervisor
         self.cluster: Cluster | None = None
+        self.cluster_view: ClusterView | None = None  # the dashboard's, with workers
         self.inherited: dict[str, socket.socket] = {}
         self._claims: dict[str, list[tuple[str, str]]] = {}  # proxy name -> its cluster claims
 
@@ -307,7 +309,7 @@ class Server:
         if cfg.web.port and self.first_worker:
             from pyfrp.server.dashboard import Dashboard
 
-            self.dashboard = Dashboard(self, cfg.web, cfg.enable_prometheus)
+            self.dashboard = Dashboard(self, cfg.web, cfg.enable_prometheus, view=self.cluster_view)
             await self.dashboard.web.start()
             log.info("dashboard listen on %s", self.dashboard.web.address)
         self.spawn(self._clean_nathole())
@@ -376,7 +378,18 @@ class Server:
         self.res.group_port_bound = self._group_port_bound
         relay = NatHoleRelay(cluster)
         self.nathole.elsewhere = relay
-        cluster.on_relay = functools.partial(relay.received, controller=self.nathole)
+        self.cluster_view = ClusterView(
+            cluster, self.stats, lambda: {name: p.msg for name, p in self.proxies.items()}
+        )
+
+        def relayed(msg: dict[str, Any], data: bytes) -> None:
+            if str(msg.get("kind")).startswith("stats_"):
+                assert self.cluster_view is not None
+                self.cluster_view.received(msg, data)
+            else:
+                relay.received(msg, self.nathole)
+
+        cluster.on_relay = relayed
         res = self.res
         for kind, vhost in (
             ("http", res.vhost_http), ("https", res.vhost_https), ("tcpmux", res.vhost_tcpmux),

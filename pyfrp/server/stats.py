@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pyfrp.proto.msg import NewProxy
 
 RESERVE_DAYS = 7
 OFFLINE_KEPT = dt.timedelta(days=7)
@@ -18,6 +22,18 @@ OFFLINE_KEPT = dt.timedelta(days=7)
 
 def _now() -> dt.datetime:
     return dt.datetime.now().astimezone()
+
+
+def _iso(t: dt.datetime | None) -> str:
+    return t.isoformat() if t is not None else ""
+
+
+def _parse(raw: str) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(raw) if raw else None
+
+
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    return b is None or (a is not None and a > b)
 
 
 class DateCounter:
@@ -48,6 +64,16 @@ class DateCounter:
     def total(self) -> int:
         """Since the start (Prometheus counters never go down)."""
         return self._all
+
+    def dump(self) -> dict[str, Any]:
+        return {"all": self._all, "days": {d.isoformat(): n for d, n in self._days.items()}}
+
+    def merge(self, dumped: dict[str, Any]) -> None:
+        """Add another process's counts (pyfrp.workers: the dashboard shows the sum)."""
+        self._all += int(dumped["all"])
+        for day, n in dumped["days"].items():
+            d = dt.date.fromisoformat(day)
+            self._days[d] = self._days.get(d, 0) + int(n)
 
 
 @dataclass(slots=True)
@@ -180,6 +206,95 @@ class Stats:
         if ps is not None:
             ps.traffic_in.add(bytes_in, today)
             ps.traffic_out.add(bytes_out, today)
+
+    # -- pyfrp.workers: each worker counts its own; the dashboard shows them merged
+    def dump(self, online: Mapping[str, NewProxy]) -> dict[str, Any]:
+        """This process's figures and its online proxies' NewProxy, as JSON."""
+        return {
+            "cur_conns": self.cur_conns,
+            "in": self.traffic_in.dump(),
+            "out": self.traffic_out.dump(),
+            "types": dict(self.type_counts),
+            "proxies": [
+                {
+                    "name": ps.name,
+                    "type": ps.type,
+                    "user": ps.user,
+                    "client_id": ps.client_id,
+                    "cur_conns": ps.cur_conns,
+                    "in": ps.traffic_in.dump(),
+                    "out": ps.traffic_out.dump(),
+                    "start": _iso(ps.last_start),
+                    "close": _iso(ps.last_close),
+                }
+                for ps in self.proxies.values()
+            ],
+            "clients": [
+                {
+                    "key": c.key,
+                    "user": c.user,
+                    "client_id": c.client_id,
+                    "run_id": c.run_id,
+                    "hostname": c.hostname,
+                    "ip": c.ip,
+                    "version": c.version,
+                    "first": _iso(c.first_connected),
+                    "last": _iso(c.last_connected),
+                    "gone": _iso(c.disconnected),
+                    "online": c.online,
+                    "wire": c.wire_protocol,
+                }
+                for c in self.clients.values()
+            ],
+            "online": {name: msg.to_json() for name, msg in online.items()},
+        }
+
+    @classmethod
+    def merged(cls, parts: Sequence[dict[str, Any]]) -> tuple[Stats, dict[str, NewProxy]]:
+        """The figures of several processes' ``dump`` as one: counts and traffic add up; a
+        proxy or client known to several (it moved between workers on a reconnect) shows its
+        latest state with its traffic summed."""
+        out = cls()
+        online: dict[str, NewProxy] = {}
+        for part in parts:
+            out.cur_conns += int(part["cur_conns"])
+            out.traffic_in.merge(part["in"])
+            out.traffic_out.merge(part["out"])
+            out.type_counts.update({k: int(v) for k, v in part["types"].items()})
+            for name, raw in part["online"].items():
+                online[name] = NewProxy.from_json(raw)
+            for p in part["proxies"]:
+                ps = ProxyStats(
+                    p["name"], p["type"], p["user"], p["client_id"], int(p["cur_conns"]),
+                    last_start=_parse(p["start"]), last_close=_parse(p["close"]),
+                )  # fmt: skip
+                ps.traffic_in.merge(p["in"])
+                ps.traffic_out.merge(p["out"])
+                have = out.proxies.get(ps.name)
+                if have is None:
+                    out.proxies[ps.name] = ps
+                    continue
+                newer, older = (ps, have) if _later(ps.last_start, have.last_start) else (have, ps)
+                newer.cur_conns += older.cur_conns
+                newer.traffic_in.merge(older.traffic_in.dump())
+                newer.traffic_out.merge(older.traffic_out.dump())
+                out.proxies[ps.name] = newer
+            for c in part["clients"]:
+                info = ClientInfo(
+                    c["key"], c["user"], c["client_id"], c["run_id"], c["hostname"], c["ip"],
+                    c["version"], _parse(c["first"]) or _now(), _parse(c["last"]) or _now(),
+                    _parse(c["gone"]), bool(c["online"]), c["wire"],
+                )  # fmt: skip
+                known = out.clients.get(info.key)
+                if known is not None:
+                    first = min(known.first_connected, info.first_connected)
+                    if known.online or (
+                        not info.online and known.last_connected > info.last_connected
+                    ):
+                        info = known
+                    info.first_connected = first
+                out.clients[info.key] = info
+        return out, online
 
     def clear_offline(self, kept: dt.timedelta = dt.timedelta(0)) -> tuple[int, int]:
         """Forget proxies offline for longer than ``kept``: (how many, of how many)."""

@@ -187,11 +187,6 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all)
-        if self.cfg.web.port:
-            log.warning(
-                "the dashboard, its API and /metrics are served by worker 0 and show only the "
-                "clients and proxies it holds (pyfrp.workers = %d)", len(self.workers),
-            )  # fmt: skip
         for w in self.workers:
             await self._start(w)
         log.info("frps supervisor: %d workers started", len(self.workers))

@@ -31,6 +31,7 @@ from tests.harness import (
     wait_echo,
 )
 from tests.integration import test_xtcp as xtcp
+from tests.webclient import http_call, wait_json
 
 CLIENTS = 4
 
@@ -403,3 +404,47 @@ def test_xtcp_visitor_and_proxy_on_different_workers(pyfrp: Pyfrp, echo: int) ->
             frps.wait_log(r"report make hole success: true")
             assert echo_roundtrip(visit, b"x" * 100_000) == b"x" * 100_000
             visiting.stop()
+
+
+def test_the_dashboard_shows_every_worker(pyfrp: Pyfrp, echo: int) -> None:
+    """Worker 0 serves the dashboard; its API and /metrics count the clients, proxies and
+    traffic of both workers, and a clear of offline proxies reaches both."""
+    bind, web = free_ports(2)
+    frps = _frps(pyfrp, bind, f'enablePrometheus = true\nwebServer.addr = "{HOST}"\n'
+                 f"webServer.port = {web}\n")  # fmt: skip
+    frps.wait_log("dashboard listen on")
+    url = f"http://{HOST}:{web}"
+    remotes: list[int] = []
+
+    def member(n: int) -> str:
+        remotes.append(free_ports(1)[0])
+        return f'name = "d{n}"\ntype = "tcp"\nlocalPort = {echo}\nremotePort = {remotes[-1]}\n'
+
+    clients = _members_on_both_workers(pyfrp, bind, member, r"\[d{n}\] start proxy success")
+    count = len(clients)
+    sent = 0
+    for remote in remotes:
+        payload = os.urandom(50_000)
+        assert echo_roundtrip(remote, payload) == payload
+        sent += len(payload)
+    info = wait_json(f"{url}/api/serverinfo", None, lambda j: j["totalTrafficIn"] >= sent)
+    assert info["clientCounts"] == count
+    assert info["proxyTypeCount"] == {"tcp": count}
+    listed = http_call("GET", f"{url}/api/proxy/tcp", None).json()["proxies"]
+    assert sorted(p["name"] for p in listed) == [f"d{n}" for n in range(count)]
+    assert {p["status"] for p in listed} == {"online"}
+    assert {p["conf"]["remotePort"] for p in listed} == set(remotes)
+    assert len(http_call("GET", f"{url}/api/clients", None).json()) == count
+    v2 = http_call("GET", f"{url}/api/v2/proxies", None).json()["data"]
+    assert v2["total"] == count, v2
+    metrics = http_call("GET", f"{url}/metrics", None).text
+    assert f"frp_server_client_counts {float(count)}" in metrics
+    assert f'frp_server_proxy_counts{{type="tcp"}} {float(count)}' in metrics
+    # the clients of the other worker too go offline, and are cleared
+    for frpc in clients:
+        frpc.stop()
+    wait_json(f"{url}/api/serverinfo", None, lambda j: j["clientCounts"] == 0)
+    listed = http_call("GET", f"{url}/api/proxy/tcp", None).json()["proxies"]
+    assert {p["status"] for p in listed} == {"offline"}
+    assert http_call("DELETE", f"{url}/api/proxies?status=offline", None).status == 200
+    wait_json(f"{url}/api/proxy/tcp", None, lambda j: j["proxies"] == [])

@@ -48,6 +48,38 @@ def test_stats_clients_and_offline_proxies() -> None:
     assert s.clear_offline() == (1, 1)
 
 
+def test_stats_of_several_workers_merge_as_one_frps() -> None:
+    """pyfrp.workers: a proxy that moved to another worker on a reconnect shows once, in its
+    latest state, with the traffic of both; counts add up; a JSON round trip loses nothing."""
+    a, b = Stats(), Stats()
+    a.client_online("lab", "gpu1", "run-a", "gpu1", "10.0.0.1", "0.70.1")
+    a.proxy_opened("ssh", "tcp", "lab", "gpu1")
+    a.conn_opened("ssh")
+    a.conn_closed("ssh", 100, 200)
+    a.proxy_closed("ssh", "tcp")
+    a.client_offline("run-a")
+    b.client_online("lab", "gpu1", "run-b", "gpu1", "10.0.0.1", "0.70.1")
+    b.proxy_opened("ssh", "tcp", "lab", "gpu1")
+    b.conn_opened("ssh")
+    b.conn_closed("ssh", 1, 2)
+    b.conn_opened("ssh")
+    b.client_online("lab", "gpu2", "run-c", "gpu2", "10.0.0.2", "0.70.1")
+    b.proxy_opened("web", "http", "lab", "gpu2")
+    online = {"ssh": NewProxy(proxy_name="ssh", proxy_type="tcp", remote_port=6000)}
+    merged, registered = Stats.merged(
+        [json.loads(json.dumps(a.dump({}))), json.loads(json.dumps(b.dump(online)))]
+    )
+    assert merged.client_count == 2
+    assert merged.clients["lab.gpu1"].run_id == "run-b"
+    assert merged.clients["lab.gpu1"].online
+    assert merged.type_counts == {"tcp": 1, "http": 1}
+    ssh = merged.proxies["ssh"]
+    assert not ssh.offline
+    assert (ssh.traffic_in.today(), ssh.traffic_out.total(), ssh.cur_conns) == (101, 202, 1)
+    assert (merged.traffic_in.today(), merged.cur_conns) == (101, 1)
+    assert registered["ssh"].remote_port == 6000
+
+
 def test_proxy_conf_is_go_frps_json() -> None:
     """Byte for byte what Go frps 0.70.1 answered for the same NewProxy (captured)."""
     tcp = NewProxy(
