@@ -53,12 +53,27 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"port {port} not up after {timeout}s")
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    """VmRSS of ``pid`` and its descendants (pyfrps with workers is a supervisor and one
+    process per worker: the relay's memory is theirs together)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total = int(line.split()[1])
+                    break
+    except OSError:
+        return 0
+    return total + sum(rss_kib(c) for c in _children(pid))
 
 
 @dataclass

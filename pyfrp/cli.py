@@ -307,20 +307,21 @@ def frps_main(argv: Sequence[str] | None = None) -> int:
         cfg, notices = frps_config(argv)
     except ConfigError as exc:
         return _fail(exc)
-    if not _start_logging(cfg, notices):
-        return 1
     from pyfrp.server.supervisor import worker_env
 
     worker = worker_env()
-    if worker is None:  # a worker's supervisor said it already
+    # a worker's supervisor has said all this already
+    if not _start_logging(cfg, notices if worker is None else []):
+        return 1
+    if worker is None:
         if path:
             log.info("frps uses config file: %s", path)
         else:
             log.info("frps uses command line arguments for config")
-    if worker is None and cfg.workers > 1:
+    if worker is None and cfg.effective_workers > 1:
         from pyfrp.server.supervisor import Supervisor
 
-        return _run(Supervisor(cfg, argv, cfg.workers).run)
+        return _run(Supervisor(cfg, argv, cfg.effective_workers).run)
     if path:
         strict, unsafe = _strict(args), _unsafe(args)
         return _run(
@@ -375,6 +376,8 @@ async def _serve(
     )
     try:
         await server.start()
+        if server.cluster is not None:
+            server.cluster.send({"op": "started"})  # a worker that fails before stops frps
     except OSError as exc:
         log.error("create server listener error, %s", exc)
         return 1

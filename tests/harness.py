@@ -406,8 +406,19 @@ def stun_server() -> Iterator[int]:
             s.close()
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (pyfrps with workers: the supervisor and each worker)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return [pid] + [p for c in children for p in process_tree(c)]
+
+
 def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Open fds of ``pid`` and its descendants."""
+    return sum(len(os.listdir(f"/proc/{p}/fd")) for p in process_tree(pid))
 
 
 # ----------------------------------------------------------------------------- wire tap

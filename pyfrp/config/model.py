@@ -8,6 +8,7 @@ deliberate difference is ``ClientConfig.heartbeat_interval``, see there.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +126,15 @@ class ServerConfig:
     # timestamp is further than this many seconds from frps's clock are refused (0: off, as frp)
     pre_login_limit: int = 0
     login_max_clock_skew: int = 0
-    # pyfrp's own: processes serving the relay (server/supervisor.py); 1 runs in-process
-    workers: int = 1
+    # pyfrp's own: processes serving the relay (server/supervisor.py); 1 runs in-process,
+    # 0 (the default) one per core this process may run on
+    workers: int = 0
+
+    @property
+    def effective_workers(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
     @property
     def effective_heartbeat_timeout(self) -> int:

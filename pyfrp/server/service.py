@@ -310,7 +310,7 @@ class Server:
             from pyfrp.server.dashboard import Dashboard
 
             self.dashboard = Dashboard(self, cfg.web, cfg.enable_prometheus, view=self.cluster_view)
-            await self.dashboard.web.start()
+            await self.dashboard.web.start(self.inherited.pop("web", None))
             log.info("dashboard listen on %s", self.dashboard.web.address)
         self.spawn(self._clean_nathole())
         self.spawn(self._clean_stats())
@@ -850,7 +850,10 @@ class Server:
                 # frp's words when its own proxy holds the port, not a failed bind's
                 if await self.cluster.claim("port", f"{kind}:{msg.remote_port}") is not None:
                     self._release_claims(name)
-                    raise PortError("port already used")
+                    used = "port already used"
+                    raise PortError(
+                        f"acquire port {msg.remote_port} error: {used}" if kind == "udp" else used
+                    )
                 claims.append(("port", f"{kind}:{msg.remote_port}"))
             for key in self._route_keys(msg):
                 if await self.cluster.claim("route", key) is not None:

@@ -35,6 +35,7 @@ from typing import Any
 from pyfrp.config.model import ServerConfig
 from pyfrp.net.fdlink import FdLink, link_pair
 from pyfrp.net.listen import bind_socket
+from pyfrp.net.steer import steer_by_source
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class _Worker:
     proc: asyncio.subprocess.Process | None = None
     link: FdLink | None = None
     started: float = 0.0
+    ready: bool = False  # has started serving once
 
 
 GROUP_HELD = -1  # the holder of a port or route a load-balancing group shares
@@ -161,6 +163,8 @@ class Supervisor:
         self.tables = _Tables()
         self.listeners: list[dict[str, socket.socket]] = []  # by worker, by role
         self._stopping = False
+        self._stop = asyncio.Event()
+        self._failed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._seq = 0
         self._pending: dict[int, asyncio.Future[None]] = {}
@@ -179,11 +183,20 @@ class Supervisor:
                 self.listeners.append(
                     {r: bind_socket(h, p, reuse_port=True) for r, (h, p) in roles.items()}
                 )
+            if len(self.workers) > 1:
+                try:  # a client's connections (control, work, visitor) meet at one worker
+                    steer_by_source(self.listeners[0]["bind"], len(self.workers))
+                except OSError as exc:
+                    log.warning("bind_port connections spread by the kernel's hash: %s", exc)
+            if self.cfg.web.port:
+                # worker 0's alone; bound here so that it accepts (queues) from the start,
+                # as frps's dashboard does, and through a restart of worker 0
+                self.listeners[0]["web"] = bind_socket(self.cfg.web.addr, self.cfg.web.port)
         except OSError as exc:
             log.error("create server listener error, %s", exc)
             return 1
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._stop
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all)
@@ -203,7 +216,7 @@ class Supervisor:
                         await w.proc.wait()
                 except TimeoutError:
                     w.proc.kill()
-        return 0
+        return 1 if self._failed else 0
 
     async def _start(self, w: _Worker) -> None:
         ours, theirs = link_pair()
@@ -247,6 +260,13 @@ class Supervisor:
         for group in groups:
             self._group_changed(group)
         if self._stopping:
+            return
+        if not w.ready:
+            # it could not start (a port taken, an OIDC issuer unreachable: it said why), as
+            # frps could not: the whole relay stops
+            log.error("frps worker %d could not start (exit code %s): stopping", w.index, code)
+            self._failed = True
+            self._stop.set()
             return
         log.warning("frps worker %d exited with code %s; starting it again", w.index, code)
         if time.monotonic() - w.started < RESTART_PAUSE * 5:
@@ -306,6 +326,8 @@ class Supervisor:
                 del self.tables.names[name]
                 if name[0] == "route":
                     self._broadcast({"op": "route_del", "key": name[1]}, but=w.index)
+        elif op == "started":
+            w.ready = True
         elif op == "group_join":
             self._group_join(w, msg)
         elif op == "group_port":

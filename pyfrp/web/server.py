@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -130,14 +131,16 @@ class WebServer:
     def address(self) -> str:
         return f"{self.cfg.addr}:{self.port}"
 
-    async def start(self) -> None:
-        """Listen; raises OSError (port taken) or ssl.SSLError (bad certificate)."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen (on ``sock`` when given: a socket bound already); raises OSError (port
+        taken) or ssl.SSLError (bad certificate)."""
         cfg = self.cfg
         tls: ssl.SSLContext | None = None
         if cfg.tls_cert_file or cfg.tls_key_file:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
-        sock = bind_socket(cfg.addr, cfg.port)
+        if sock is None:
+            sock = bind_socket(cfg.addr, cfg.port)
         self.port = sock.getsockname()[1]
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import HOST, Proc, Pyfrp, free_port, free_ports
+from tests.harness import HOST, Proc, Pyfrp, free_port, free_ports, process_tree
 from tests.vhost.backends import (
     BLOCK,
     MiB,
@@ -122,10 +122,16 @@ custom_domains = *.tls.example.com
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} for {pid}")
+    """``field`` of /proc/PID/status, summed over ``pid`` and its descendants."""
+    total = 0
+    for p in process_tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                total += int(line.split()[1])
+                break
+        else:
+            raise AssertionError(f"no {field} for {p}")
+    return total
 
 
 # ----------------------------------------------------------------------------- routing

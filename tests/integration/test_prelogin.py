@@ -37,8 +37,10 @@ def test_a_flood_of_silent_connections_does_not_starve_real_clients(
     pyfrp: Pyfrp, echo: int
 ) -> None:
     bind, remote = free_ports(2)
+    # one worker: the limit is each worker's, and its fds are counted here
     frps = pyfrp.frps(
-        f'bindPort = {bind}\nauth.token = "{TOKEN}"\npyfrp.preLoginLimit = {LIMIT}\n',
+        f'bindPort = {bind}\nauth.token = "{TOKEN}"\npyfrp.preLoginLimit = {LIMIT}\n'
+        "pyfrp.workers = 1\n",
         suffix=".toml",
     )
     frps.wait_port(bind)

@@ -104,9 +104,12 @@ def test_custom_tls_first_byte(pyfrp: Pyfrp, echo: int) -> None:
 @pytest.mark.parametrize("first_byte", [False, True], ids=["tls", "0x17-tls"])
 def test_work_connections_resume_the_tls_session(pyfrp: Pyfrp, echo: int, first_byte: bool) -> None:
     """Without tcp_mux each work connection is a TLS handshake; after the control connection's,
-    pyfrpc resumes the session and pyfrps accepts it (seen in each ServerHello on the wire)."""
+    pyfrpc resumes the session and pyfrps accepts it (seen in each ServerHello on the wire).
+    One worker: a session ticket is good only on the worker that issued it."""
     bind, remote = free_ports(2)
-    frps = pyfrp.frps(f"[common]\nbind_addr = 127.0.0.1\nbind_port = {bind}\ntcp_mux = false\n")
+    frps = pyfrp.frps(
+        f"[common]\nbind_addr = 127.0.0.1\nbind_port = {bind}\ntcp_mux = false\npyfrp_workers = 1\n"
+    )
     frps.wait_port(bind)
     tap = FirstByteTap(bind)
     try:

@@ -6,6 +6,7 @@ across workers, a killed worker comes back, and SIGHUP reloads every worker."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import os
 import re
 import signal
@@ -43,10 +44,20 @@ def _frps(pyfrp: Pyfrp, bind: int, extra: str = "") -> Proc:
     return frps
 
 
+_HOSTS = itertools.count()
+
+
+def _source() -> str:
+    """A client setting to dial frps from the next loopback address: pyfrps gives all the
+    connections of one address to one worker (net/steer.py), so clients of distinct addresses
+    spread over the workers."""
+    return f'transport.connectServerLocalIP = "127.0.0.{2 + next(_HOSTS) % 250}"\n'
+
+
 def _frpc(pyfrp: Pyfrp, bind: int, proxy: str, mux: bool = True) -> Proc:
     return pyfrp.frpc(
         f'serverAddr = "{HOST}"\nserverPort = {bind}\ntransport.tcpMux = {str(mux).lower()}\n'
-        f"[[proxies]]\n{proxy}",
+        f"{_source()}[[proxies]]\n{proxy}",
         suffix=".toml",
     )
 
@@ -59,6 +70,11 @@ def _workers(frps: Proc) -> dict[int, int]:
 
 def _session_holder(bind: int, frpc: Proc) -> int:
     """The pid of the frps process holding ``frpc``'s control connection (ss -p)."""
+    return _holders(bind, frpc)[0]
+
+
+def _holders(bind: int, frpc: Proc) -> list[int]:
+    """The pids of the frps processes holding each of ``frpc``'s connections, oldest first."""
     out = subprocess.run(
         ["ss", "-Htnp", "state", "established", f"( sport = :{bind} )"],
         capture_output=True, text=True, check=True,
@@ -69,10 +85,8 @@ def _session_holder(bind: int, frpc: Proc) -> int:
     ).stdout  # fmt: skip
     local = [line.split()[2] for line in ours.splitlines() if f"pid={frpc.p.pid}," in line]
     assert local, f"no connection of pid {frpc.p.pid} to {bind}"
-    for line in out.splitlines():
-        if line.split()[3] == local[0]:
-            return int(re.findall(r"pid=(\d+),", line)[0])
-    raise AssertionError(f"no frps side for {local[0]}")
+    held = {line.split()[3]: int(re.findall(r"pid=(\d+),", line)[0]) for line in out.splitlines()}
+    return [held[addr] for addr in local if addr in held]
 
 
 @pytest.mark.parametrize("mux", [True, False], ids=["tcp_mux", "no-mux"])
@@ -81,14 +95,25 @@ def test_tcp_proxies_of_many_clients_work_on_either_worker(
 ) -> None:
     bind, *remotes = free_ports(1 + CLIENTS)
     _frps(pyfrp, bind, f"transport.tcpMux = {str(mux).lower()}\n")
-    for n, remote in enumerate(remotes):
-        _frpc(pyfrp, bind, f'name = "t{n}"\ntype = "tcp"\nlocalPort = {echo}\n'
-              f"remotePort = {remote}\n", mux)  # fmt: skip
+    clients = [
+        _frpc(
+            pyfrp,
+            bind,
+            f'name = "t{n}"\ntype = "tcp"\nlocalPort = {echo}\nremotePort = {remote}\n',
+            mux,
+        )
+        for n, remote in enumerate(remotes)
+    ]
     for remote in remotes:
         wait_echo(remote)
-        for i in range(10):  # without tcp_mux each is a new work connection, on any worker
+        for i in range(10):  # without tcp_mux each is a new work connection
             payload = os.urandom(4096 + i * 7000)
             assert echo_roundtrip(remote, payload) == payload
+    holders = [_holders(bind, c) for c in clients]
+    # every connection of a client (its control, its pooled work connections) meets its
+    # session on one worker: none is handed over
+    assert all(len(set(h)) == 1 for h in holders), holders
+    assert len({h[0] for h in holders}) == 2, holders  # and the clients are spread
 
 
 def test_http_routes_are_served_whichever_worker_accepts(pyfrp: Pyfrp) -> None:
@@ -376,6 +401,7 @@ def test_xtcp_visitor_and_proxy_on_different_workers(pyfrp: Pyfrp, echo: int) ->
     with stun_server() as stun:
         owner = pyfrp.frpc(
             xtcp.CLIENT.format(bind=bind, user="lab", stun=stun)
+            + _source()
             + xtcp.proxy("ssh", echo, 'allowUsers = ["alice"]\n'),
             suffix=".toml",
         )
@@ -386,6 +412,7 @@ def test_xtcp_visitor_and_proxy_on_different_workers(pyfrp: Pyfrp, echo: int) ->
                 visit = free_ports(1)[0]
                 visiting = pyfrp.frpc(
                     xtcp.CLIENT.format(bind=bind, user=user, stun=stun)
+                    + _source()
                     + xtcp.visitor("v", "ssh", visit, "keepTunnelOpen = true\n"),
                     suffix=".toml",
                 )

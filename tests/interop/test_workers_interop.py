@@ -23,7 +23,13 @@ from tests.harness import (
     stun_server,
     wait_echo,
 )
-from tests.integration.test_workers import _ask, _named_services, _says, _session_holder
+from tests.integration.test_workers import (
+    _ask,
+    _named_services,
+    _says,
+    _session_holder,
+    _source,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -44,7 +50,7 @@ def test_go_frpc_through_pyfrps_workers(pyfrp: Pyfrp, tmp_path: Path, echo: int,
                 pyfrp,
                 tmp_path,
                 "frpc-native",
-                f"serverPort = {bind}\n{tcp_mux}"
+                f"serverPort = {bind}\n{tcp_mux}{_source()}"
                 f'[[proxies]]\nname = "t{n}"\ntype = "tcp"\nlocalPort = {echo}\n'
                 f"remotePort = {remote}\n"
                 f'[[proxies]]\nname = "h{n}"\ntype = "http"\nlocalPort = {web}\n'
@@ -94,7 +100,7 @@ def test_go_frpc_groups_span_pyfrps_workers(pyfrp: Pyfrp, tmp_path: Path) -> Non
             n = len(clients)
             frpc = start_any(
                 pyfrp, tmp_path, "frpc-native",
-                f"serverPort = {bind}\n"
+                f"serverPort = {bind}\n{_source()}"
                 f'[[proxies]]\nname = "t{n}"\ntype = "tcp"\nlocalPort = {services[n]}\n'
                 f'remotePort = {remote}\nloadBalancer.group = "g"\nloadBalancer.groupKey = "k"\n'
                 f'[[proxies]]\nname = "h{n}"\ntype = "http"\nlocalPort = {webs[n]}\n'
@@ -134,7 +140,7 @@ def test_go_frpc_xtcp_across_pyfrps_workers(pyfrp: Pyfrp, tmp_path: Path, echo: 
         )
         owner = start_any(
             pyfrp, tmp_path, "frpc-native",
-            common + f'[[proxies]]\nname = "svc"\ntype = "xtcp"\nsecretKey = "s"\n'
+            common + _source() + f'[[proxies]]\nname = "svc"\ntype = "xtcp"\nsecretKey = "s"\n'
             f"localPort = {echo}\n{no_assisted}", "p", ".toml",
         )  # fmt: skip
         stack.callback(owner.stop)
@@ -143,8 +149,9 @@ def test_go_frpc_xtcp_across_pyfrps_workers(pyfrp: Pyfrp, tmp_path: Path, echo: 
             visit = free_ports(1)[0]
             visiting = start_any(
                 pyfrp, tmp_path, "frpc-native",
-                common + f'[[visitors]]\nname = "v"\ntype = "xtcp"\nserverName = "svc"\n'
-                f'secretKey = "s"\nbindAddr = "127.0.0.1"\nbindPort = {visit}\n{no_assisted}',
+                common + _source() + '[[visitors]]\nname = "v"\ntype = "xtcp"\n'
+                f'serverName = "svc"\nsecretKey = "s"\nbindAddr = "127.0.0.1"\n'
+                f"bindPort = {visit}\n{no_assisted}",
                 f"v{n}", ".toml",
             )  # fmt: skip
             stack.callback(visiting.stop)
