@@ -76,6 +76,9 @@ def cluster(
             c_cfg.write_text(
                 f'serverAddr = "{HOST}"\nserverPort = {bind}\nauth.token = "bench"\n'
                 f'transport.tcpMux = {mux}\ntransport.poolCount = 8\nlog.level = "warn"\n'
+                # each frpc from its own address, as on a real relay: pyfrps places a client
+                # on a worker by its address
+                f'transport.connectServerLocalIP = "127.0.0.{n + 2}"\n'
                 f'[[proxies]]\nname = "b{n}"\ntype = "tcp"\nlocalIP = "{HOST}"\n'
                 f"localPort = {runner.backend_port}\nremotePort = {remote}\n"
             )

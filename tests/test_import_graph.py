@@ -119,3 +119,10 @@ def _loaded_by(imports: str, modules: tuple[str, ...]) -> list[str]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result: list[str] = json.loads(out.stdout)
     return result
+
+
+def test_the_supervisor_loads_none_of_the_relay() -> None:
+    """pyfrps's supervisor (workers > 1) binds sockets and keeps tables: without cryptography
+    and the server's own modules it stays ~10 MiB lighter than a worker."""
+    heavy = ("cryptography", "pyfrp.server.service", "pyfrp.net.listen", "pyfrp.proto.msg")
+    assert _loaded_by("pyfrp.cli, pyfrp.config.load, pyfrp.server.supervisor", heavy) == []

@@ -8,7 +8,7 @@ import random
 import socket
 from collections.abc import Callable
 
-from pyfrp.net.listen import bind_socket
+from pyfrp.net.bind import bind_socket
 
 # frps tries this many random ports for remote_port = 0.
 _RANDOM_TRIES = 5

@@ -14,7 +14,8 @@ from pyfrp.config.model import ServerConfig
 from pyfrp.config.reload import ReloadResult, plan
 from pyfrp.errors import ConfigError, FrameError, MessageError, ProtocolError
 from pyfrp.log import LEVELS
-from pyfrp.net.listen import FrpListener, bind_socket, bind_udp_socket, join_host_port
+from pyfrp.net.bind import bind_socket
+from pyfrp.net.listen import FrpListener, bind_udp_socket, join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
 from pyfrp.net.prelogin import PreLoginPool, default_limit

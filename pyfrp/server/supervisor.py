@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyfrp.config.model import ServerConfig
+from pyfrp.net.bind import bind_socket
 from pyfrp.net.fdlink import FdLink, link_pair
-from pyfrp.net.listen import bind_socket
 from pyfrp.net.steer import steer_by_source
 
 log = logging.getLogger(__name__)

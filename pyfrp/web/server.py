@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from pyfrp.config.model import WebServerConfig
-from pyfrp.net.listen import bind_socket
+from pyfrp.net.bind import bind_socket
 from pyfrp.proto.auth import same_secret
 from pyfrp.vhost.http import parse_basic
 

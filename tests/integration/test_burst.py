@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pyfrp.net.listen import BACKLOG
+from pyfrp.net.bind import BACKLOG
 from tests.harness import Pyfrp, free_ports
 
 BURST = 1000

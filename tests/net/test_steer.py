@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from pyfrp.net.listen import bind_socket
+from pyfrp.net.bind import bind_socket
 from pyfrp.net.steer import source_program, steer_by_source
 
 

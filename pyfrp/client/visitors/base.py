@@ -17,7 +17,7 @@ from pyfrp.client.vnet import Controller, VisitorRoute
 from pyfrp.config.model import ClientConfig, VisitorConfig
 from pyfrp.errors import ProtocolError
 from pyfrp.log import PrefixLogger
-from pyfrp.net.listen import BACKLOG
+from pyfrp.net.bind import BACKLOG
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol, Joined, join
 from pyfrp.net.workconn import wrap_work_transport

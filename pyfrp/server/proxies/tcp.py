@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from pyfrp.net.listen import BACKLOG
+from pyfrp.net.bind import BACKLOG
 from pyfrp.net.splice import HoldProtocol
 from pyfrp.proto.msg import NewProxy
 from pyfrp.server.groups import Group
