@@ -133,6 +133,20 @@ def wait_port(port: int, timeout: float = 20.0, proc: Proc | None = None) -> Non
     raise AssertionError(f"{HOST}:{port} not accepting after {timeout}s")
 
 
+def wait_not_listening(port: int, timeout: float = 10.0) -> None:
+    """Poll until nothing listens on ``port`` (ss), without connecting: a probe connection
+    accepted as the listener closes would be a connection the server must then clean up."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = subprocess.run(
+            ["ss", "-Hltn", f"( sport = :{port} )"], capture_output=True, text=True, check=True
+        ).stdout
+        if not out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{HOST}:{port} still listening after {timeout}s")
+
+
 def wait_port_closed(port: int, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

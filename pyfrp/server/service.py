@@ -644,6 +644,9 @@ class Server:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.plugins is not None:
             await self.plugins.close()
+        # aborted transports close their sockets in a callback: let those run, so that every
+        # socket is closed when close() returns (the Python API's caller may end its loop)
+        await asyncio.sleep(0)
 
     def _protocol_factory(self) -> asyncio.BaseProtocol:
         if self.cfg.tcp_mux:

@@ -17,7 +17,7 @@ from tests.harness import (
     echo_roundtrip,
     free_ports,
     http_service,
-    wait_port_closed,
+    wait_not_listening,
 )
 
 TOKEN = "api-token"
@@ -47,7 +47,7 @@ async def test_server_and_client_in_one_program(echo: int) -> None:
                 got = await asyncio.to_thread(_get, server.vhost_http_port, "nb.lab.test")
                 assert got == (200, b"notebook")
             await tcp.close()  # frps closes the port (CloseProxy has no answer: poll)
-            await asyncio.to_thread(wait_port_closed, tcp.remote_port)
+            await asyncio.to_thread(wait_not_listening, tcp.remote_port)
 
 
 async def test_refusals_raise_frps_reasons(echo: int) -> None:
