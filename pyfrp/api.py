@@ -66,17 +66,23 @@ def _v1(settings: dict[str, Any], table: dict[str, Opt], what: str) -> dict[str,
 def server_config(**settings: Any) -> ServerConfig:
     """frps's config from keyword arguments (see the module doc)."""
     auto = []
+    free_bind = False
     by_ini = ini_index(SERVER)
     for name in list(settings):
         key = name if name in SERVER else by_ini.get(name, name)
         if key in AUTO_PORTS and settings[name] == "auto":
             auto.append(key)
             del settings[name]
+        elif key == "bindPort" and settings[name] in (0, "auto"):
+            free_bind = True  # a file's 0 is frp's default, 7000; here: any free port
+            del settings[name]
     cfg, notices = server_from_v1(_v1(settings, SERVER, "pyfrp.Server"), "pyfrp.Server")
     for notice in notices:
         log.warning("%s", notice)
     for key in auto:  # -1: listen on a free port (the services read the port back)
         setattr(cfg, SERVER[key].attr or "", -1)
+    if free_bind:
+        cfg.bind_port = 0
     return cfg
 
 

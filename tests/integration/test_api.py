@@ -64,6 +64,16 @@ async def test_refusals_raise_frps_reasons(echo: int) -> None:
             await asyncio.to_thread(assert_echo, first.remote_port, b"still")
 
 
+async def test_bind_port_0_is_any_free_port() -> None:
+    """Two servers at once, each on a port of its own (a file's 0 would be frp's 7000)."""
+    async with (
+        api.Server(bind_port=0, token=TOKEN) as one,
+        api.Server(bind_port="auto", token=TOKEN) as two,
+    ):
+        assert 0 < one.bind_port != two.bind_port > 0
+        assert 7000 not in (one.bind_port, two.bind_port)
+
+
 def test_settings_are_checked_like_a_file() -> None:
     with pytest.raises(api.ConfigError, match=r"bind_prot: unknown setting \(did you mean"):
         api.Server(bind_prot=7000)
