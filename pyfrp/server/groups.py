@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pyfrp.server.ports import PortError
-from pyfrp.vhost.conn import WorkConn
+
+if TYPE_CHECKING:
+    from pyfrp.vhost.conn import WorkConn
 
 M = TypeVar("M")
 

@@ -36,6 +36,7 @@ from pyfrp.config.model import ServerConfig
 from pyfrp.net.bind import bind_socket
 from pyfrp.net.fdlink import FdLink, link_pair
 from pyfrp.net.steer import steer_by_source
+from pyfrp.server.groups import AUTH_FAILED, DIFFERENT_PORT, PARAMS_INVALID
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,11 @@ class _Tables:
             if isinstance(params, int) and params:
                 group.port = params
         elif group.name != name:
-            return "group params invalid"
+            return PARAMS_INVALID
         elif group.params != params:
-            return (
-                "group should have same remote port"
-                if isinstance(params, int)
-                else ("group params invalid")
-            )
+            return DIFFERENT_PORT if isinstance(params, int) else PARAMS_INVALID
         elif group.key != key:
-            return "group auth failed"
+            return AUTH_FAILED
         group.members[index] = group.members.get(index, 0) + 1
         return None
 
