@@ -53,7 +53,8 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"port {port} not up after {timeout}s")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid``."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(c) for c in f.read().split()]
@@ -73,7 +74,7 @@ def rss_kib(pid: int) -> int:
                     break
     except OSError:
         return 0
-    return total + sum(rss_kib(c) for c in _children(pid))
+    return total + sum(rss_kib(c) for c in children(pid))
 
 
 @dataclass

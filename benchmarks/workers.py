@@ -28,7 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.native import native_go
-from benchmarks.relay import CHUNK, Runner, conn_rate, download, raise_fd_limit, wait_port
+from benchmarks.relay import (
+    CHUNK,
+    Runner,
+    children,
+    conn_rate,
+    download,
+    raise_fd_limit,
+    wait_port,
+)
 from tests.harness import HOST, free_ports
 
 VARIANTS = {"default": "true", "no-mux": "false"}  # transport.tcpMux; TLS on as frp's default
@@ -39,14 +47,6 @@ class Cluster:
     name: str
     remotes: list[int]
     frps_pids: list[int]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def cpu_seconds(pid: int) -> float:
@@ -86,7 +86,7 @@ def cluster(
         for remote in remotes:
             _wait_echo(remote)
         pid = procs[0].pid
-        yield Cluster(name, remotes, _children(pid) if workers > 1 else [pid])
+        yield Cluster(name, remotes, children(pid) if workers > 1 else [pid])
     finally:
         for p in reversed(procs):
             p.terminate()
