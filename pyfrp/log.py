@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable, MutableMapping
 from datetime import datetime, time, timedelta
+from time import sleep
 from typing import Any, TextIO
 
 TRACE = 5
@@ -60,6 +61,13 @@ class FrpFormatter(logging.Formatter):
 _BACKUP_TIME = "%Y%m%d-%H%M%S"  # golib backupTimeFormat "20060102-150405"
 
 
+def _same_file(f: TextIO, path: str) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
 class DailyFileHandler(logging.Handler):
     """Appends to ``path``; on the first record of a new day, rotates as frp does.
 
@@ -89,13 +97,31 @@ class DailyFileHandler(logging.Handler):
             self.handleError(record)
 
     def rotate(self, now: datetime) -> None:
-        """Rename the current file after ``now``'s midnight and start a new one."""
+        """Rename the current file after ``now``'s midnight and start a new one.
+
+        pyfrps's workers all write to one file and each rotates at its first record of the
+        day: the first one moves the file (a hard link that fails if the backup exists, then an
+        unlink: never over a backup), the others find the backup there and only reopen."""
         self._file.close()
         stem, ext = os.path.splitext(self.path)
         backup = f"{stem}.{datetime.combine(now.date(), time()).strftime(_BACKUP_TIME)}{ext}"
-        if os.path.exists(self.path):
+        try:
+            os.link(self.path, backup)
+        except FileExistsError:
+            pass  # another process rotated first
+        except FileNotFoundError:
+            pass  # nothing written yet
+        except OSError:  # a filesystem without hard links: one process, as before
             os.replace(self.path, backup)
-        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        else:
+            os.unlink(self.path)
+        for attempt in range(100):
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            # the old file again, if the rotating process was between its link and its unlink
+            if attempt == 99 or not _same_file(self._file, backup):
+                break
+            self._file.close()
+            sleep(0.001)
         self._day = now.date()
         self._clear(now)
 

@@ -65,6 +65,26 @@ def test_daily_rotation_names_and_keeps_max_days(tmp_path: Path) -> None:
     assert path.read_text() == "day 2\n"
 
 
+def test_workers_sharing_a_log_rotate_it_once(tmp_path: Path) -> None:
+    """pyfrps's workers each rotate the one file at their first record of a day: yesterday's
+    lines of all of them end in one backup, today's in the new file, none lost."""
+    clock = Clock(datetime(2026, 11, 28, 23, 59))
+    path = tmp_path / "frps.log"
+    workers = [DailyFileHandler(str(path), now=clock) for _ in range(3)]
+    for n, h in enumerate(workers):
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h.emit(_record(f"w{n} day 28"))
+    clock.t = datetime(2026, 11, 29, 0, 0, 1)
+    for n, h in enumerate(workers):
+        h.emit(_record(f"w{n} day 29"))
+    for h in workers:
+        h.emit(_record("later"))
+        h.close()
+    backup = tmp_path / "frps.20261129-000000.log"
+    assert backup.read_text().splitlines() == [f"w{n} day 28" for n in range(3)]
+    assert path.read_text().splitlines() == [f"w{n} day 29" for n in range(3)] + ["later"] * 3
+
+
 def test_existing_log_file_is_appended(tmp_path: Path) -> None:
     path = tmp_path / "frpc.log"
     path.write_text("old\n")
