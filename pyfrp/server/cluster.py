@@ -101,7 +101,11 @@ class NatHoleRelay:
         self._tokens = itertools.count(1)
 
     async def visitor(self, m: NatHoleVisitor, send: Callable[[Message], None], user: str) -> bool:
-        owner = await self.cluster.owner("proxy", m.proxy_name)
+        try:
+            owner = await self.cluster.owner("proxy", m.proxy_name)
+        except ClusterError as exc:  # answered here: "doesn't exist"
+            log.warning("xtcp visitor for [%s]: %s", m.proxy_name, exc)
+            return False
         if owner is None or owner == self.cluster.index:
             return False
         token = f"{self.cluster.index}.{next(self._tokens)}"
