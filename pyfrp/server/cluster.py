@@ -112,10 +112,7 @@ class NatHoleRelay:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._answers[token] = (send, done)
         try:
-            self.cluster.send(
-                {"op": "relay", "to": owner, "kind": "xtcp_visitor", "from": self.cluster.index,
-                 "token": token, "user": user, "msg": m.to_json()}
-            )  # fmt: skip
+            self.cluster.relay(owner, "xtcp_visitor", token=token, user=user, msg=m.to_json())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.ANSWER_WAIT):
                     await done
@@ -127,9 +124,7 @@ class NatHoleRelay:
         held = self._sids.get(m.sid)
         if held is None:
             return False
-        self.cluster.send(
-            {"op": "relay", "to": held[0], "kind": "xtcp_report", "msg": m.to_json()}
-        )  # fmt: skip
+        self.cluster.relay(held[0], "xtcp_report", msg=m.to_json())
         return True
 
     def received(self, msg: dict[str, Any], controller: NatHoleController) -> None:
@@ -139,10 +134,7 @@ class NatHoleRelay:
             back, token = int(msg["from"]), str(msg["token"])
 
             def answer(resp: Message) -> None:
-                self.cluster.send(
-                    {"op": "relay", "to": back, "kind": "xtcp_answer", "token": token,
-                     "from": self.cluster.index, "msg": resp.to_json()}
-                )  # fmt: skip
+                self.cluster.relay(back, "xtcp_answer", token=token, msg=resp.to_json())
 
             request = NatHoleVisitor.from_json(msg["msg"])
             task = controller.handle_visitor(request, answer, str(msg["user"]), relayed=True)
@@ -212,6 +204,11 @@ class Cluster:
         if self._link is None:
             raise ClusterError("cluster link not started")
         self._link.send(msg, data, fds)
+
+    def relay(self, to: int, kind: str, data: bytes = b"", **fields: Any) -> None:
+        """A message of ``kind`` for worker ``to`` (the supervisor passes it on), signed with
+        this worker's index."""
+        self.send({"op": "relay", "to": to, "kind": kind, "from": self.index, **fields}, data)
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         rid = next(self._ids)

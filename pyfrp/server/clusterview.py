@@ -14,6 +14,7 @@ import json
 import logging
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyfrp.proto.msg import NewProxy
@@ -26,6 +27,16 @@ PART = 128 * 1024  # bytes of a compressed dump per datagram
 WAIT = 3.0  # seconds the dashboard waits for the other workers' figures
 
 
+@dataclass
+class _Gathering:
+    """One request's answers: parts by worker and part number, and who still owes its whole
+    dump."""
+
+    owed: set[int]
+    parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class ClusterView:
     def __init__(
         self, cluster: Cluster, stats: Stats, online: Callable[[], Mapping[str, NewProxy]]
@@ -34,10 +45,7 @@ class ClusterView:
         self.stats = stats
         self.online = online
         self._tokens = itertools.count(1)
-        # token -> worker -> parts received; and who still owes a whole dump
-        self._parts: dict[str, dict[int, dict[int, bytes]]] = {}
-        self._done: dict[str, asyncio.Event] = {}
-        self._owed: dict[str, set[int]] = {}
+        self._gatherings: dict[str, _Gathering] = {}  # by token
 
     def _others(self) -> list[int]:
         return [i for i in range(self.cluster.count) if i != self.cluster.index]
@@ -46,38 +54,30 @@ class ClusterView:
         """Every worker's figures, merged with this one's."""
         token = f"{self.cluster.index}.{next(self._tokens)}"
         others = self._others()
-        self._parts[token] = {}
-        self._owed[token] = set(others)
-        done = self._done[token] = asyncio.Event()
+        g = self._gatherings[token] = _Gathering(set(others))
         try:
             for k in others:
-                self.cluster.send(
-                    {"op": "relay", "to": k, "kind": "stats_dump", "from": self.cluster.index,
-                     "token": token}
-                )  # fmt: skip
+                self.cluster.relay(k, "stats_dump", token=token)
             if others:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(WAIT):
-                        await done.wait()
-            missing = self._owed[token]
-            if missing:
-                log.warning("dashboard: no figures from worker(s) %s in time", sorted(missing))
+                        await g.done.wait()
+            if g.owed:
+                log.warning("dashboard: no figures from worker(s) %s in time", sorted(g.owed))
             dumps = [self.stats.dump(self.online())]
-            for worker, parts in self._parts[token].items():
-                if worker not in missing:
+            for worker, parts in g.parts.items():
+                if worker not in g.owed:
                     raw = zlib.decompress(b"".join(parts[i] for i in range(len(parts))))
                     dumps.append(json.loads(raw))
         finally:
-            self._parts.pop(token, None)
-            self._owed.pop(token, None)
-            self._done.pop(token, None)
+            del self._gatherings[token]
         return Stats.merged(dumps)
 
     def clear_offline(self) -> None:
         """Forget offline proxies on every worker."""
         self.stats.clear_offline()
         for k in self._others():
-            self.cluster.send({"op": "relay", "to": k, "kind": "stats_clear"})
+            self.cluster.relay(k, "stats_clear")
 
     def received(self, msg: dict[str, Any], data: bytes) -> None:
         kind = msg.get("kind")
@@ -85,23 +85,20 @@ class ClusterView:
             blob = zlib.compress(json.dumps(self.stats.dump(self.online())).encode())
             chunks = [blob[i : i + PART] for i in range(0, len(blob), PART)] or [b""]
             for n, chunk in enumerate(chunks):
-                self.cluster.send(
-                    {"op": "relay", "to": int(msg["from"]), "kind": "stats_part",
-                     "token": msg["token"], "from": self.cluster.index, "part": n,
-                     "parts": len(chunks)},
-                    chunk,
+                self.cluster.relay(
+                    int(msg["from"]), "stats_part", chunk,
+                    token=msg["token"], part=n, parts=len(chunks),
                 )  # fmt: skip
         elif kind == "stats_part":
-            token, worker = str(msg["token"]), int(msg["from"])
-            parts = self._parts.get(token)
-            if parts is None:
+            g = self._gatherings.get(str(msg["token"]))
+            if g is None:
                 return  # too late: that answer went without it
-            mine = parts.setdefault(worker, {})
+            worker = int(msg["from"])
+            mine = g.parts.setdefault(worker, {})
             mine[int(msg["part"])] = data
             if len(mine) == int(msg["parts"]):
-                owed = self._owed[token]
-                owed.discard(worker)
-                if not owed:
-                    self._done[token].set()
+                g.owed.discard(worker)
+                if not g.owed:
+                    g.done.set()
         elif kind == "stats_clear":
             self.stats.clear_offline()

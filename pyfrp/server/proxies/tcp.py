@@ -62,15 +62,14 @@ class TcpProxy(Proxy):
         group = res.groups.join(("tcp", msg.group), msg.group, msg.group_key, msg.remote_port, self)
         self._group = group
         if group.shared is None:
+            wanted = self.group_port or msg.remote_port
             shared = res.group_port_bound is not None
             try:
-                port, sock = res.tcp_ports.acquire(
-                    self.group_port or msg.remote_port, reuse_port=shared
-                )
+                port, sock = res.tcp_ports.acquire(wanted, reuse_port=shared)
             except PortError:
                 res.groups.leave(("tcp", msg.group), self)
                 raise
-            if res.group_port_bound is not None and not (self.group_port or msg.remote_port):
+            if res.group_port_bound is not None and not wanted:
                 res.group_port_bound(msg.group, port)
             try:
                 server = await asyncio.get_running_loop().create_server(
