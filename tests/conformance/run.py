@@ -230,16 +230,19 @@ def run_pair(
         listed = [i for i in listed if re.search(focus, i)]
     say(f"{pair}: frps={frps} frpc={frpc}, {'every spec' if full else 'the listed specs'}")
     started = time.monotonic()
-    specs = run_suite(
-        bin_dir,
-        src,
-        frps,
-        frpc,
-        procs,
-        out_dir / f"{pair}.json",
-        out_dir / f"{pair}.log",
-        [f"--focus={focus}"] if focus else None if full else focus_args(listed),
-    )
+    focused = [f"--focus={focus}"] if focus else None if full else focus_args(listed)
+    log = out_dir / f"{pair}.log"
+    specs = run_suite(bin_dir, src, frps, frpc, procs, out_dir / f"{pair}.json", log, focused)
+    if not specs:
+        # A report without a single spec: the ginkgo run itself broke down (seen once in CI,
+        # after a full-length run). Show why, and run the pair once more.
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        say(f"{pair}: the suite reported no spec; the end of its log:\n" + "\n".join(tail))
+        say(f"{pair}: running it once more")
+        log = out_dir / f"{pair}-again.log"
+        specs = run_suite(
+            bin_dir, src, frps, frpc, procs, out_dir / f"{pair}-again.json", log, focused
+        )
     seconds = time.monotonic() - started
     state = {s.id: s for s in specs}
     print(table(specs if full else [s for s in specs if s.id in set(listed)]), flush=True)
@@ -264,8 +267,10 @@ def run_pair(
         failed = [i for i in failed if i not in passed_now]
     for i in failed:
         say(f"{pair}: REGRESSION: {i}\n    {state[i].failure.strip()[:600]}")
-    for i in missing:
+    for i in missing[:20]:
         say(f"{pair}: MISSING from the suite: {i}")
+    if len(missing) > 20:
+        say(f"{pair}: ... and {len(missing) - 20} more listed specs missing from the suite")
     new = sorted(s.id for s in specs if s.state == "passed" and s.id not in set(listed))
     for i in new:
         say(f"{pair}: new pass, not listed yet: {i}")
