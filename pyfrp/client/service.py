@@ -21,10 +21,13 @@ from pyfrp.client.store import Store
 from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import Visitor, VisitorError
 from pyfrp.client.vnet import Controller
+from pyfrp.client.workconn import connect, dial_work_conn, local_name
+from pyfrp.client.workers import Workers
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError, ProxyError
 from pyfrp.log import PrefixLogger
 from pyfrp.net import resolve
+from pyfrp.net.handover import adopt_socket
 from pyfrp.net.layer import AeadLayer, CryptoLayer
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.splice import HoldProtocol
@@ -51,11 +54,6 @@ log = logging.getLogger(__name__)
 LOGIN_RESP_TIMEOUT = 10.0
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
            "i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm"}  # fmt: skip
-
-
-def local_name(user: str, wire: str) -> str:
-    """frpc strips exactly one ``{user}.`` from names frps sends back."""
-    return wire.removeprefix(f"{user}.") if user else wire
 
 
 def new_proxy_msg(p: ProxyConfig, user: str) -> NewProxy:
@@ -139,8 +137,11 @@ class Session:
         cfg = self.client.cfg
         wanted = {p.name: p for p in proxies}
         removed = [n for n, px in self.proxies.items() if wanted.get(n) != px.cfg]
+        workers = self.client.workers
         for name in removed:
             self.proxies.pop(name).close()
+            if workers is not None:
+                workers.drop(name)
             checks = self._checks.pop(name, None)
             if checks is not None:
                 checks.cancel()
@@ -150,6 +151,8 @@ class Session:
         added = [p for p in proxies if p.name not in self.proxies]
         for p in added:
             self.proxies[p.name] = self._new_proxy(p)
+            if workers is not None:
+                workers.proxy(p)
             self._register(p)
         if added:
             self.log.info("proxy added: [%s]", " ".join(p.name for p in added))
@@ -190,6 +193,8 @@ class Session:
 
         def unhealthy() -> None:
             proxy.status = "check failed"
+            if self.client.workers is not None:
+                self.client.workers.state(p.name, False)
             self._send(CloseProxy(proxy_name=wire_name(self.client.cfg.user, p.name)))
 
         task = asyncio.get_running_loop().create_task(
@@ -237,6 +242,8 @@ class Session:
     def close(self) -> None:
         self.conn.close()
         self.connector.close()
+        if self.client.workers is not None:
+            self.client.workers.end()
         for t in list(self._tasks):
             t.cancel()
         for proxy in self.proxies.values():
@@ -327,37 +334,28 @@ class Session:
         else:
             proxy.status, proxy.err, proxy.remote_addr = "running", "", msg.remote_addr
             self.log.info("[%s] start proxy success", name)
+        if self.client.workers is not None:
+            self.client.workers.state(name, proxy.running)
         waiter = self.client.starting.pop(name, None)
         if waiter is not None and not waiter.done():
             waiter.set_result((msg.remote_addr, msg.error))
 
     async def _work_conn(self) -> None:
+        msg = NewWorkConn(run_id=self.run_id)
         try:
-            conn = await connect(self.connector, self.client.cfg)
-            msg = NewWorkConn(run_id=self.run_id)
-            try:
-                await self.client.auth.set_new_work_conn(msg)
-            except OIDCError as exc:
-                self.log.warning("error during NewWorkConn authentication: %s", exc)
-                conn.close()
-                return
-            conn.send(msg)
-        except (ConnectionError, OSError, ProtocolError, TimeoutError) as exc:
-            self.log.warning("start new work connection error: %s", exc)
+            await self.client.auth.set_new_work_conn(msg)
+        except OIDCError as exc:
+            self.log.warning("error during NewWorkConn authentication: %s", exc)
             return
-        try:
-            start = await conn.recv_as(StartWorkConn)
-        except (ConnectionError, OSError, ProtocolError) as exc:
-            # frps closes surplus work connections (pool full); frpc logs this at trace level.
-            self.log.debug("work connection closed before response StartWorkConn message: %s", exc)
-            conn.close()
+        workers = self.client.workers
+        if workers is not None and (helper := workers.pick()) is not None:
+            workers.work(helper, msg)
             return
-        if start.error:
-            # frpc's level; frps 0.70 answers this way when its work connection pool is full.
-            self.log.error("StartWorkConn contains error: %s", start.error)
-            conn.close()
-            return
-        name = local_name(self.client.cfg.user, start.proxy_name)
+        got = await dial_work_conn(self.connector, self.client.cfg, msg, self.log)
+        if got is not None:
+            await self.serve_work(*got)
+
+    async def serve_work(self, conn: MessageConn, start: StartWorkConn, name: str) -> None:
         proxy = self.proxies.get(name)
         if proxy is None or not proxy.running:
             # Go frpc closes it without a word: frps may start a user connection on the work
@@ -402,6 +400,8 @@ class Client:
         self._to_first = False
         self.last_error = ""
         self.starting: dict[str, asyncio.Future[tuple[str, str]]] = {}
+        # pyfrp.workers > 1: the helper processes carrying work connections (client/workers.py)
+        self.workers: Workers | None = None
 
     def _combine(self) -> None:
         store = self.store
@@ -494,11 +494,33 @@ class Client:
                 log.error("init virtual network controller error: %s", exc)
                 return 1
             log.info("virtual network controller start...")
+        if self.cfg.workers > 1:
+            self.workers = Workers(self.cfg.workers, self._handed_back)
+            try:
+                await self.workers.start()
+            except OSError as exc:
+                log.error("start pyfrpc workers error: %s", exc)
+                await self.workers.close()
+                return 1
         try:
             return await self._run()
         finally:
+            if self.workers is not None:
+                await self.workers.close()
             if self.vnet is not None:
                 self.vnet.stop()
+
+    async def _handed_back(
+        self, start: StartWorkConn, sock: socket.socket, pending: bytes, ended: bool, v2: bool
+    ) -> None:
+        """A work connection a helper dialled for a proxy served here."""
+        session = self.session
+        if session is None:
+            sock.close()
+            return
+        conn = await adopt_socket(lambda: MessageConn.speaking(v2), sock, pending, ended)
+        assert isinstance(conn, MessageConn)
+        await session.serve_work(conn, start, local_name(self.cfg.user, start.proxy_name))
 
     async def _run(self) -> int:
         admin = None
@@ -562,6 +584,8 @@ class Client:
                 continue
             first = False
             failures = 0
+            if self.workers is not None:
+                self.workers.session(self._endpoint_cfg(), self.run_id, self.cfg.proxies)
             self.logged_in.set()
             await self.session.run()
             self.session = None
@@ -598,15 +622,6 @@ class Client:
             self.session.send_close_proxies()
             self.session.close()
         self._stopped.set()
-
-
-async def connect(connector: Connector, cfg: ClientConfig) -> MessageConn:
-    """A new logical connection to frps in message mode, in the configured wire protocol."""
-    conn = await connector.connect()
-    if cfg.wire_protocol == wire2.PROTOCOL_V2:
-        conn.send_raw(wire2.MAGIC)
-        conn.use_v2()
-    return conn
 
 
 async def _server_hello(conn: MessageConn, hello: bytes) -> tuple[str, bytes]:

@@ -17,6 +17,11 @@ VISITOR_TYPES = ("stcp", "xtcp", "sudp")
 # What pyfrpc and pyfrps implement so far.
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: what ``pyfrp.workers = 0`` means."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
 @dataclass(slots=True)
 class LogConfig:
     to: str = "console"  # "console" or a file path
@@ -132,9 +137,7 @@ class ServerConfig:
 
     @property
     def effective_workers(self) -> int:
-        if self.workers > 0:
-            return self.workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        return self.workers if self.workers > 0 else usable_cores()
 
     @property
     def effective_heartbeat_timeout(self) -> int:
@@ -256,6 +259,9 @@ class ClientConfig:
     virtual_net_address: str = ""  # virtualNet.address: the TUN device's address/prefix
     feature_gates: dict[str, bool] = field(default_factory=dict)
     store_path: str = ""  # store.path: proxies and visitors created through the admin API
+    # pyfrp's own: processes carrying work connections (client/workers.py); 1 (the default,
+    # as 0) is this one alone
+    workers: int = 1
     log: LogConfig = field(default_factory=LogConfig)
     proxies: list[ProxyConfig] = field(default_factory=list)
     visitors: list[VisitorConfig] = field(default_factory=list)

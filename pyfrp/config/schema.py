@@ -265,6 +265,8 @@ CLIENT: dict[str, Opt] = {
     "metadatas": Opt(M, "metas"),
     "includes": Opt(L, ini="includes"),
     "store.path": Opt(S, "store_path"),
+    # pyfrp's own (Go frpc's loaders reject it; go-ini ignores it)
+    "pyfrp.workers": Opt(N, "workers", "pyfrp_workers"),
     "proxies": Opt(Kind.RAW),
     "visitors": Opt(Kind.RAW),
 }

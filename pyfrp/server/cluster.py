@@ -23,11 +23,10 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from pyfrp.net.fdlink import FdLink
-from pyfrp.net.pipesplice import bare_tcp, detach_fd
-from pyfrp.net.splice import HoldProtocol, join
+from pyfrp.net.handover import hand_over
 from pyfrp.proto import cluster
 from pyfrp.proto.msg import Message, NatHoleReport, NatHoleResp, NatHoleVisitor
 from pyfrp.server.nathole import NatHoleController
@@ -50,39 +49,6 @@ def route_key(kind: str, domain: str, location: str, user: str) -> str:
 def parse_route_key(key: str) -> tuple[str, str, str, str]:
     kind, domain, location, user = key.split("\n", 3)
     return kind, domain, location, user
-
-
-async def adopt_socket(
-    factory: Callable[[], asyncio.BaseProtocol], sock: socket.socket, pending: bytes, ended: bool
-) -> asyncio.BaseProtocol:
-    """Give a handed-over socket a protocol of ``factory``, which sees ``pending`` (the bytes
-    the other worker read) before anything read here."""
-
-    def made() -> asyncio.BaseProtocol:
-        return _Prefed(factory(), pending, ended)
-
-    _, wrapper = await asyncio.get_running_loop().connect_accepted_socket(made, sock)
-    assert isinstance(wrapper, _Prefed)
-    return wrapper.inner
-
-
-class _Prefed(asyncio.Protocol):
-    """Hands ``pending`` to the real protocol as soon as it has its transport, then steps
-    aside (the transport's protocol becomes the real one)."""
-
-    def __init__(self, inner: asyncio.BaseProtocol, pending: bytes, ended: bool) -> None:
-        self.inner = inner
-        self.pending = pending
-        self.ended = ended
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        inner = self.inner
-        transport.set_protocol(inner)
-        inner.connection_made(transport)
-        if self.pending:
-            cast(asyncio.Protocol, inner).data_received(self.pending)
-        if self.ended:
-            cast(asyncio.Protocol, inner).eof_received()
 
 
 class NatHoleRelay:
@@ -291,45 +257,9 @@ class Cluster:
         ended: bool,
     ) -> None:
         """Give a connection (and the bytes already read from it) to worker ``to``."""
+        fd, pending, ended = hand_over(transport, pending, ended, MAX_HANDED_BYTES)
         msg = {"op": "conn", "to": to, "kind": kind, "meta": meta, "ended": ended}
-        if bare_tcp(transport) and len(pending) <= MAX_HANDED_BYTES:
-            self.send(msg, pending, (detach_fd(transport),))
-            return
-        near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        held = HoldProtocol()
-        transport.set_protocol(held)
-        held.connection_made(transport)
-        self.send({**msg, "ended": False}, b"", (far.detach(),))
-        task = asyncio.get_running_loop().create_task(
-            self._bridge(transport, held, pending, ended, near)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _bridge(
-        self,
-        transport: asyncio.Transport,
-        held: HoldProtocol,
-        pending: bytes,
-        ended: bool,
-        near: socket.socket,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            bridge, far_held = await loop.connect_accepted_socket(HoldProtocol, near)
-        except OSError as exc:
-            log.warning("cluster bridge failed: %s", exc)
-            transport.abort()
-            near.close()
-            return
-        join(
-            transport,
-            bridge,
-            a_pending=pending + held.take(),
-            a_ended=ended or held.ended,
-            b_pending=far_held.take(),  # the owner may have answered already
-            b_ended=far_held.ended,
-        )
+        self.send(msg, pending, (fd,))
 
     def _received(self, msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
         op = msg["op"]

@@ -15,6 +15,7 @@ from pyfrp.config.reload import ReloadResult, plan
 from pyfrp.errors import ConfigError, FrameError, MessageError, ProtocolError
 from pyfrp.log import LEVELS
 from pyfrp.net.bind import bind_socket
+from pyfrp.net.handover import adopt_socket
 from pyfrp.net.listen import FrpListener, bind_udp_socket, join_host_port
 from pyfrp.net.msgconn import MessageConn
 from pyfrp.net.mux import MuxSession, MuxStream
@@ -37,7 +38,6 @@ from pyfrp.server.cluster import (
     Cluster,
     ClusterError,
     NatHoleRelay,
-    adopt_socket,
     parse_route_key,
     route_key,
 )

@@ -1,0 +1,175 @@
+"""pyfrpc with ``pyfrp.workers = 2``: a helper process dials and serves work connections beside
+the main one, each over its own connection to frps; what a helper cannot serve alone (udp, a
+client-side bandwidth limit) is handed to the main process; a killed helper comes back; a
+reload reaches the helpers."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_any
+from tests.harness import (
+    HOST,
+    Proc,
+    Pyfrp,
+    assert_udp_echoes,
+    echo_server,
+    free_ports,
+    process_tree,
+    udp_echo_server,
+    wait_echo,
+    wait_udp_echo,
+)
+
+CONNS = 8
+
+
+def owners(port: int) -> set[int]:
+    """The pids holding established TCP connections to ``port`` (the dialling ends)."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( dport = :{port} )"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
+def echo_many(remote: int, n: int = CONNS) -> list[socket.socket]:
+    """``n`` connections through a proxy, each answered once; kept open for ``owners``."""
+    socks = []
+    for i in range(n):
+        s = socket.create_connection((HOST, remote), timeout=10)
+        socks.append(s)
+        s.sendall(b"hello %d" % i)
+        assert s.recv(64) == b"hello %d" % i
+    return socks
+
+
+def frpc_workers(
+    pyfrp: Pyfrp, tmp: Path, kind: str, bind: int, proxies: str, extra: str = ""
+) -> Proc:
+    frpc = start_any(
+        pyfrp,
+        tmp,
+        kind,
+        f'serverAddr = "{HOST}"\nserverPort = {bind}\npyfrp.workers = 2\n{extra}{proxies}',
+        suffix=".toml",
+    )
+    frpc.wait_log(r"pyfrpc worker 1 started, pid \d+")
+    return frpc
+
+
+def tcp_proxy(name: str, local: int, remote: int, extra: str = "") -> str:
+    return (
+        f'[[proxies]]\nname = "{name}"\ntype = "tcp"\nlocalIP = "{HOST}"\nlocalPort = {local}\n'
+        f"remotePort = {remote}\n{extra}"
+    )
+
+
+def check_spread(pyfrp: Pyfrp, tmp: Path, echo: int, server: str, mux: bool) -> None:
+    """Work connections through ``server`` (pyfrps or Go frps) are served by both pyfrpc
+    processes, each over its own connection to frps."""
+    bind, remote = free_ports(2)
+    tcp_mux = f"transport.tcpMux = {str(mux).lower()}\n"
+    frps = start_any(pyfrp, tmp, server, f"bindPort = {bind}\npyfrp.workers = 1\n{tcp_mux}"
+                     if server == "pyfrps" else f"bindPort = {bind}\n{tcp_mux}", suffix=".toml")  # fmt: skip
+    frps.wait_port(bind)
+    frpc = frpc_workers(pyfrp, tmp, "pyfrpc", bind, tcp_proxy("t", echo, remote), tcp_mux)
+    wait_echo(remote, proc=frpc)
+    both = set(process_tree(frpc.pid))
+    assert len(both) == 2
+    with ExitStack() as stack:
+        for s in echo_many(remote):
+            stack.callback(s.close)
+        assert owners(echo) == both  # the local service is dialled by both processes
+        if mux:  # each process its own yamux session to frps
+            assert owners(bind) == both
+
+
+@pytest.mark.parametrize("mux", [True, False], ids=["tcp_mux", "no-mux"])
+def test_work_connections_spread_over_client_workers(
+    pyfrp: Pyfrp, tmp_path: Path, echo: int, mux: bool
+) -> None:
+    check_spread(pyfrp, tmp_path, echo, "pyfrps", mux)
+
+
+def test_client_workers_hand_back_what_only_the_main_process_serves(
+    pyfrp: Pyfrp, tmp_path: Path, echo: int
+) -> None:
+    bind, fast, slow, udp = free_ports(4)
+    frps = pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 1\n", suffix=".toml")
+    frps.wait_port(bind)
+    with echo_server() as slow_local, udp_echo_server() as udp_local:
+        frpc = frpc_workers(
+            pyfrp,
+            tmp_path,
+            "pyfrpc",
+            bind,
+            tcp_proxy("fast", echo, fast)
+            + tcp_proxy("slow", slow_local, slow, 'transport.bandwidthLimit = "1MB"\n')
+            + f'[[proxies]]\nname = "u"\ntype = "udp"\nlocalIP = "{HOST}"\n'
+            f"localPort = {udp_local}\nremotePort = {udp}\n",
+        )
+        wait_echo(fast, proc=frpc)
+        wait_echo(slow, proc=frpc)
+        wait_udp_echo(udp, proc=frpc)
+        assert_udp_echoes(udp)
+        with ExitStack() as stack:
+            for remote in (fast, slow):
+                for s in echo_many(remote):
+                    stack.callback(s.close)
+            assert len(owners(echo)) == 2
+            # one token bucket for the limited proxy: all of its connections in one process
+            assert owners(slow_local) == {frpc.pid}
+        # the udp proxy's work connection, dialled by whichever process, forwards from here
+        frpc.wait_log(r"\[u\] incoming a new work connection for udp proxy")
+
+
+def test_a_killed_client_worker_comes_back_and_reloads_reach_it(
+    pyfrp: Pyfrp, tmp_path: Path, echo: int
+) -> None:
+    bind, admin, first, second = free_ports(4)
+    frps = pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 1\n", suffix=".toml")
+    frps.wait_port(bind)
+    head = f'webServer.addr = "{HOST}"\nwebServer.port = {admin}\n'
+    frpc = frpc_workers(pyfrp, tmp_path, "pyfrpc", bind, tcp_proxy("a", echo, first), head)
+    wait_echo(first, proc=frpc)
+    [helper] = set(process_tree(frpc.pid)) - {frpc.pid}
+    subprocess.run(["kill", "-KILL", str(helper)], check=True)
+    frpc.wait_log(r"pyfrpc worker 1 exited with code -9; starting it again")
+    frpc.wait_log(r"pyfrpc worker 1 started, pid \d+", count=2)
+    [again] = set(process_tree(frpc.pid)) - {frpc.pid}
+    assert again != helper
+    # a proxy added by a reload is served by the new helper too
+    assert frpc.config is not None
+    frpc.config.write_text(
+        frpc.config.read_text() + tcp_proxy("b", echo, second)
+    )  # fmt: skip
+    reload = subprocess.run(
+        [sys.executable, "-m", "pyfrp.client", "reload", "-c", str(frpc.config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert reload.returncode == 0, reload.stdout + reload.stderr
+    wait_echo(second, proc=frpc)
+    with ExitStack() as stack:
+        for remote in (first, second):
+            for s in echo_many(remote):
+                stack.callback(s.close)
+        assert owners(echo) == {frpc.pid, again}
+    frpc.signal(signal.SIGTERM)
+    assert frpc.p.wait(10) == 0
+    assert not Path(f"/proc/{again}").exists() or _zombie(again)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
