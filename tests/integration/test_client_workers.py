@@ -52,13 +52,8 @@ def echo_many(remote: int, n: int = CONNS) -> list[socket.socket]:
     return socks
 
 
-def frpc_workers(
-    pyfrp: Pyfrp, tmp: Path, kind: str, bind: int, proxies: str, extra: str = ""
-) -> Proc:
-    frpc = start_any(
-        pyfrp,
-        tmp,
-        kind,
+def frpc_workers(pyfrp: Pyfrp, bind: int, proxies: str, extra: str = "") -> Proc:
+    frpc = pyfrp.frpc(
         f'serverAddr = "{HOST}"\nserverPort = {bind}\npyfrp.workers = 2\n{extra}{proxies}',
         suffix=".toml",
     )
@@ -78,10 +73,12 @@ def check_spread(pyfrp: Pyfrp, tmp: Path, echo: int, server: str, mux: bool) -> 
     processes, each over its own connection to frps."""
     bind, remote = free_ports(2)
     tcp_mux = f"transport.tcpMux = {str(mux).lower()}\n"
-    frps = start_any(pyfrp, tmp, server, f"bindPort = {bind}\npyfrp.workers = 1\n{tcp_mux}"
-                     if server == "pyfrps" else f"bindPort = {bind}\n{tcp_mux}", suffix=".toml")  # fmt: skip
+    own = "pyfrp.workers = 1\n" if server == "pyfrps" else ""
+    frps = start_any(pyfrp, tmp, server, f"bindPort = {bind}\n{own}{tcp_mux}", suffix=".toml")
+    if frps not in pyfrp.procs:  # a Go peer: stopped with the rest
+        pyfrp.procs.append(frps)
     frps.wait_port(bind)
-    frpc = frpc_workers(pyfrp, tmp, "pyfrpc", bind, tcp_proxy("t", echo, remote), tcp_mux)
+    frpc = frpc_workers(pyfrp, bind, tcp_proxy("t", echo, remote), tcp_mux)
     wait_echo(remote, proc=frpc)
     both = set(process_tree(frpc.pid))
     assert len(both) == 2
@@ -109,8 +106,6 @@ def test_client_workers_hand_back_what_only_the_main_process_serves(
     with echo_server() as slow_local, udp_echo_server() as udp_local:
         frpc = frpc_workers(
             pyfrp,
-            tmp_path,
-            "pyfrpc",
             bind,
             tcp_proxy("fast", echo, fast)
             + tcp_proxy("slow", slow_local, slow, 'transport.bandwidthLimit = "1MB"\n')
@@ -139,7 +134,7 @@ def test_a_killed_client_worker_comes_back_and_reloads_reach_it(
     frps = pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 1\n", suffix=".toml")
     frps.wait_port(bind)
     head = f'webServer.addr = "{HOST}"\nwebServer.port = {admin}\n'
-    frpc = frpc_workers(pyfrp, tmp_path, "pyfrpc", bind, tcp_proxy("a", echo, first), head)
+    frpc = frpc_workers(pyfrp, bind, tcp_proxy("a", echo, first), head)
     wait_echo(first, proc=frpc)
     [helper] = set(process_tree(frpc.pid)) - {frpc.pid}
     subprocess.run(["kill", "-KILL", str(helper)], check=True)
