@@ -1,13 +1,16 @@
-"""How pyfrps scales with ``pyfrp.workers``: several frpc, each with its own tcp proxy, loaded at
-once; aggregate throughput and connections/s with 1, 2, ... workers beside native Go frps (one
-process, every core) with the same clients, in one run.
+"""How pyfrps and pyfrpc scale with ``pyfrp.workers``, beside native Go frp (one process, every
+core) under the same load, in one run.
 
-    python benchmarks/workers.py                      # workers 1 and 2 (this machine's cores)
+    python benchmarks/workers.py                      # pyfrps, workers 1 and 2 (the cores here)
     python benchmarks/workers.py --workers 1 2 4 --clients 8 --json out.json
+    python benchmarks/workers.py --side client        # one pyfrpc carrying many streams
 
-Every setup gets as many frpc processes (pyfrpc; Go frpc for the Go row), the same backend and
-the same load, and they take turns for every repetition. Besides the rates it prints the CPU
-seconds each frps process used during the load: how the relay's work spread over the workers.
+``--side server`` (the default): several frpc, each with its own tcp proxy, loaded at once;
+every setup gets as many frpc processes (pyfrpc; Go frpc for the Go row). ``--side client``: one
+frpc with one tcp proxy carrying ``--clients`` x ``--streams`` downloads at once, through native
+Go frps (so that the relay is not what limits), pyfrpc with each ``--workers`` beside Go frpc.
+Setups take turns for every repetition. Besides the rates it prints the CPU seconds each process
+of the side under test used during the load: how the work spread over its processes.
 Only 127.0.0.1 is ever a target.
 """
 
@@ -46,7 +49,7 @@ VARIANTS = {"default": "true", "no-mux": "false"}  # transport.tcpMux; TLS on as
 class Cluster:
     name: str
     remotes: list[int]
-    frps_pids: list[int]
+    pids: list[int]  # the processes of the side under test
 
 
 def cpu_seconds(pid: int) -> float:
@@ -58,16 +61,20 @@ def cpu_seconds(pid: int) -> float:
 @contextlib.contextmanager
 def cluster(
     runner: Runner, name: str, frps: list[str], frpc: list[str], workers: int, clients: int,
-    mux: str,
+    mux: str, side: str,
 ) -> Iterator[Cluster]:  # fmt: skip
     bind, *remotes = free_ports(1 + clients)
+    streams = 1
     tag = name.replace(" ", "_")
     extra = f"pyfrp.workers = {workers}\n" if workers else ""
     s_cfg = runner.tmp / f"{tag}-s.toml"
     s_cfg.write_text(
         f'bindAddr = "{HOST}"\nbindPort = {bind}\nauth.token = "bench"\n'
-        f'transport.tcpMux = {mux}\nlog.level = "warn"\n{extra}'
+        f'transport.tcpMux = {mux}\nlog.level = "warn"\n{"" if side == "client" else extra}'
     )
+    if side == "client":  # one frpc, one proxy, every stream
+        remotes = remotes[:1]
+        clients, streams = 1, clients
     procs = [runner._spawn([*frps, "-c", str(s_cfg)], f"{tag}-frps")]
     try:
         wait_port(bind)
@@ -76,6 +83,7 @@ def cluster(
             c_cfg.write_text(
                 f'serverAddr = "{HOST}"\nserverPort = {bind}\nauth.token = "bench"\n'
                 f'transport.tcpMux = {mux}\ntransport.poolCount = 8\nlog.level = "warn"\n'
+                f"{extra if side == 'client' else ''}"
                 # each frpc from its own address, as on a real relay: pyfrps places a client
                 # on a worker by its address
                 f'transport.connectServerLocalIP = "127.0.0.{n + 2}"\n'
@@ -85,8 +93,12 @@ def cluster(
             procs.append(runner._spawn([*frpc, "-c", str(c_cfg)], f"{tag}-frpc{n}"))
         for remote in remotes:
             _wait_echo(remote)
-        pid = procs[0].pid
-        yield Cluster(name, remotes, children(pid) if workers > 1 else [pid])
+        if side == "server":
+            pid = procs[0].pid
+            yield Cluster(name, remotes, children(pid) if workers > 1 else [pid])
+        else:
+            pid = procs[1].pid
+            yield Cluster(name, remotes * streams, [pid, *children(pid)])
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -149,17 +161,23 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=64, help="per download")
     ap.add_argument("--seconds", type=float, default=3.0, help="of each connections/s run")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--side", choices=["server", "client"], default="server")
     ap.add_argument("--json")
     args = ap.parse_args()
     raise_fd_limit(65536)
     py = sys.executable
-    setups: list[tuple[str, list[str], list[str], int]] = [
-        (f"pyfrps workers={w}", [py, "-m", "pyfrp.server"], [py, "-m", "pyfrp.client"], w)
-        for w in args.workers
-    ]
+    pyfrps, pyfrpc = [py, "-m", "pyfrp.server"], [py, "-m", "pyfrp.client"]
     go_frps, go_frpc = native_go()  # $FRPS_GO/$FRPC_GO or ../shared/peers/native's build
-    if go_frps and go_frpc:
-        setups.append(("Go frps 0.70.1", [go_frps], [go_frpc], 0))
+    setups: list[tuple[str, list[str], list[str], int]]
+    if args.side == "server":
+        setups = [(f"pyfrps workers={w}", pyfrps, pyfrpc, w) for w in args.workers]
+        if go_frps and go_frpc:
+            setups.append(("Go frps 0.70.1", [go_frps], [go_frpc], 0))
+    else:  # through Go frps where it is built, so that the relay is not the limit
+        relay = [go_frps] if go_frps else pyfrps
+        setups = [(f"pyfrpc workers={w}", relay, pyfrpc, w) for w in args.workers]
+        if go_frps and go_frpc:
+            setups.append(("Go frpc 0.70.1", relay, [go_frpc], 0))
     runner = Runner(argparse.Namespace())
     size = args.size_mib * CHUNK
     results: list[dict[str, object]] = []
@@ -170,11 +188,13 @@ def main() -> None:
             cpu: dict[str, list[list[float]]] = {s[0]: [] for s in setups}
             for _ in range(args.repeat):
                 for name, frps, frpc, workers in setups:
-                    with cluster(runner, name, frps, frpc, workers, args.clients, mux) as c:
-                        before = [cpu_seconds(p) for p in c.frps_pids]
+                    with cluster(
+                        runner, name, frps, frpc, workers, args.clients, mux, args.side
+                    ) as c:
+                        before = [cpu_seconds(p) for p in c.pids]
                         rates[name].append(aggregate_download(c.remotes, size, args.streams))
                         conns[name].append(aggregate_conn_rate(c.remotes, args.seconds))
-                        after = [cpu_seconds(p) for p in c.frps_pids]
+                        after = [cpu_seconds(p) for p in c.pids]
                         cpu[name].append([b - a for a, b in zip(before, after, strict=True)])
             for name, *_ in setups:
                 row = {
@@ -184,15 +204,16 @@ def main() -> None:
                     "download_MBps": statistics.median(rates[name]),
                     "conn_per_s": statistics.median(conns[name]),
                     # the median repetition's split (by its total)
-                    "frps_cpu_s_per_process": [
+                    "side": args.side,
+                    "cpu_s_per_process": [
                         round(x, 2) for x in sorted(cpu[name], key=sum)[len(cpu[name]) // 2]
                     ],
                 }
                 results.append(row)
                 print(
                     f"{variant:8} {name:20} {row['download_MBps']:8.1f} MB/s "
-                    f"{row['conn_per_s']:8.0f} conn/s  frps CPU s by process "
-                    f"{row['frps_cpu_s_per_process']}",
+                    f"{row['conn_per_s']:8.0f} conn/s  {args.side} CPU s by process "
+                    f"{row['cpu_s_per_process']}",
                     flush=True,
                 )
     finally:

@@ -12,8 +12,9 @@ wire a helper's work connections are like any of frpc's.
 A work connection a helper cannot serve alone is handed here (net/handover.py): one for a proxy
 whose state is this process's (udp and sudp keep one forwarder per proxy, xtcp punches holes
 through the control, virtual_net owns the TUN device, a client-side bandwidth limit is one bucket
-for all of a proxy's connections). frps names the proxy only in StartWorkConn, after the helper
-has dialled.
+for all of a proxy's connections, an https2* plugin without a certificate file shows every user
+the one self-signed certificate made here). frps names the proxy only in StartWorkConn, after
+the helper has dialled.
 
 This process tells the helpers, over a SOCK_SEQPACKET link each (proto/cluster.py), what they
 need: the session (run id, and the client config to reach frps), each proxy's config, and which
@@ -51,8 +52,11 @@ def carried_by_helpers(p: ProxyConfig) -> bool:
     """Whether a helper serves this proxy's work connections itself (else it hands them here)."""
     if p.type not in HELPER_TYPES:
         return False
-    if p.plugin and p.plugin.get("type") == "virtual_net":
+    plugin = str(p.plugin.get("type", "")) if p.plugin else ""
+    if plugin == "virtual_net":
         return False
+    if plugin.startswith("https2") and not p.plugin.get("crtPath"):
+        return False  # its self-signed certificate is made per process: one for all users
     return not (p.bandwidth_limit and p.bandwidth_limit_mode != "server")
 
 
@@ -86,13 +90,18 @@ class Workers:
         """Start every helper; OSError when one cannot be."""
         for h in self.helpers:
             await self._spawn(h)
-        for h in self.helpers:
-            assert h.ready is not None
-            try:
-                async with asyncio.timeout(READY_WAIT):
-                    await asyncio.shield(h.ready)
-            except TimeoutError:
-                raise OSError(f"pyfrpc worker {h.index} not ready in {READY_WAIT:.0f} s") from None
+        await asyncio.gather(*(self._ready(h) for h in self.helpers))
+
+    async def _ready(self, h: _Helper) -> None:
+        """Wait for a started helper to say it takes work; OSError if it does not in time."""
+        assert h.ready is not None
+        assert h.proc is not None
+        try:
+            async with asyncio.timeout(READY_WAIT):
+                await asyncio.shield(h.ready)
+        except TimeoutError:
+            raise OSError(f"pyfrpc worker {h.index} not ready in {READY_WAIT:.0f} s") from None
+        log.info("pyfrpc worker %d started, pid %d", h.index, h.proc.pid)
 
     async def _spawn(self, h: _Helper) -> None:
         mine, theirs = link_pair()
@@ -121,7 +130,6 @@ class Workers:
                 self._send(h, {"op": "proxy"}, data)
             for name in self._running:
                 self._send(h, {"op": "state", "name": name, "running": True})
-        log.info("pyfrpc worker %d started, pid %d", h.index, h.proc.pid)
 
     def _send(self, h: _Helper, msg: dict[str, Any], data: bytes = b"") -> None:
         if h.link is not None:
@@ -215,8 +223,11 @@ class Workers:
             return
         try:
             await self._spawn(h)
+            await self._ready(h)
         except OSError as exc:
             log.error("pyfrpc worker %d cannot start: %s", h.index, exc)
+            if h.proc is not None and h.proc.returncode is None:
+                h.proc.kill()  # its link ends: it is started again
 
     async def close(self) -> None:
         """Stop the helpers: a helper ends when its link does."""

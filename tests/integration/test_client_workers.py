@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def owners(port: int) -> set[int]:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
+def wait_connected(bind: int, frpc: Proc) -> set[int]:
+    """With tcp_mux: poll until every pyfrpc process holds its session to frps; their pids."""
+    end = time.monotonic() + 20
+    while True:
+        every = set(process_tree(frpc.pid))
+        if len(every) > 1 and owners(bind) == every:
+            return every
+        assert time.monotonic() < end, f"not every pyfrpc process reached frps: {every}"
+        time.sleep(0.05)
 
 
 def echo_many(remote: int, n: int = CONNS) -> list[socket.socket]:
@@ -80,14 +92,12 @@ def check_spread(pyfrp: Pyfrp, tmp: Path, echo: int, server: str, mux: bool) -> 
     frps.wait_port(bind)
     frpc = frpc_workers(pyfrp, bind, tcp_proxy("t", echo, remote), tcp_mux)
     wait_echo(remote, proc=frpc)
-    both = set(process_tree(frpc.pid))
+    both = wait_connected(bind, frpc) if mux else set(process_tree(frpc.pid))
     assert len(both) == 2
     with ExitStack() as stack:
         for s in echo_many(remote):
             stack.callback(s.close)
         assert owners(echo) == both  # the local service is dialled by both processes
-        if mux:  # each process its own yamux session to frps
-            assert owners(bind) == both
 
 
 @pytest.mark.parametrize("mux", [True, False], ids=["tcp_mux", "no-mux"])
@@ -140,7 +150,7 @@ def test_a_killed_client_worker_comes_back_and_reloads_reach_it(
     subprocess.run(["kill", "-KILL", str(helper)], check=True)
     frpc.wait_log(r"pyfrpc worker 1 exited with code -9; starting it again")
     frpc.wait_log(r"pyfrpc worker 1 started, pid \d+", count=2)
-    [again] = set(process_tree(frpc.pid)) - {frpc.pid}
+    [again] = wait_connected(bind, frpc) - {frpc.pid}
     assert again != helper
     # a proxy added by a reload is served by the new helper too
     assert frpc.config is not None
