@@ -107,12 +107,15 @@ def test_work_connections_spread_over_client_workers(
     check_spread(pyfrp, tmp_path, echo, "pyfrps", mux)
 
 
+def one_process_frps(pyfrp: Pyfrp, bind: int) -> None:
+    pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 1\n", suffix=".toml").wait_port(bind)
+
+
 def test_client_workers_hand_back_what_only_the_main_process_serves(
-    pyfrp: Pyfrp, tmp_path: Path, echo: int
+    pyfrp: Pyfrp, echo: int
 ) -> None:
     bind, fast, slow, udp = free_ports(4)
-    frps = pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 1\n", suffix=".toml")
-    frps.wait_port(bind)
+    one_process_frps(pyfrp, bind)
     with echo_server() as slow_local, udp_echo_server() as udp_local:
         frpc = frpc_workers(
             pyfrp,
@@ -137,12 +140,9 @@ def test_client_workers_hand_back_what_only_the_main_process_serves(
         frpc.wait_log(r"\[u\] incoming a new work connection for udp proxy")
 
 
-def test_a_killed_client_worker_comes_back_and_reloads_reach_it(
-    pyfrp: Pyfrp, tmp_path: Path, echo: int
-) -> None:
+def test_a_killed_client_worker_comes_back_and_reloads_reach_it(pyfrp: Pyfrp, echo: int) -> None:
     bind, admin, first, second = free_ports(4)
-    frps = pyfrp.frps(f"bindPort = {bind}\npyfrp.workers = 1\n", suffix=".toml")
-    frps.wait_port(bind)
+    one_process_frps(pyfrp, bind)
     head = f'webServer.addr = "{HOST}"\nwebServer.port = {admin}\n'
     frpc = frpc_workers(pyfrp, bind, tcp_proxy("a", echo, first), head)
     wait_echo(first, proc=frpc)
