@@ -169,10 +169,10 @@ class Helper:
         await proxy.handle_work_conn(conn, start)
 
     def _hand_back(self, conn: MessageConn, start: StartWorkConn) -> None:
-        v2 = conn.v2
+        v2, peer = conn.v2, conn.peername
         transport, pending, ended = conn.detach()
         fd, pending, ended = hand_over(transport, pending, ended, MAX_HANDED_BYTES)
-        msg = {"op": "conn", "start": start.to_json(), "ended": ended, "v2": v2}
+        msg = {"op": "conn", "start": start.to_json(), "ended": ended, "v2": v2, "peer": peer}
         self.link.send(msg, pending, (fd,))
 
     def close(self) -> None:

@@ -511,7 +511,13 @@ class Client:
                 self.vnet.stop()
 
     async def _handed_back(
-        self, start: StartWorkConn, sock: socket.socket, pending: bytes, ended: bool, v2: bool
+        self,
+        start: StartWorkConn,
+        sock: socket.socket,
+        pending: bytes,
+        ended: bool,
+        v2: bool,
+        remote: tuple[str, int] | None,
     ) -> None:
         """A work connection a helper dialled for a proxy served here."""
         session = self.session
@@ -520,6 +526,7 @@ class Client:
             return
         conn = await adopt_socket(lambda: MessageConn.speaking(v2), sock, pending, ended)
         assert isinstance(conn, MessageConn)
+        conn.remote = remote
         await session.serve_work(conn, start, local_name(self.cfg.user, start.proxy_name))
 
     async def _run(self) -> int:

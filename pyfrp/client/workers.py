@@ -44,8 +44,12 @@ RESTART_PAUSE = 1.0
 READY_WAIT = 20.0  # seconds a starting helper has to say it is ready
 HELPER_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp"})
 
-# A work connection a helper handed over: (StartWorkConn, socket, bytes read, ended, wire v2).
-OnConn = Callable[[StartWorkConn, socket.socket, bytes, bool, bool], Coroutine[Any, Any, None]]
+# A work connection a helper handed over: StartWorkConn, the socket, the bytes read, whether
+# it ended, wire v2, and frps's address as the helper saw it.
+OnConn = Callable[
+    [StartWorkConn, socket.socket, bytes, bool, bool, tuple[str, int] | None],
+    Coroutine[Any, Any, None],
+]
 
 
 def carried_by_helpers(p: ProxyConfig) -> bool:
@@ -199,7 +203,9 @@ class Workers:
                 s.close()
             return
         start = StartWorkConn.from_json(msg["start"])
-        coro = self.on_conn(start, socks[0], data, bool(msg["ended"]), bool(msg["v2"]))
+        peer = msg.get("peer")
+        remote = (str(peer[0]), int(peer[1])) if peer else None
+        coro = self.on_conn(start, socks[0], data, bool(msg["ended"]), bool(msg["v2"]), remote)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

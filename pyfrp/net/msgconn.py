@@ -25,7 +25,9 @@ _READ_HIGH_WATER = 4 * (MAX_BODY + 9)
 
 
 class MessageConn(asyncio.Protocol):
-    __slots__ = ("_closed", "_decoder", "_encode", "_eof", "_paused", "_waiter", "transport", "v2")
+    __slots__ = (
+        "_closed", "_decoder", "_encode", "_eof", "_paused", "_waiter", "remote", "transport", "v2",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -36,6 +38,8 @@ class MessageConn(asyncio.Protocol):
         self._eof = False
         self._closed = False
         self._paused = False
+        # the far end's address when the transport is a bridge from another process
+        self.remote: tuple[str, int] | None = None
 
     @classmethod
     def attach(cls, transport: asyncio.Transport, v2: bool = False) -> MessageConn:
@@ -93,8 +97,8 @@ class MessageConn(asyncio.Protocol):
     # -- API
     @property
     def peername(self) -> tuple[str, int] | None:
-        if self.transport is None:
-            return None
+        if self.remote is not None or self.transport is None:
+            return self.remote
         peer = self.transport.get_extra_info("peername")
         return (peer[0], peer[1]) if peer else None
 

@@ -137,7 +137,7 @@ def test_client_workers_hand_back_what_only_the_main_process_serves(
             # one token bucket for the limited proxy: all of its connections in one process
             assert owners(slow_local) == {frpc.pid}
         # the udp proxy's work connection, dialled by whichever process, forwards from here
-        frpc.wait_log(r"\[u\] incoming a new work connection for udp proxy")
+        frpc.wait_log(r"\[u\] incoming a new work connection for udp proxy, 127\.0\.0\.1:\d+")
 
 
 def test_a_killed_client_worker_comes_back_and_reloads_reach_it(pyfrp: Pyfrp, echo: int) -> None:
