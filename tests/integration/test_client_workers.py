@@ -80,12 +80,14 @@ def tcp_proxy(name: str, local: int, remote: int, extra: str = "") -> str:
     )
 
 
-def check_spread(pyfrp: Pyfrp, tmp: Path, echo: int, server: str, mux: bool) -> None:
+def check_spread(
+    pyfrp: Pyfrp, tmp: Path, echo: int, server: str, mux: bool, frps_workers: int = 1
+) -> None:
     """Work connections through ``server`` (pyfrps or Go frps) are served by both pyfrpc
     processes, each over its own connection to frps."""
     bind, remote = free_ports(2)
     tcp_mux = f"transport.tcpMux = {str(mux).lower()}\n"
-    own = "pyfrp.workers = 1\n" if server == "pyfrps" else ""
+    own = f"pyfrp.workers = {frps_workers}\n" if server == "pyfrps" else ""
     frps = start_any(pyfrp, tmp, server, f"bindPort = {bind}\n{own}{tcp_mux}", suffix=".toml")
     if frps not in pyfrp.procs:  # a Go peer: stopped with the rest
         pyfrp.procs.append(frps)
@@ -100,11 +102,16 @@ def check_spread(pyfrp: Pyfrp, tmp: Path, echo: int, server: str, mux: bool) -> 
         assert owners(echo) == both  # the local service is dialled by both processes
 
 
-@pytest.mark.parametrize("mux", [True, False], ids=["tcp_mux", "no-mux"])
+@pytest.mark.parametrize(
+    ("mux", "frps_workers"),
+    [(True, 1), (False, 1), (True, 2)],
+    ids=["tcp_mux", "no-mux", "tcp_mux-pyfrps-2-workers"],
+)
 def test_work_connections_spread_over_client_workers(
-    pyfrp: Pyfrp, tmp_path: Path, echo: int, mux: bool
+    pyfrp: Pyfrp, tmp_path: Path, echo: int, mux: bool, frps_workers: int
 ) -> None:
-    check_spread(pyfrp, tmp_path, echo, "pyfrps", mux)
+    """With pyfrps workers too, the helper's work connections reach the client's session."""
+    check_spread(pyfrp, tmp_path, echo, "pyfrps", mux, frps_workers)
 
 
 def one_process_frps(pyfrp: Pyfrp, bind: int) -> None:
