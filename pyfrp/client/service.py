@@ -10,7 +10,7 @@ import platform
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfrp.client import health
 from pyfrp.client.auth import ClientAuth
@@ -22,7 +22,6 @@ from pyfrp.client.visitors import VISITOR_TYPES
 from pyfrp.client.visitors.base import Visitor, VisitorError
 from pyfrp.client.vnet import Controller
 from pyfrp.client.workconn import connect, dial_work_conn, local_name
-from pyfrp.client.workers import Workers
 from pyfrp.config.model import ClientConfig, ProxyConfig, VisitorConfig
 from pyfrp.errors import AuthError, FrameError, OIDCError, ProtocolError, ProxyError
 from pyfrp.log import PrefixLogger
@@ -48,6 +47,9 @@ from pyfrp.proto.msg import (
     StartWorkConn,
 )
 from pyfrp.version import FRP_VERSION
+
+if TYPE_CHECKING:
+    from pyfrp.client.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +497,8 @@ class Client:
                 return 1
             log.info("virtual network controller start...")
         if self.cfg.workers > 1:
+            from pyfrp.client.workers import Workers  # loaded only for it (pickle, the links)
+
             self.workers = Workers(self.cfg.workers, self._handed_back)
             try:
                 await self.workers.start()
