@@ -120,6 +120,9 @@ class Workers:
                 pass_fds=(theirs.fileno(),),
                 env=env,
             )
+        except BaseException:
+            mine.close()
+            raise
         finally:
             theirs.close()
         h.ready = asyncio.get_running_loop().create_future()
