@@ -18,6 +18,7 @@ from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.frames import Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 from websockets.uri import parse_uri
@@ -147,7 +148,8 @@ class WebSocketLayer(Layer):
         """A close frame: a websocket has no half-close (Go's frp closes both ways anyway)."""
         if not self._eof_sent:
             self._eof_sent = True
-            self._ws.send_close()
+            if self._ws.state is State.OPEN:  # else the peer's close frame is answered already
+                self._ws.send_close()
             self._flush()
 
     def close(self) -> None:

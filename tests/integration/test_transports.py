@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,13 @@ def test_protocol_carries_a_tunnel(
     for _ in range(3):  # a work connection per user connection: without tcp_mux, new dials
         assert_echo(remote, os.urandom(1000))
     assert "client login info" in frps.log()
+    # Both stop at once (SIGTERM), having logged no error on the way (a websocket closed by
+    # the peer once raised from its own close, and kept pyfrps from stopping).
+    for proc in (frpc, frps):
+        started = time.monotonic()
+        assert proc.stop() == 0
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in proc.log()
 
 
 def test_websocket_shares_bind_port_with_frp_and_http(pyfrp: Pyfrp, echo: int) -> None:
