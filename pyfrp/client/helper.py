@@ -24,12 +24,9 @@ from pyfrp.net import resolve
 from pyfrp.net.fdlink import FdLink
 from pyfrp.net.handover import hand_over
 from pyfrp.net.msgconn import MessageConn
-from pyfrp.proto import cluster
 from pyfrp.proto.msg import Message, NatHoleResp, NewWorkConn, StartWorkConn
 
 log = logging.getLogger("pyfrp.client.service")
-
-MAX_HANDED_BYTES = cluster.MAX_DATAGRAM - cluster.MAX_JSON - 1024
 
 
 class _NoControl:
@@ -171,7 +168,7 @@ class Helper:
     def _hand_back(self, conn: MessageConn, start: StartWorkConn) -> None:
         v2, peer = conn.v2, conn.peername
         transport, pending, ended = conn.detach()
-        fd, pending, ended = hand_over(transport, pending, ended, MAX_HANDED_BYTES)
+        fd, pending, ended = hand_over(transport, pending, ended)
         msg = {"op": "conn", "start": start.to_json(), "ended": ended, "v2": v2, "peer": peer}
         self.link.send(msg, pending, (fd,))
 

@@ -17,19 +17,22 @@ from typing import Any, cast
 
 from pyfrp.net.pipesplice import bare_tcp, detach_fd
 from pyfrp.net.splice import HoldProtocol, join
+from pyfrp.proto import cluster
 
 log = logging.getLogger(__name__)
+
+# A connection handed over with more bytes than this already read goes through a bridge: one
+# message (proto/cluster.py) never needs more.
+MAX_HANDED_BYTES = cluster.MAX_DATAGRAM - cluster.MAX_JSON - 1024
 
 _bridges: set[asyncio.Task[None]] = set()
 
 
-def hand_over(
-    transport: asyncio.Transport, pending: bytes, ended: bool, limit: int
-) -> tuple[int, bytes, bool]:
+def hand_over(transport: asyncio.Transport, pending: bytes, ended: bool) -> tuple[int, bytes, bool]:
     """The connection as a descriptor for another process, with the bytes and end-of-stream
     that process must see first. The socket itself when it is bare TCP and ``pending`` fits in
-    ``limit`` bytes; else a bridge's far end (the bridge carries ``pending`` itself)."""
-    if bare_tcp(transport) and len(pending) <= limit:
+    one message; else a bridge's far end (the bridge carries ``pending`` itself)."""
+    if bare_tcp(transport) and len(pending) <= MAX_HANDED_BYTES:
         return detach_fd(transport), pending, ended
     near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     held = HoldProtocol()

@@ -27,16 +27,12 @@ from typing import Any
 
 from pyfrp.net.fdlink import FdLink
 from pyfrp.net.handover import hand_over
-from pyfrp.proto import cluster
 from pyfrp.proto.msg import Message, NatHoleReport, NatHoleResp, NatHoleVisitor
 from pyfrp.server.nathole import NatHoleController
 from pyfrp.server.ports import PortError
 from pyfrp.vhost.router import canonical_domain
 
 log = logging.getLogger(__name__)
-
-# A connection handed over with more bytes than this already read goes through a bridge.
-MAX_HANDED_BYTES = cluster.MAX_DATAGRAM - cluster.MAX_JSON - 1024
 
 Adopt = Callable[[str, dict[str, Any], socket.socket, bytes, bool], Awaitable[None]]
 
@@ -257,7 +253,7 @@ class Cluster:
         ended: bool,
     ) -> None:
         """Give a connection (and the bytes already read from it) to worker ``to``."""
-        fd, pending, ended = hand_over(transport, pending, ended, MAX_HANDED_BYTES)
+        fd, pending, ended = hand_over(transport, pending, ended)
         msg = {"op": "conn", "to": to, "kind": kind, "meta": meta, "ended": ended}
         self.send(msg, pending, (fd,))
 
