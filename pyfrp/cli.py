@@ -387,12 +387,14 @@ async def _serve(
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if server.cluster is not None:  # the supervisor gone: stop as on SIGTERM, then exit 1
+        server.cluster.on_lost = stop.set
     # a worker's SIGHUP is its own (the supervisor tells every worker of its own)
     loop.add_signal_handler(signal.SIGHUP, lambda: server.reload(everywhere=worker is None))
     await stop.wait()
     log.info("frps is stopping")
     await server.close()
-    return 0
+    return 1 if server.cluster is not None and server.cluster.lost else 0
 
 
 # ------------------------------------------------------------------------------------- frpc

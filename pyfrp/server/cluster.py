@@ -144,6 +144,9 @@ class Cluster:
         self.reload: Callable[[], object] | None = None
         self.on_route: Callable[[dict[str, Any]], None] | None = None
         self.on_relay: Callable[[dict[str, Any], bytes], None] | None = None
+        # once the worker serves: how it stops when the supervisor is gone (before: the loop)
+        self.on_lost: Callable[[], None] | None = None
+        self.lost = False
 
     def start(self) -> None:
         self._link = FdLink(self._sock, self._received, self._lost)
@@ -155,11 +158,15 @@ class Cluster:
             t.cancel()
 
     def _lost(self) -> None:
+        self.lost = True
         log.error("worker %d: lost the supervisor, exiting", self.index)
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ClusterError("supervisor gone"))
-        asyncio.get_running_loop().stop()
+        if self.on_lost is not None:
+            self.on_lost()
+        else:
+            asyncio.get_running_loop().stop()
 
     # -- requests to the supervisor
     def send(self, msg: dict[str, Any], data: bytes = b"", fds: tuple[int, ...] = ()) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -354,6 +355,19 @@ def test_a_killed_worker_is_restarted_and_its_clients_come_back(pyfrp: Pyfrp, ec
     for c, holder in zip(clients, holders, strict=True):
         logins = c.log().count("login to server success")
         assert logins == (2 if holder == victim else 1), c.log()[-2000:]
+
+
+def test_workers_exit_cleanly_when_the_supervisor_is_killed(pyfrp: Pyfrp) -> None:
+    bind = free_ports(1)[0]
+    frps = _frps(pyfrp, bind)
+    workers = list(_workers(frps).values())
+    os.kill(frps.pid, signal.SIGKILL)
+    frps.wait_log("lost the supervisor, exiting", count=2)
+    end = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < end, "a worker outlived its supervisor"
+        time.sleep(0.05)
+    assert "Traceback" not in frps.log()
 
 
 def test_sighup_reloads_every_worker(pyfrp: Pyfrp) -> None:
