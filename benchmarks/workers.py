@@ -64,7 +64,6 @@ def cluster(
     mux: str, side: str,
 ) -> Iterator[Cluster]:  # fmt: skip
     bind, *remotes = free_ports(1 + clients)
-    streams = 1
     tag = name.replace(" ", "_")
     extra = f"pyfrp.workers = {workers}\n" if workers else ""
     s_cfg = runner.tmp / f"{tag}-s.toml"
@@ -74,7 +73,6 @@ def cluster(
     )
     if side == "client":  # one frpc, one proxy, every stream
         remotes = remotes[:1]
-        clients, streams = 1, clients
     procs = [runner._spawn([*frps, "-c", str(s_cfg)], f"{tag}-frps")]
     try:
         wait_port(bind)
@@ -98,7 +96,7 @@ def cluster(
             yield Cluster(name, remotes, children(pid) if workers > 1 else [pid])
         else:
             pid = procs[1].pid
-            yield Cluster(name, remotes * streams, [pid, *children(pid)])
+            yield Cluster(name, remotes * clients, [pid, *children(pid)])  # load x clients
     finally:
         for p in reversed(procs):
             p.terminate()
